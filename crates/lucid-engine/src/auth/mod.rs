@@ -1,0 +1,224 @@
+//! Authentication shared by every front door: bearer JWTs (HS256, `exp` and `sub` required)
+//! and the internal-key path (`X-User-ID` + `X-Internal-Key`, only when a key is configured).
+
+mod jwt;
+mod local_secret;
+
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use thiserror::Error;
+
+pub use jwt::{issue_token, verify_token, Claims};
+pub use local_secret::load_or_create_local_secret;
+
+/// The authenticated caller. Every engine call takes one; ownership is checked against `id`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub email: Option<String>,
+    /// The bearer token the user came with (forwarded to PostgREST in Supabase mode);
+    /// `None` on the internal-key path.
+    #[serde(skip)]
+    pub raw_jwt: Option<String>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .finish()
+    }
+}
+
+impl User {
+    /// A user known by id only (internal-key path, local CLI).
+    pub fn with_id(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            email: None,
+            raw_jwt: None,
+        }
+    }
+}
+
+/// Why a request is not authenticated. `Missing` maps to 403, everything else to 401.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("Authentication required")]
+    Missing,
+    #[error("Invalid token")]
+    InvalidToken,
+    #[error("Token expired")]
+    Expired,
+    #[error("Token missing sub claim")]
+    MissingSub,
+    #[error("Invalid internal API key")]
+    InvalidInternalKey,
+    #[error("Internal API key authentication is not enabled on this server")]
+    InternalKeyDisabled,
+}
+
+impl AuthError {
+    /// True for "no credentials at all" (403), false for "bad credentials" (401).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, AuthError::Missing)
+    }
+}
+
+/// Credentials as a front door found them.
+#[derive(Debug, Clone, Copy)]
+pub enum Credentials<'a> {
+    Bearer(&'a str),
+    Internal {
+        user_id: &'a str,
+        key: Option<&'a str>,
+    },
+    None,
+}
+
+impl<'a> Credentials<'a> {
+    /// Reads the original's header rules: `Authorization: Bearer` first (a present but invalid
+    /// bearer is final), then `X-User-ID` (+ `X-Internal-Key`), else nothing.
+    pub fn from_headers(
+        authorization: Option<&'a str>,
+        x_user_id: Option<&'a str>,
+        x_internal_key: Option<&'a str>,
+    ) -> Self {
+        if let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ")) {
+            return Credentials::Bearer(token.trim());
+        }
+        match x_user_id.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(user_id) => Credentials::Internal {
+                user_id,
+                key: x_internal_key,
+            },
+            None => Credentials::None,
+        }
+    }
+}
+
+/// Verifies credentials. Built once from the configuration.
+#[derive(Clone)]
+pub struct Authenticator {
+    jwt_secret: Vec<u8>,
+    internal_key: Option<String>,
+}
+
+impl Authenticator {
+    pub fn new(jwt_secret: impl Into<Vec<u8>>, internal_key: Option<String>) -> Self {
+        Self {
+            jwt_secret: jwt_secret.into(),
+            internal_key: internal_key.filter(|k| !k.is_empty()),
+        }
+    }
+
+    pub fn authenticate(&self, credentials: Credentials<'_>) -> Result<User, AuthError> {
+        match credentials {
+            Credentials::Bearer(token) => self.verify_bearer(token),
+            Credentials::Internal { user_id, key } => self.verify_internal(user_id, key),
+            Credentials::None => Err(AuthError::Missing),
+        }
+    }
+
+    pub fn verify_bearer(&self, token: &str) -> Result<User, AuthError> {
+        let claims = verify_token(token, &self.jwt_secret)?;
+        Ok(User {
+            id: claims.sub,
+            email: claims.email,
+            raw_jwt: Some(token.to_string()),
+        })
+    }
+
+    fn verify_internal(&self, user_id: &str, key: Option<&str>) -> Result<User, AuthError> {
+        let expected = self
+            .internal_key
+            .as_deref()
+            .ok_or(AuthError::InternalKeyDisabled)?;
+        let given = key.unwrap_or("");
+        let same_len = given.len() == expected.len();
+        // Compare in constant time; the length check leaks only the length.
+        let equal = same_len && bool::from(given.as_bytes().ct_eq(expected.as_bytes()));
+        if !equal {
+            return Err(AuthError::InvalidInternalKey);
+        }
+        Ok(User::with_id(user_id))
+    }
+
+    /// Issues a token for `user_id` (local mode's `--print-token`, tests).
+    pub fn issue(&self, user_id: &str, ttl: std::time::Duration) -> String {
+        issue_token(user_id, &self.jwt_secret, ttl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn auth() -> Authenticator {
+        Authenticator::new(
+            b"test-secret-0123456789".to_vec(),
+            Some("internal-key".into()),
+        )
+    }
+
+    #[test]
+    fn header_order_prefers_bearer() {
+        let c = Credentials::from_headers(Some("Bearer abc"), Some("u"), Some("k"));
+        assert!(matches!(c, Credentials::Bearer("abc")));
+        let c = Credentials::from_headers(Some("bearer abc"), Some("u"), None);
+        assert!(matches!(
+            c,
+            Credentials::Internal {
+                user_id: "u",
+                key: None
+            }
+        ));
+        assert!(matches!(
+            Credentials::from_headers(None, Some(" "), None),
+            Credentials::None
+        ));
+    }
+
+    #[test]
+    fn issued_tokens_verify() {
+        let a = auth();
+        let t = a.issue("user-1", Duration::from_secs(60));
+        let u = a.authenticate(Credentials::Bearer(&t)).unwrap();
+        assert_eq!(u.id, "user-1");
+        assert_eq!(u.raw_jwt.as_deref(), Some(t.as_str()));
+    }
+
+    #[test]
+    fn internal_key_rules() {
+        let a = auth();
+        let ok = a.authenticate(Credentials::Internal {
+            user_id: "u1",
+            key: Some("internal-key"),
+        });
+        assert_eq!(ok.unwrap().id, "u1");
+        let bad = a.authenticate(Credentials::Internal {
+            user_id: "u1",
+            key: Some("internal-kex"),
+        });
+        assert_eq!(bad.unwrap_err(), AuthError::InvalidInternalKey);
+        let none = a.authenticate(Credentials::Internal {
+            user_id: "u1",
+            key: None,
+        });
+        assert_eq!(none.unwrap_err(), AuthError::InvalidInternalKey);
+        let disabled =
+            Authenticator::new(b"s".to_vec(), None).authenticate(Credentials::Internal {
+                user_id: "u1",
+                key: Some(""),
+            });
+        assert_eq!(disabled.unwrap_err(), AuthError::InternalKeyDisabled);
+    }
+
+    #[test]
+    fn no_credentials_is_missing() {
+        let e = auth().authenticate(Credentials::None).unwrap_err();
+        assert!(e.is_missing());
+    }
+}

@@ -1,0 +1,518 @@
+//! Configuration from the environment and `.env`, with the original engine's variable names.
+//!
+//! [`Config::from_env`] reads the process environment (after loading `.env` from the working
+//! directory without overriding what is already set); [`Config::from_lookup`] takes any
+//! lookup function so tests never touch the process environment.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+use url::Url;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ConfigError {
+    #[error(
+        "Supabase settings are all-or-nothing: {missing} missing (set SUPABASE_URL, SUPABASE_ANON_KEY, SUPABASE_JWT_SECRET and SUPABASE_SERVICE_KEY, or none of them for local mode)"
+    )]
+    PartialSupabase { missing: String },
+    #[error(
+        "SUPABASE_URL must start with https:// (http:// is allowed only for loopback hosts): {0}"
+    )]
+    InsecureSupabaseUrl(String),
+    #[error("{name} is not a valid URL: {value}")]
+    InvalidUrl { name: &'static str, value: String },
+    #[error("{name} has an invalid value {value:?}: {reason}")]
+    InvalidValue {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(
+        "no data directory: set LUCID_DATA_DIR (the OS data directory could not be determined)"
+    )]
+    NoDataDir,
+}
+
+/// Supabase project settings (Supabase mode).
+#[derive(Clone)]
+pub struct SupabaseConfig {
+    pub url: String,
+    pub anon_key: String,
+    pub jwt_secret: String,
+    pub service_key: String,
+}
+
+impl std::fmt::Debug for SupabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupabaseConfig")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the agent's commands run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// One Docker container per session (the default).
+    Docker,
+    /// Plain local processes in the workspace directory: no isolation. Only when chosen explicitly.
+    Local,
+}
+
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub mode: SandboxMode,
+    pub image: String,
+    /// Memory limit in bytes.
+    pub memory_bytes: i64,
+    pub cpu_limit: f64,
+    pub pids_limit: i64,
+    /// Docker network for sandboxes; `None` = the daemon's default bridge.
+    pub network: Option<String>,
+    /// Mount point of the workspace inside the container.
+    pub mount_path: String,
+    pub container_prefix: String,
+    /// Host-side root of workspaces when the engine itself runs in a container.
+    pub host_workspace_path: Option<PathBuf>,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub supabase: Option<SupabaseConfig>,
+    /// Local-mode JWT secret (`LUCID_JWT_SECRET`); when `None` one is generated on first run.
+    pub local_jwt_secret: Option<String>,
+    pub encryption_key: Option<String>,
+    pub internal_api_key: Option<String>,
+    pub anthropic_api_key: Option<String>,
+    pub google_api_key: Option<String>,
+    pub llm_api_key: Option<String>,
+    pub anthropic_base_url: String,
+    pub google_base_url: String,
+    pub llm_base_url: Option<String>,
+    pub llm_model: Option<String>,
+    pub default_provider: String,
+    pub max_iterations: u32,
+    pub conversation_timeout: Duration,
+    pub session_detach_grace: Duration,
+    pub sandbox: SandboxConfig,
+    pub workspace_base: PathBuf,
+    pub allowed_origins: Vec<String>,
+    pub host: String,
+    pub port: u16,
+    pub github_api_url: String,
+    pub gitlab_url: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets are deliberately left out.
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("supabase", &self.supabase)
+            .field("default_provider", &self.default_provider)
+            .field("sandbox", &self.sandbox)
+            .field("workspace_base", &self.workspace_base)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+const SUPABASE_VARS: [&str; 4] = [
+    "SUPABASE_URL",
+    "SUPABASE_ANON_KEY",
+    "SUPABASE_JWT_SECRET",
+    "SUPABASE_SERVICE_KEY",
+];
+
+impl Config {
+    /// Loads `.env` (if present, never overriding the environment) and reads the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds a config from a map of variables (tests, embedding).
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+
+        let supabase = {
+            let present: Vec<_> = SUPABASE_VARS.iter().map(|n| (n, get(n))).collect();
+            let missing: Vec<&str> = present
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(n, _)| **n)
+                .collect();
+            if missing.len() == SUPABASE_VARS.len() {
+                None
+            } else if !missing.is_empty() {
+                return Err(ConfigError::PartialSupabase {
+                    missing: missing.join(", "),
+                });
+            } else {
+                let url = present[0].1.clone().unwrap_or_default();
+                check_https_or_loopback("SUPABASE_URL", &url)
+                    .map_err(|_| ConfigError::InsecureSupabaseUrl(url.clone()))?;
+                Some(SupabaseConfig {
+                    url: url.trim_end_matches('/').to_string(),
+                    anon_key: present[1].1.clone().unwrap_or_default(),
+                    jwt_secret: present[2].1.clone().unwrap_or_default(),
+                    service_key: present[3].1.clone().unwrap_or_default(),
+                })
+            }
+        };
+
+        let data_dir = match get("LUCID_DATA_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => directories::ProjectDirs::from("dev", "lucid", "lucid")
+                .map(|d| d.data_dir().to_path_buf())
+                .ok_or(ConfigError::NoDataDir)?,
+        };
+
+        let workspace_base = get("WORKSPACE_BASE_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("workspaces"));
+
+        let sandbox_mode = match get("SANDBOX_MODE").as_deref().map(str::to_ascii_lowercase) {
+            None => SandboxMode::Docker,
+            Some(m) if m == "docker" => SandboxMode::Docker,
+            Some(m) if m == "local" => SandboxMode::Local,
+            Some(other) => {
+                return Err(ConfigError::InvalidValue {
+                    name: "SANDBOX_MODE",
+                    value: other,
+                    reason: "expected `docker` or `local`".into(),
+                });
+            }
+        };
+
+        let memory = get("SANDBOX_MEMORY_LIMIT").unwrap_or_else(|| "2g".into());
+        let memory_bytes = parse_memory(&memory).ok_or_else(|| ConfigError::InvalidValue {
+            name: "SANDBOX_MEMORY_LIMIT",
+            value: memory.clone(),
+            reason: "expected a size like 512m or 2g".into(),
+        })?;
+
+        let cpu_limit = parse_num::<f64>(&get, "SANDBOX_CPU_LIMIT", 1.0)?;
+        if !(cpu_limit > 0.0 && cpu_limit <= 1024.0) {
+            return Err(ConfigError::InvalidValue {
+                name: "SANDBOX_CPU_LIMIT",
+                value: cpu_limit.to_string(),
+                reason: "must be a positive number of CPUs".into(),
+            });
+        }
+
+        let allowed_origins = get("ALLOWED_ORIGINS")
+            .map(|v| parse_origins(&v))
+            .unwrap_or_else(|| vec!["http://localhost:3000".to_string()]);
+
+        let github_api_url = get("LUCID_GITHUB_API_URL")
+            .unwrap_or_else(|| "https://api.github.com".into())
+            .trim_end_matches('/')
+            .to_string();
+        check_https_or_loopback("LUCID_GITHUB_API_URL", &github_api_url)?;
+        let gitlab_url = get("LUCID_GITLAB_URL")
+            .unwrap_or_else(|| "https://gitlab.com".into())
+            .trim_end_matches('/')
+            .to_string();
+        check_https_or_loopback("LUCID_GITLAB_URL", &gitlab_url)?;
+
+        let anthropic_base_url = base_url(&get, "ANTHROPIC_BASE_URL", "https://api.anthropic.com")?;
+        let google_base_url = base_url(
+            &get,
+            "GOOGLE_BASE_URL",
+            "https://generativelanguage.googleapis.com",
+        )?;
+        let llm_base_url = match get("LLM_BASE_URL") {
+            Some(u) => {
+                parse_url("LLM_BASE_URL", &u)?;
+                Some(u.trim_end_matches('/').to_string())
+            }
+            None => None,
+        };
+
+        let port = parse_num::<u16>(&get, "PORT", 8000)?;
+
+        Ok(Config {
+            data_dir,
+            supabase,
+            local_jwt_secret: get("LUCID_JWT_SECRET"),
+            encryption_key: get("ENCRYPTION_KEY"),
+            internal_api_key: get("INTERNAL_API_KEY"),
+            anthropic_api_key: get("ANTHROPIC_API_KEY"),
+            google_api_key: get("GOOGLE_API_KEY"),
+            llm_api_key: get("LLM_API_KEY"),
+            anthropic_base_url,
+            google_base_url,
+            llm_base_url,
+            llm_model: get("LLM_MODEL"),
+            default_provider: get("DEFAULT_MODEL_PROVIDER")
+                .unwrap_or_else(|| "anthropic".into())
+                .to_ascii_lowercase(),
+            max_iterations: parse_num::<u32>(&get, "MAX_ITERATIONS", 50)?.max(1),
+            conversation_timeout: Duration::from_secs(parse_num::<u64>(
+                &get,
+                "CONVERSATION_TIMEOUT",
+                1800,
+            )?),
+            session_detach_grace: Duration::from_secs(parse_num::<u64>(
+                &get,
+                "SESSION_DETACH_GRACE_SECS",
+                300,
+            )?),
+            sandbox: SandboxConfig {
+                mode: sandbox_mode,
+                image: get("SANDBOX_IMAGE")
+                    .unwrap_or_else(|| "nikolaik/python-nodejs:python3.11-nodejs20".into()),
+                memory_bytes,
+                cpu_limit,
+                pids_limit: parse_num::<i64>(&get, "SANDBOX_PIDS_LIMIT", 512)?,
+                network: get("DOCKER_NETWORK"),
+                mount_path: get("WORKSPACE_MOUNT_PATH").unwrap_or_else(|| "/workspace".into()),
+                container_prefix: get("SANDBOX_CONTAINER_PREFIX")
+                    .unwrap_or_else(|| "lucid-sandbox-".into()),
+                host_workspace_path: get("HOST_WORKSPACE_PATH").map(PathBuf::from),
+            },
+            workspace_base,
+            allowed_origins,
+            host: get("HOST").unwrap_or_else(|| "127.0.0.1".into()),
+            port,
+            github_api_url,
+            gitlab_url,
+        })
+    }
+
+    /// True when no Supabase project is configured.
+    pub fn is_local_mode(&self) -> bool {
+        self.supabase.is_none()
+    }
+
+    /// Path of the embedded SQLite database.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("lucid.sqlite3")
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| ConfigError::InvalidValue {
+            name,
+            value: v.clone(),
+            reason: "not a valid number".into(),
+        }),
+    }
+}
+
+fn base_url(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let value = get(name).unwrap_or_else(|| default.to_string());
+    parse_url(name, &value)?;
+    Ok(value.trim_end_matches('/').to_string())
+}
+
+fn parse_url(name: &'static str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|_| ConfigError::InvalidUrl {
+        name,
+        value: value.to_string(),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError::InvalidUrl {
+            name,
+            value: value.to_string(),
+        });
+    }
+    Ok(url)
+}
+
+/// Accepts `https://` URLs, and `http://` only when the host is a loopback address.
+pub fn check_https_or_loopback(name: &'static str, value: &str) -> Result<(), ConfigError> {
+    let url = parse_url(name, value)?;
+    if url.scheme() == "https" || is_loopback_host(&url) {
+        Ok(())
+    } else {
+        Err(ConfigError::InvalidValue {
+            name,
+            value: value.to_string(),
+            reason: "must use https:// (http:// only for loopback hosts)".into(),
+        })
+    }
+}
+
+/// Whether a URL points at this machine (`localhost`, 127.0.0.0/8, ::1).
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Comma-separated origins, trimmed, empty entries dropped, trailing slashes removed.
+pub fn parse_origins(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|s| s.trim().trim_end_matches('/').to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Parses docker-style sizes: `512m`, `2g`, `1024k`, `1073741824`, `2gb`.
+pub fn parse_memory(value: &str) -> Option<i64> {
+    let v = value.trim().to_ascii_lowercase();
+    let v = v.strip_suffix('b').unwrap_or(&v);
+    let (num, mult) = match v.chars().last()? {
+        'k' => (&v[..v.len() - 1], 1024i64),
+        'm' => (&v[..v.len() - 1], 1024 * 1024),
+        'g' => (&v[..v.len() - 1], 1024 * 1024 * 1024),
+        c if c.is_ascii_digit() => (v, 1),
+        _ => return None,
+    };
+    let n: f64 = num.trim().parse().ok()?;
+    if n <= 0.0 {
+        return None;
+    }
+    Some((n * mult as f64) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        map.entry("LUCID_DATA_DIR".into())
+            .or_insert_with(|| "/tmp/lucid-test".into());
+        Config::from_map(&map)
+    }
+
+    #[test]
+    fn empty_environment_is_local_mode_with_defaults() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.is_local_mode());
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.host, "127.0.0.1");
+        assert_eq!(c.max_iterations, 50);
+        assert_eq!(c.sandbox.mount_path, "/workspace");
+        assert_eq!(c.sandbox.memory_bytes, 2 * 1024 * 1024 * 1024);
+        assert_eq!(c.allowed_origins, vec!["http://localhost:3000"]);
+        assert_eq!(
+            c.workspace_base,
+            PathBuf::from("/tmp/lucid-test/workspaces")
+        );
+    }
+
+    #[test]
+    fn partial_supabase_names_the_missing_settings() {
+        let err = cfg(&[
+            ("SUPABASE_URL", "https://x.supabase.co"),
+            ("SUPABASE_ANON_KEY", "a"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::PartialSupabase {
+                missing: "SUPABASE_JWT_SECRET, SUPABASE_SERVICE_KEY".into()
+            }
+        );
+        assert!(err
+            .to_string()
+            .contains("SUPABASE_JWT_SECRET, SUPABASE_SERVICE_KEY missing"));
+    }
+
+    #[test]
+    fn supabase_url_must_be_https_unless_loopback() {
+        let all = |url: &'static str| {
+            cfg(&[
+                ("SUPABASE_URL", url),
+                ("SUPABASE_ANON_KEY", "a"),
+                ("SUPABASE_JWT_SECRET", "s"),
+                ("SUPABASE_SERVICE_KEY", "k"),
+            ])
+        };
+        assert!(matches!(
+            all("http://example.com"),
+            Err(ConfigError::InsecureSupabaseUrl(_))
+        ));
+        assert!(all("http://127.0.0.1:54321").unwrap().supabase.is_some());
+        assert!(all("http://localhost:54321").is_ok());
+        assert!(all("https://abc.supabase.co/")
+            .unwrap()
+            .supabase
+            .unwrap()
+            .url
+            .ends_with(".co"));
+    }
+
+    #[test]
+    fn allowed_origins_are_comma_separated() {
+        let c = cfg(&[(
+            "ALLOWED_ORIGINS",
+            "http://localhost:3000, http://frontend:3000/ ,",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.allowed_origins,
+            vec!["http://localhost:3000", "http://frontend:3000"]
+        );
+    }
+
+    #[test]
+    fn bad_numbers_and_modes_are_clear_errors() {
+        assert!(cfg(&[("PORT", "eighty")])
+            .unwrap_err()
+            .to_string()
+            .contains("PORT"));
+        assert!(cfg(&[("SANDBOX_MODE", "vm")])
+            .unwrap_err()
+            .to_string()
+            .contains("SANDBOX_MODE"));
+        assert!(cfg(&[("SANDBOX_MEMORY_LIMIT", "lots")]).is_err());
+        assert!(cfg(&[("LUCID_GITHUB_API_URL", "http://github.example")]).is_err());
+        assert!(cfg(&[("LUCID_GITHUB_API_URL", "http://127.0.0.1:9")]).is_ok());
+    }
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("512m"), Some(512 * 1024 * 1024));
+        assert_eq!(parse_memory("1G"), Some(1024 * 1024 * 1024));
+        assert_eq!(parse_memory("64mb"), Some(64 * 1024 * 1024));
+        assert_eq!(parse_memory("4096"), Some(4096));
+        assert_eq!(parse_memory("-1g"), None);
+        assert_eq!(parse_memory(""), None);
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let c = cfg(&[
+            ("ENCRYPTION_KEY", "super-secret-value"),
+            ("LLM_API_KEY", "sk-hidden"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("super-secret-value"));
+        assert!(!shown.contains("sk-hidden"));
+    }
+}

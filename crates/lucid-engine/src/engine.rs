@@ -1,0 +1,2 @@
+//! Engine facade.
+pub struct Engine;

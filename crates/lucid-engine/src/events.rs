@@ -1,0 +1,384 @@
+//! The session event model. Every agent step becomes an [`Event`] with a per-session,
+//! gap-free `seq`; the event log is the source of truth for live streams, replay and history.
+//!
+//! [`Event::to_wire`] renders the original engine's `agent_event` / `status` frames (plus
+//! `seq` and `sessionId`); [`Event::chat_role`], [`Event::content`] and
+//! [`Event::event_type`] give the stored chat-message view of the same event.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// Display truncation of `content` on the wire (the stored event keeps the full text).
+pub const WIRE_CONTENT_MAX_CHARS: usize = 2000;
+/// Display truncation of `thought` on the wire.
+pub const WIRE_THOUGHT_MAX_CHARS: usize = 1000;
+
+/// Lifecycle of a session as reported in `status` events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    Initializing,
+    Ready,
+    Running,
+    Completed,
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initializing => "initializing",
+            Self::Ready => "ready",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Token usage of one LLM step plus the session's running totals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageReport {
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub total_input_tokens: u64,
+    pub total_output_tokens: u64,
+    pub total_cached_input_tokens: u64,
+    /// Estimated cost in USD for the session so far, when the model's price is known.
+    pub total_cost_usd: Option<f64>,
+}
+
+/// What happened. Tool-related variants carry the LLM's tool-call id so results pair with calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    Status {
+        status: SessionStatus,
+        message: String,
+    },
+    UserMessage {
+        content: String,
+        follow_up: bool,
+    },
+    AssistantMessage {
+        content: String,
+    },
+    Thought {
+        call_id: String,
+        thought: String,
+    },
+    CommandRun {
+        call_id: String,
+        command: String,
+    },
+    CommandOutput {
+        call_id: String,
+        command: String,
+        output: String,
+        exit_code: Option<i64>,
+        /// Bytes the command printed in total (the stored output may be capped).
+        total_bytes: u64,
+        timed_out: bool,
+        interrupted: bool,
+    },
+    FileEdit {
+        call_id: String,
+        command: String,
+        path: String,
+    },
+    FileEditResult {
+        call_id: String,
+        command: String,
+        path: String,
+        output: String,
+        ok: bool,
+    },
+    Finish {
+        call_id: String,
+        message: String,
+    },
+    Usage(UsageReport),
+    /// Progress of sandbox preparation (image pull, clone).
+    Progress {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
+}
+
+/// One entry of a session's event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub session_id: String,
+    pub seq: u64,
+    pub timestamp: DateTime<Utc>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl Event {
+    pub fn new(session_id: impl Into<String>, seq: u64, kind: EventKind) -> Self {
+        Self {
+            session_id: session_id.into(),
+            seq,
+            timestamp: Utc::now(),
+            kind,
+        }
+    }
+
+    /// The original engine's coarse category: `action`, `observation`, `error` or `state`.
+    pub fn category(&self) -> &'static str {
+        match &self.kind {
+            EventKind::Status { .. } | EventKind::Usage(_) | EventKind::Progress { .. } => "state",
+            EventKind::UserMessage { .. }
+            | EventKind::AssistantMessage { .. }
+            | EventKind::Thought { .. }
+            | EventKind::CommandRun { .. }
+            | EventKind::FileEdit { .. }
+            | EventKind::Finish { .. } => "action",
+            EventKind::CommandOutput { .. } | EventKind::FileEditResult { .. } => "observation",
+            EventKind::Error { .. } => "error",
+        }
+    }
+
+    /// The `eventType` name, in the style of the original's event classes.
+    pub fn event_type(&self) -> &'static str {
+        match &self.kind {
+            EventKind::Status { .. } => "AgentStateChanged",
+            EventKind::UserMessage {
+                follow_up: false, ..
+            } => "InitialTask",
+            EventKind::UserMessage {
+                follow_up: true, ..
+            } => "FollowUp",
+            EventKind::AssistantMessage { .. } => "MessageAction",
+            EventKind::Thought { .. } => "ThinkAction",
+            EventKind::CommandRun { .. } => "CmdRunAction",
+            EventKind::CommandOutput { .. } => "CmdOutputObservation",
+            EventKind::FileEdit { command, .. } if command == "create" => "FileWriteAction",
+            EventKind::FileEdit { command, .. } if command == "view" => "FileReadAction",
+            EventKind::FileEdit { .. } => "FileEditAction",
+            EventKind::FileEditResult { command, .. } if command == "create" => {
+                "FileWriteObservation"
+            }
+            EventKind::FileEditResult { command, .. } if command == "view" => "FileReadObservation",
+            EventKind::FileEditResult { .. } => "FileEditObservation",
+            EventKind::Finish { .. } => "AgentFinishAction",
+            EventKind::Usage(_) => "UsageUpdate",
+            EventKind::Progress { .. } => "ProgressUpdate",
+            EventKind::Error { .. } => "AgentErrorEvent",
+        }
+    }
+
+    /// Role of the event in the chat history: `user`, `assistant` or `system`.
+    pub fn chat_role(&self) -> &'static str {
+        match &self.kind {
+            EventKind::UserMessage { .. } => "user",
+            EventKind::Status { .. } | EventKind::Usage(_) | EventKind::Progress { .. } => "system",
+            _ => "assistant",
+        }
+    }
+
+    /// The full (untruncated) human-readable content of the event.
+    pub fn content(&self) -> String {
+        match &self.kind {
+            EventKind::Status { message, .. } => message.clone(),
+            EventKind::UserMessage { content, .. } => content.clone(),
+            EventKind::AssistantMessage { content } => content.clone(),
+            EventKind::Thought { thought, .. } => thought.clone(),
+            EventKind::CommandRun { command, .. } => command.clone(),
+            EventKind::CommandOutput { output, .. } => output.clone(),
+            EventKind::FileEdit { command, path, .. } => format!("{command} {path}"),
+            EventKind::FileEditResult { output, .. } => output.clone(),
+            EventKind::Finish { message, .. } => message.clone(),
+            EventKind::Usage(u) => {
+                let cost = u
+                    .total_cost_usd
+                    .map(|c| format!(", ${c:.4}"))
+                    .unwrap_or_default();
+                format!(
+                    "{} in / {} out tokens ({} cached){}",
+                    u.total_input_tokens, u.total_output_tokens, u.total_cached_input_tokens, cost
+                )
+            }
+            EventKind::Progress { message } => message.clone(),
+            EventKind::Error { message } => message.clone(),
+        }
+    }
+
+    /// Whether this event may have changed files in the workspace (drives `file_tree` pushes).
+    pub fn may_change_files(&self) -> bool {
+        match &self.kind {
+            EventKind::FileEditResult { command, ok, .. } => *ok && command != "view",
+            EventKind::CommandOutput { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Structured fields stored beside the content (`metadata_json`).
+    pub fn metadata(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut v {
+            map.remove("timestamp");
+            map.remove("sessionId");
+        }
+        v
+    }
+
+    /// Rebuilds an event from its stored metadata (the inverse of [`Event::metadata`]).
+    pub fn from_metadata(
+        session_id: &str,
+        timestamp: DateTime<Utc>,
+        metadata: &Value,
+    ) -> Option<Event> {
+        let mut map = metadata.as_object()?.clone();
+        map.insert("sessionId".into(), Value::String(session_id.to_string()));
+        map.insert(
+            "timestamp".into(),
+            Value::String(timestamp.to_rfc3339_opts(SecondsFormat::Micros, true)),
+        );
+        serde_json::from_value(Value::Object(map)).ok()
+    }
+
+    /// The WebSocket frame: `status` for status changes, `agent_event` for everything else.
+    pub fn to_wire(&self) -> Value {
+        let timestamp = self.timestamp.to_rfc3339_opts(SecondsFormat::Micros, false);
+        if let EventKind::Status { status, message } = &self.kind {
+            return json!({
+                "type": "status",
+                "status": status.as_str(),
+                "message": message,
+                "timestamp": timestamp,
+                "seq": self.seq,
+                "sessionId": self.session_id,
+            });
+        }
+        let mut m = Map::new();
+        m.insert("type".into(), json!("agent_event"));
+        m.insert("event".into(), json!(self.category()));
+        m.insert("eventType".into(), json!(self.event_type()));
+        m.insert(
+            "content".into(),
+            json!(truncate_chars(&self.content(), WIRE_CONTENT_MAX_CHARS)),
+        );
+        m.insert("timestamp".into(), json!(timestamp));
+        m.insert("seq".into(), json!(self.seq));
+        m.insert("sessionId".into(), json!(self.session_id));
+        match &self.kind {
+            EventKind::CommandRun { command, .. } => {
+                m.insert("command".into(), json!(command));
+            }
+            EventKind::CommandOutput {
+                command, exit_code, ..
+            } => {
+                m.insert("command".into(), json!(command));
+                m.insert("exitCode".into(), json!(exit_code));
+            }
+            EventKind::FileEdit { path, .. } | EventKind::FileEditResult { path, .. } => {
+                m.insert("path".into(), json!(path));
+            }
+            EventKind::Thought { thought, .. } => {
+                m.insert(
+                    "thought".into(),
+                    json!(truncate_chars(thought, WIRE_THOUGHT_MAX_CHARS)),
+                );
+            }
+            EventKind::Usage(u) => {
+                m.insert(
+                    "usage".into(),
+                    serde_json::to_value(u).unwrap_or(Value::Null),
+                );
+            }
+            _ => {}
+        }
+        Value::Object(m)
+    }
+}
+
+/// Truncates to at most `max` characters (not bytes), never splitting a character.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((idx, _)) => s[..idx].to_string(),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_output_wire_shape_matches_the_original() {
+        let e = Event::new(
+            "s1",
+            7,
+            EventKind::CommandOutput {
+                call_id: "c".into(),
+                command: "python hello.py".into(),
+                output: "x".repeat(5000),
+                exit_code: Some(0),
+                total_bytes: 5000,
+                timed_out: false,
+                interrupted: false,
+            },
+        );
+        let w = e.to_wire();
+        assert_eq!(w["type"], "agent_event");
+        assert_eq!(w["event"], "observation");
+        assert_eq!(w["eventType"], "CmdOutputObservation");
+        assert_eq!(w["content"].as_str().unwrap().len(), WIRE_CONTENT_MAX_CHARS);
+        assert_eq!(w["exitCode"], 0);
+        assert_eq!(w["seq"], 7);
+        assert_eq!(w["sessionId"], "s1");
+        assert!(w["timestamp"].as_str().unwrap().ends_with("+00:00"));
+        // The stored form keeps everything.
+        assert_eq!(e.content().len(), 5000);
+    }
+
+    #[test]
+    fn status_is_a_status_frame() {
+        let e = Event::new(
+            "s",
+            1,
+            EventKind::Status {
+                status: SessionStatus::Ready,
+                message: "ready".into(),
+            },
+        );
+        let w = e.to_wire();
+        assert_eq!(w["type"], "status");
+        assert_eq!(w["status"], "ready");
+        assert_eq!(e.chat_role(), "system");
+    }
+
+    #[test]
+    fn metadata_round_trips() {
+        let e = Event::new(
+            "s",
+            3,
+            EventKind::Thought {
+                call_id: "t1".into(),
+                thought: "think ✓".into(),
+            },
+        );
+        let back = Event::from_metadata("s", e.timestamp, &e.metadata()).unwrap();
+        assert_eq!(back.kind, e.kind);
+        assert_eq!(back.seq, 3);
+    }
+
+    #[test]
+    fn truncation_respects_characters() {
+        assert_eq!(truncate_chars("ééé", 2), "éé");
+        assert_eq!(truncate_chars("ab", 5), "ab");
+    }
+}

@@ -1,0 +1,132 @@
+//! LLM providers behind one interface: Anthropic Messages ([`anthropic`]), Google Gemini
+//! ([`gemini`]) and any OpenAI-compatible chat-completions endpoint ([`openai_compat`]).
+//!
+//! The agent speaks the provider-neutral types below; each client translates them to its wire
+//! format. Cancellation is by dropping the future (the HTTP request is aborted).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+pub mod anthropic;
+pub mod gemini;
+pub mod openai_compat;
+pub mod provider;
+pub mod retry;
+
+/// A tool the model may call; `parameters` is a JSON Schema object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    pub parameters: Value,
+}
+
+/// A tool call requested by the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// Provider id of the call (synthesised for providers without ids, e.g. Gemini).
+    pub id: String,
+    pub name: String,
+    /// Parsed arguments (an object); malformed argument JSON becomes `{"_raw": "..."}`.
+    pub arguments: Value,
+}
+
+/// One conversation turn in provider-neutral form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Message {
+    User {
+        content: String,
+    },
+    Assistant {
+        text: Option<String>,
+        tool_calls: Vec<ToolCall>,
+    },
+    /// The result of a tool call, paired with the call by `call_id` (and `name` for Gemini).
+    Tool {
+        call_id: String,
+        name: String,
+        content: String,
+        is_error: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmRequest {
+    pub model: String,
+    /// Stable system prompt (marked for prompt caching where the provider supports it).
+    pub system: String,
+    pub messages: Vec<Message>,
+    pub tools: Vec<ToolSpec>,
+    pub max_tokens: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Input tokens served from the provider's prompt cache.
+    pub cached_input_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmResponse {
+    pub text: Option<String>,
+    pub tool_calls: Vec<ToolCall>,
+    pub usage: Usage,
+    /// Provider stop reason as reported (`end_turn`, `tool_use`, `STOP`, `stop`, ...).
+    pub stop_reason: Option<String>,
+}
+
+#[derive(Debug, Error)]
+pub enum LlmError {
+    /// 401/403: the key is wrong. Never retried.
+    #[error("the {provider} API rejected the API key ({status}): {message}")]
+    Auth {
+        provider: &'static str,
+        status: u16,
+        message: String,
+    },
+    /// 400/404/422: the request is wrong (model name, payload). Never retried.
+    #[error("the {provider} API rejected the request ({status}): {message}")]
+    BadRequest {
+        provider: &'static str,
+        status: u16,
+        message: String,
+    },
+    /// 429/5xx after all retries.
+    #[error("the {provider} API is unavailable ({status}) after {attempts} attempts: {message}")]
+    Unavailable {
+        provider: &'static str,
+        status: u16,
+        attempts: u32,
+        message: String,
+    },
+    #[error("could not reach the {provider} API: {message}")]
+    Network {
+        provider: &'static str,
+        message: String,
+    },
+    #[error("the {provider} API sent a response Lucid could not read: {message}")]
+    InvalidResponse {
+        provider: &'static str,
+        message: String,
+    },
+    #[error("no API key for {provider}: set {env} or pass an API key with the task")]
+    MissingKey {
+        provider: &'static str,
+        env: &'static str,
+    },
+    #[error("unsupported model provider '{0}'. Choose from: anthropic, google, openai")]
+    UnsupportedProvider(String),
+}
+
+/// A chat model that can call tools.
+#[async_trait]
+pub trait LlmClient: Send + Sync {
+    /// Provider key (`anthropic`, `google`, `openai`).
+    fn provider(&self) -> &'static str;
+    async fn complete(&self, request: &LlmRequest) -> Result<LlmResponse, LlmError>;
+}

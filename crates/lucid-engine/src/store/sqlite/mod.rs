@@ -1,0 +1,4 @@
+//! Embedded SQLite store.
+
+/// The embedded store.
+pub struct SqliteStore;

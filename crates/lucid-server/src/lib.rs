@@ -1,0 +1,1 @@
+//! Lucid headless server: the REST + WebSocket front door over the engine, and the `lucid` CLI.

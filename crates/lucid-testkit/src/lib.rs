@@ -1,0 +1,7 @@
+//! Wire-level fakes and fixtures for Lucid's tests: a scripted LLM server speaking the
+//! Anthropic, Gemini and OpenAI-compatible formats ([`llm`]), fake GitHub/GitLab APIs
+//! ([`forge`]), the local sandbox test image ([`image`]), and small helpers.
+
+pub mod forge;
+pub mod image;
+pub mod llm;
