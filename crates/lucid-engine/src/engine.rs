@@ -1,2 +1,295 @@
-//! Engine facade.
-pub struct Engine;
+//! The engine facade: built once from a [`Config`], shared by the front doors. Every call takes
+//! the authenticated [`User`]; ownership is checked here (or in the services), never only in a
+//! front door.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::auth::{AuthError, Authenticator, Credentials, User};
+use crate::chats::Chats;
+use crate::config::Config;
+use crate::error::{EngineError, EngineResult, ErrorKind};
+use crate::files::{self, FileContent, FileNode, TreeLimits};
+use crate::integrations::{CreatePrRequest, CreatePrResponse, Integrations};
+use crate::sessions::{SandboxBackend, SessionDeps, Sessions};
+use crate::store::{SqliteStore, Store};
+
+/// The user of local mode (no accounts): `lucid run` and `lucid serve --print-token` act as it.
+pub const LOCAL_USER_ID: &str = "local";
+/// Largest file the files API returns.
+pub const FILE_READ_MAX_BYTES: u64 = 1024 * 1024;
+
+/// `GET /` service information, in the original's shape plus Lucid's own fields.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ServiceInfo {
+    pub service: String,
+    pub version: String,
+    pub status: String,
+    /// Whether a real agent is available (the original reported its OpenHands SDK here).
+    pub openhands_available: bool,
+    pub docker_available: bool,
+    pub active_sandboxes: usize,
+    pub active_sessions: usize,
+    pub llm_model: String,
+    /// `local` or `supabase`.
+    pub mode: String,
+    /// `docker`, `local` (no isolation) or `unavailable`.
+    pub sandbox: String,
+    pub lucid_version: String,
+}
+
+/// Issues a bearer token for local mode (`lucid serve --print-token`) without starting an
+/// engine: reads (or creates) the local secret.
+pub fn issue_local_token(config: &Config, user_id: &str, ttl: Duration) -> EngineResult<String> {
+    if !config.is_local_mode() {
+        return Err(EngineError::bad_request(
+            "Tokens are issued by Supabase Auth in Supabase mode; sign in instead.",
+        ));
+    }
+    if !crate::workspace::is_safe_id(user_id) {
+        return Err(EngineError::bad_request(
+            "User ids may contain only letters, digits, '-' and '_'.",
+        ));
+    }
+    let secret = local_jwt_secret(config)?;
+    Ok(crate::auth::issue_token(user_id, secret.as_bytes(), ttl))
+}
+
+fn local_jwt_secret(config: &Config) -> EngineResult<String> {
+    match &config.local_jwt_secret {
+        Some(secret) => Ok(secret.clone()),
+        None => crate::auth::load_or_create_local_secret(&config.data_dir)
+            .map_err(|e| EngineError::unavailable(format!("cannot store the local secret: {e}"))),
+    }
+}
+
+pub struct Engine {
+    config: Config,
+    auth: Authenticator,
+    store: Arc<dyn Store>,
+    chats: Chats,
+    integrations: Arc<Integrations>,
+    sessions: Sessions,
+    backend: Arc<SandboxBackend>,
+    /// Cached Docker availability for `GET /` (refreshed in the background).
+    docker_up: Arc<Mutex<(bool, std::time::Instant)>>,
+}
+
+impl Engine {
+    /// Opens the store, reaps what a crashed previous run left, connects to Docker.
+    pub async fn start(config: Config) -> EngineResult<Arc<Engine>> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            EngineError::unavailable(format!(
+                "cannot create the data directory {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let jwt_secret = match &config.supabase {
+            Some(supabase) => supabase.jwt_secret.clone(),
+            None => local_jwt_secret(&config)?,
+        };
+        let auth = Authenticator::new(jwt_secret.into_bytes(), config.internal_api_key.clone());
+
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_path())?);
+        let stale = store.deactivate_all_chats().await?;
+        if stale > 0 {
+            tracing::info!(count = stale, "marked sessions of a previous run inactive");
+        }
+
+        let instance_id = crate::sandbox::docker::load_or_create_instance_id(&config.data_dir)
+            .map_err(|e| EngineError::unavailable(format!("cannot store the instance id: {e}")))?;
+        let backend = Arc::new(SandboxBackend::connect(&config, instance_id).await);
+        let docker_up = backend.is_docker_available().await;
+
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("lucid/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| EngineError::internal(format!("HTTP client: {e}")))?;
+        let integrations = Arc::new(Integrations::new(Arc::clone(&store), &config));
+        let chats = Chats::new(Arc::clone(&store), config.workspace_base.clone());
+        let deps = Arc::new(SessionDeps {
+            config: config.clone(),
+            store: Arc::clone(&store),
+            backend: Arc::clone(&backend),
+            integrations: Arc::clone(&integrations),
+            http,
+            workspace_base: config.workspace_base.clone(),
+            live: Arc::new(Mutex::new(Default::default())),
+        });
+        Ok(Arc::new(Engine {
+            config,
+            auth,
+            store,
+            chats,
+            integrations,
+            sessions: Sessions::new(deps),
+            backend,
+            docker_up: Arc::new(Mutex::new((docker_up, std::time::Instant::now()))),
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn authenticate(&self, credentials: Credentials<'_>) -> Result<User, AuthError> {
+        self.auth.authenticate(credentials)
+    }
+
+    pub fn chats(&self) -> &Chats {
+        &self.chats
+    }
+
+    pub fn integrations(&self) -> &Integrations {
+        &self.integrations
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Deletes a chat: stops its session if it is still running, then deletes the history and
+    /// the workspace.
+    pub async fn delete_chat(&self, user: &User, chat_id: &str) -> EngineResult<()> {
+        if let Some(chat) = self.store.get_chat(user, chat_id).await? {
+            if let Some(session_id) = &chat.agent_session_id {
+                match self.sessions.destroy(user, session_id).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.chats.delete(user, chat_id).await.map(|_| ())
+    }
+
+    /// The file tree of a session's workspace.
+    pub async fn list_files(&self, user: &User, session_id: &str) -> EngineResult<Vec<FileNode>> {
+        let root = self.existing_workspace(user, session_id).await?;
+        tokio::task::spawn_blocking(move || files::build_tree(&root, TreeLimits::default()))
+            .await
+            .map_err(|e| EngineError::internal(format!("file tree task failed: {e}")))?
+            .map(|tree| tree.nodes)
+            .map_err(EngineError::from)
+    }
+
+    /// A file of a session's workspace (`/x` and `/workspace/x` forms).
+    pub async fn read_file(
+        &self,
+        user: &User,
+        session_id: &str,
+        path: &str,
+    ) -> EngineResult<FileContent> {
+        let root = self.existing_workspace(user, session_id).await?;
+        let mount = self.config.sandbox.mount_path.clone();
+        let path = path.to_string();
+        tokio::task::spawn_blocking(move || {
+            files::read_file(&root, &mount, &path, FILE_READ_MAX_BYTES)
+        })
+        .await
+        .map_err(|e| EngineError::internal(format!("file read task failed: {e}")))?
+        .map_err(EngineError::from)
+    }
+
+    async fn existing_workspace(&self, user: &User, session_id: &str) -> EngineResult<PathBuf> {
+        let root = self.sessions.workspace_of(user, session_id).await?;
+        if !root.is_dir() {
+            return Err(EngineError::not_found(format!("Session {session_id} not found.")));
+        }
+        Ok(root)
+    }
+
+    /// Opens a PR/MR. With `sessionId`, the session's changes are first committed on
+    /// `lucid/<short-id>` and pushed from the host with the stored token.
+    pub async fn create_pr(
+        &self,
+        user: &User,
+        provider: &str,
+        mut req: CreatePrRequest,
+    ) -> EngineResult<CreatePrResponse> {
+        let Some(session_id) = req.session_id.clone().filter(|s| !s.is_empty()) else {
+            return self.integrations.create_pr(user, provider, req).await;
+        };
+        let workspace = self.existing_workspace(user, &session_id).await?;
+        let creds = self.integrations.credentials(user, provider).await?.ok_or_else(|| {
+            let p = provider.trim().to_ascii_lowercase();
+            EngineError::not_found(format!(
+                "No {p} token saved. Add one via POST /api/v1/integrations first."
+            ))
+        })?;
+        if req.repo_url.trim().is_empty() {
+            req.repo_url = crate::git::origin_url(&workspace)
+                .await
+                .map_err(|e| EngineError::bad_request(e.to_string()))?
+                .ok_or_else(|| {
+                    EngineError::bad_request("The session's workspace has no origin repository.")
+                })?;
+        }
+        let branch = crate::git::branch_for_session(&session_id);
+        let identity = creds.git_identity();
+        let title = if req.title.trim().is_empty() {
+            "Changes by Lucid".to_string()
+        } else {
+            req.title.clone()
+        };
+        crate::git::commit_all(&workspace, &branch, &identity, &title)
+            .await
+            .map_err(|e| EngineError::bad_request(format!("Could not commit the changes: {e}")))?;
+        crate::git::push_branch(&workspace, &branch, Some(&creds.clone().into_git_credentials()))
+            .await
+            .map_err(|e| EngineError::upstream(format!("Could not push {branch}: {e}")))?;
+        req.branch = branch;
+        req.title = title;
+        self.integrations.create_pr(user, provider, req).await
+    }
+
+    /// `GET /` information. Docker availability is checked at most every 5 s, off the caller's
+    /// path.
+    pub async fn service_info(&self) -> ServiceInfo {
+        let docker_available = self.docker_available().await;
+        let sandbox = match self.backend.as_ref() {
+            SandboxBackend::Docker(_) => "docker",
+            SandboxBackend::Local => "local",
+            SandboxBackend::Unavailable(_) => "unavailable",
+        };
+        ServiceInfo {
+            service: "Lucid AI Engine".into(),
+            version: "1.0.0".into(),
+            status: "healthy".into(),
+            openhands_available: !matches!(self.backend.as_ref(), SandboxBackend::Unavailable(_)),
+            docker_available,
+            active_sandboxes: self.backend.active_sandboxes(),
+            active_sessions: self.sessions.active_count(),
+            llm_model: crate::llm::provider::default_model_name(&self.config),
+            mode: if self.config.is_local_mode() { "local" } else { "supabase" }.into(),
+            sandbox: sandbox.into(),
+            lucid_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    async fn docker_available(&self) -> bool {
+        let (cached, at) = *self.docker_up.lock().expect("docker cache poisoned");
+        if at.elapsed() < Duration::from_secs(5) {
+            return cached;
+        }
+        let fresh = tokio::time::timeout(Duration::from_secs(2), self.backend.is_docker_available())
+            .await
+            .unwrap_or(false);
+        *self.docker_up.lock().expect("docker cache poisoned") = (fresh, std::time::Instant::now());
+        fresh
+    }
+
+    /// Stops every session and removes this instance's sandboxes.
+    pub async fn shutdown(&self) {
+        self.sessions.shutdown_all().await;
+        self.backend.shutdown().await;
+    }
+}

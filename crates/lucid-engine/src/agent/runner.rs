@@ -1,0 +1,445 @@
+//! The tool-calling loop: ask the model, run the tools it calls in the sandbox, feed the
+//! results back, until it finishes, replies without tools, or a limit is hit. Every step
+//! becomes typed events; stop (the cancellation token) interrupts the LLM request and the
+//! running command.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::editor::Editor;
+use super::stuck::StuckDetector;
+use super::tools::{self, EXECUTE_BASH, FINISH, STR_REPLACE_EDITOR, THINK};
+use super::truncate::truncate_for_model;
+use crate::error::EngineResult;
+use crate::events::{EventKind, UsageReport};
+use crate::llm::provider::estimate_cost_usd;
+use crate::llm::{LlmClient, LlmError, LlmRequest, Message, ToolCall, Usage};
+use crate::sandbox::Sandbox;
+
+/// Characters of a tool result the model sees (head and tail kept).
+pub const MODEL_OUTPUT_MAX_CHARS: usize = 30_000;
+/// Grace given to a command after an interrupt before the agent stops waiting for it.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
+
+/// Where the agent's events go (the session's event log).
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    async fn emit(&self, kind: EventKind) -> EngineResult<u64>;
+}
+
+#[async_trait]
+impl EventSink for crate::sessions::event_log::EventLog {
+    async fn emit(&self, kind: EventKind) -> EngineResult<u64> {
+        crate::sessions::event_log::EventLog::emit(self, kind).await
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentLimits {
+    pub max_iterations: u32,
+    /// Wall-clock limit of one turn (a task or a follow-up).
+    pub turn_timeout: Duration,
+    /// Max output tokens per model response.
+    pub max_tokens: u32,
+    /// Optional budget on total (input + output) tokens of the session.
+    pub token_budget: Option<u64>,
+}
+
+impl Default for AgentLimits {
+    fn default() -> Self {
+        Self {
+            max_iterations: 50,
+            turn_timeout: Duration::from_secs(1800),
+            max_tokens: 8192,
+            token_budget: None,
+        }
+    }
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnOutcome {
+    /// The model called `finish`.
+    Finished { message: String },
+    /// The model answered with text and no tool call.
+    Replied { text: String },
+    /// The user stopped the turn.
+    Stopped,
+    TimedOut,
+    MaxIterations,
+    Stuck,
+    BudgetExceeded,
+    /// The LLM or the sandbox failed; the message is for the user.
+    Failed(String),
+}
+
+impl TurnOutcome {
+    pub fn is_success(&self) -> bool {
+        matches!(self, TurnOutcome::Finished { .. } | TurnOutcome::Replied { .. })
+    }
+}
+
+pub struct Agent {
+    llm: Arc<dyn LlmClient>,
+    model: String,
+    system: String,
+    sandbox: Arc<dyn Sandbox>,
+    editor: Editor,
+    history: Vec<Message>,
+    limits: AgentLimits,
+    totals: Usage,
+    total_cost: Option<f64>,
+}
+
+enum StepEnd {
+    Continue,
+    Finish(String),
+    Stopped,
+}
+
+impl Agent {
+    pub fn new(
+        llm: Arc<dyn LlmClient>,
+        model: String,
+        system: String,
+        sandbox: Arc<dyn Sandbox>,
+        editor: Editor,
+        limits: AgentLimits,
+    ) -> Self {
+        Self {
+            llm,
+            model,
+            system,
+            sandbox,
+            editor,
+            history: Vec::new(),
+            limits,
+            totals: Usage::default(),
+            total_cost: Some(0.0),
+        }
+    }
+
+    /// Replaces the sandbox (after it was released and recreated for a follow-up).
+    pub fn set_sandbox(&mut self, sandbox: Arc<dyn Sandbox>) {
+        self.sandbox = sandbox;
+    }
+
+    pub fn sandbox(&self) -> &Arc<dyn Sandbox> {
+        &self.sandbox
+    }
+
+    pub fn history(&self) -> &[Message] {
+        &self.history
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.totals
+    }
+
+    /// Runs one turn on a user message (the task or a follow-up).
+    pub async fn run_turn(
+        &mut self,
+        user_text: &str,
+        sink: &dyn EventSink,
+        cancel: &CancellationToken,
+    ) -> EngineResult<TurnOutcome> {
+        self.history.push(Message::User { content: user_text.to_string() });
+        let deadline = Instant::now() + self.limits.turn_timeout;
+        // One token for "stop or timeout": children of the user's token plus a timer.
+        let turn_cancel = cancel.child_token();
+        let timer = {
+            let t = turn_cancel.clone();
+            let limit = self.limits.turn_timeout;
+            tokio::spawn(async move {
+                tokio::time::sleep(limit).await;
+                t.cancel();
+            })
+        };
+        let outcome = self.turn_loop(sink, &turn_cancel).await;
+        timer.abort();
+        let outcome = match outcome? {
+            TurnOutcome::Stopped if !cancel.is_cancelled() && Instant::now() >= deadline => {
+                TurnOutcome::TimedOut
+            }
+            other => other,
+        };
+        Ok(outcome)
+    }
+
+    async fn turn_loop(
+        &mut self,
+        sink: &dyn EventSink,
+        cancel: &CancellationToken,
+    ) -> EngineResult<TurnOutcome> {
+        let mut stuck = StuckDetector::default();
+        for _ in 0..self.limits.max_iterations {
+            if cancel.is_cancelled() {
+                return Ok(TurnOutcome::Stopped);
+            }
+            if let Some(budget) = self.limits.token_budget {
+                if self.totals.input_tokens + self.totals.output_tokens >= budget {
+                    return Ok(TurnOutcome::BudgetExceeded);
+                }
+            }
+            let request = LlmRequest {
+                model: self.model.clone(),
+                system: self.system.clone(),
+                messages: self.history.clone(),
+                tools: tools::all_specs(),
+                max_tokens: self.limits.max_tokens,
+            };
+            let response = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(TurnOutcome::Stopped),
+                r = self.llm.complete(&request) => r,
+            };
+            let response = match response {
+                Ok(r) => r,
+                Err(e) => return Ok(TurnOutcome::Failed(llm_error_message(&e))),
+            };
+            self.record_usage(response.usage, sink).await?;
+
+            let text = response.text.clone().filter(|t| !t.trim().is_empty());
+            self.history.push(Message::Assistant {
+                text: text.clone(),
+                tool_calls: response.tool_calls.clone(),
+            });
+            if let Some(text) = &text {
+                sink.emit(EventKind::AssistantMessage { content: text.clone() }).await?;
+            }
+            if response.tool_calls.is_empty() {
+                return Ok(TurnOutcome::Replied { text: text.unwrap_or_default() });
+            }
+
+            let calls = response.tool_calls;
+            let mut finish = None;
+            let mut stopped = false;
+            for (i, call) in calls.iter().enumerate() {
+                if stopped {
+                    self.push_result(call, "Not run: the user stopped the agent.", true);
+                    continue;
+                }
+                let (result, failed, end) = self.run_tool(call, sink, cancel).await?;
+                let signature = format!("{}:{}", call.name, call.arguments);
+                self.push_result(call, &result, failed);
+                match end {
+                    StepEnd::Continue => {}
+                    StepEnd::Finish(message) => {
+                        finish = Some(message);
+                        // Results for any calls after `finish` keep the history well-formed.
+                        for later in &calls[i + 1..] {
+                            self.push_result(later, "Not run: the task was finished.", true);
+                        }
+                        break;
+                    }
+                    StepEnd::Stopped => stopped = true,
+                }
+                if stuck.record(&signature, &result, failed) {
+                    sink.emit(EventKind::Error {
+                        message: format!(
+                            "The agent repeated the same failing step {} times and was stopped.",
+                            super::stuck::STUCK_REPEATS
+                        ),
+                    })
+                    .await?;
+                    for later in &calls[i + 1..] {
+                        self.push_result(later, "Not run: the agent was stopped.", true);
+                    }
+                    return Ok(TurnOutcome::Stuck);
+                }
+            }
+            if let Some(message) = finish {
+                return Ok(TurnOutcome::Finished { message });
+            }
+            if stopped {
+                return Ok(TurnOutcome::Stopped);
+            }
+        }
+        Ok(TurnOutcome::MaxIterations)
+    }
+
+    fn push_result(&mut self, call: &ToolCall, content: &str, is_error: bool) {
+        self.history.push(Message::Tool {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            content: content.to_string(),
+            is_error,
+        });
+    }
+
+    async fn record_usage(&mut self, usage: Usage, sink: &dyn EventSink) -> EngineResult<()> {
+        self.totals.input_tokens += usage.input_tokens;
+        self.totals.output_tokens += usage.output_tokens;
+        self.totals.cached_input_tokens += usage.cached_input_tokens;
+        self.total_cost = match (self.total_cost, estimate_cost_usd(&self.model, &usage)) {
+            (Some(total), Some(step)) => Some(total + step),
+            _ => None,
+        };
+        sink.emit(EventKind::Usage(UsageReport {
+            model: self.model.clone(),
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cached_input_tokens: usage.cached_input_tokens,
+            total_input_tokens: self.totals.input_tokens,
+            total_output_tokens: self.totals.output_tokens,
+            total_cached_input_tokens: self.totals.cached_input_tokens,
+            total_cost_usd: self.total_cost,
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// Runs one tool call. Returns (result for the model, failed, how the step ends).
+    async fn run_tool(
+        &mut self,
+        call: &ToolCall,
+        sink: &dyn EventSink,
+        cancel: &CancellationToken,
+    ) -> EngineResult<(String, bool, StepEnd)> {
+        match call.name.as_str() {
+            EXECUTE_BASH => self.run_bash(call, sink, cancel).await,
+            STR_REPLACE_EDITOR => self.run_editor(call, sink).await,
+            THINK => {
+                let thought = tools::str_arg(&call.arguments, "thought").unwrap_or("").to_string();
+                sink.emit(EventKind::Thought { call_id: call.id.clone(), thought }).await?;
+                Ok(("Your thought has been logged.".into(), false, StepEnd::Continue))
+            }
+            FINISH => {
+                let message = tools::str_arg(&call.arguments, "message").unwrap_or("").to_string();
+                sink.emit(EventKind::Finish { call_id: call.id.clone(), message: message.clone() })
+                    .await?;
+                Ok(("Task marked as finished.".into(), false, StepEnd::Finish(message)))
+            }
+            other => {
+                let message = format!(
+                    "Unknown tool `{other}`. Available tools: execute_bash, str_replace_editor, \
+                     think, finish."
+                );
+                sink.emit(EventKind::Error { message: message.clone() }).await?;
+                Ok((message, true, StepEnd::Continue))
+            }
+        }
+    }
+
+    async fn run_bash(
+        &mut self,
+        call: &ToolCall,
+        sink: &dyn EventSink,
+        cancel: &CancellationToken,
+    ) -> EngineResult<(String, bool, StepEnd)> {
+        let command = match tools::str_arg(&call.arguments, "command") {
+            Ok(c) if !c.trim().is_empty() => c.to_string(),
+            Ok(_) => return Ok(("The `command` parameter is empty.".into(), true, StepEnd::Continue)),
+            Err(e) => return Ok((e, true, StepEnd::Continue)),
+        };
+        let timeout = tools::timeout_arg(&call.arguments);
+        sink.emit(EventKind::CommandRun { call_id: call.id.clone(), command: command.clone() })
+            .await?;
+
+        let sandbox = Arc::clone(&self.sandbox);
+        let exec = sandbox.exec(&command, timeout);
+        tokio::pin!(exec);
+        let result = tokio::select! {
+            r = &mut exec => r,
+            _ = cancel.cancelled() => {
+                sandbox.interrupt().await;
+                match tokio::time::timeout(INTERRUPT_GRACE, &mut exec).await {
+                    Ok(r) => r,
+                    Err(_) => Err(crate::sandbox::SandboxError::ShellGone(
+                        "the command did not stop after an interrupt".into(),
+                    )),
+                }
+            }
+        };
+        let stopped = cancel.is_cancelled();
+        match result {
+            Ok(out) => {
+                sink.emit(EventKind::CommandOutput {
+                    call_id: call.id.clone(),
+                    command: command.clone(),
+                    output: out.output.clone(),
+                    exit_code: out.exit_code,
+                    total_bytes: out.total_bytes,
+                    timed_out: out.timed_out,
+                    interrupted: out.interrupted,
+                })
+                .await?;
+                let mut text = truncate_for_model(&out.output, MODEL_OUTPUT_MAX_CHARS);
+                if out.total_bytes as usize > out.output.len() {
+                    text.push_str(&format!(
+                        "\n[output was {} bytes; only the first {} were kept]",
+                        out.total_bytes,
+                        out.output.len()
+                    ));
+                }
+                let status = if out.timed_out {
+                    format!("[command timed out after {} s and was killed]", timeout.as_secs())
+                } else if out.interrupted {
+                    "[command interrupted]".to_string()
+                } else {
+                    match out.exit_code {
+                        Some(code) => format!("[exit code: {code}]"),
+                        None => "[command did not finish]".to_string(),
+                    }
+                };
+                if !text.is_empty() && !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(&status);
+                let failed = out.exit_code != Some(0);
+                Ok((text, failed, if stopped { StepEnd::Stopped } else { StepEnd::Continue }))
+            }
+            Err(e) => {
+                let message = format!("The sandbox could not run the command: {e}");
+                sink.emit(EventKind::CommandOutput {
+                    call_id: call.id.clone(),
+                    command,
+                    output: message.clone(),
+                    exit_code: None,
+                    total_bytes: 0,
+                    timed_out: false,
+                    interrupted: stopped,
+                })
+                .await?;
+                Ok((message, true, if stopped { StepEnd::Stopped } else { StepEnd::Continue }))
+            }
+        }
+    }
+
+    async fn run_editor(
+        &mut self,
+        call: &ToolCall,
+        sink: &dyn EventSink,
+    ) -> EngineResult<(String, bool, StepEnd)> {
+        let command =
+            call.arguments.get("command").and_then(Value::as_str).unwrap_or("").to_string();
+        let path = call.arguments.get("path").and_then(Value::as_str).unwrap_or("").to_string();
+        sink.emit(EventKind::FileEdit {
+            call_id: call.id.clone(),
+            command: command.clone(),
+            path: path.clone(),
+        })
+        .await?;
+        let (output, ok, shown_path) = match self.editor.run(&call.arguments) {
+            Ok(outcome) => (outcome.output, true, outcome.path),
+            Err(e) => (e.to_string(), false, path),
+        };
+        sink.emit(EventKind::FileEditResult {
+            call_id: call.id.clone(),
+            command,
+            path: shown_path,
+            output: output.clone(),
+            ok,
+        })
+        .await?;
+        Ok((truncate_for_model(&output, MODEL_OUTPUT_MAX_CHARS), !ok, StepEnd::Continue))
+    }
+}
+
+fn llm_error_message(e: &LlmError) -> String {
+    e.to_string()
+}

@@ -1,0 +1,99 @@
+//! Which sandbox a new session gets: Docker (default), local processes (only when the user
+//! chose `SANDBOX_MODE=local`), or a clear refusal when Docker is required but absent.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{Config, SandboxMode};
+use crate::sandbox::docker::DockerSandboxes;
+use crate::sandbox::local::LocalSandbox;
+use crate::sandbox::{Sandbox, SandboxError};
+
+pub enum SandboxBackend {
+    Docker(Arc<DockerSandboxes>),
+    Local,
+    /// Docker mode was chosen but the daemon is not reachable; the reason is shown to users.
+    Unavailable(String),
+}
+
+impl SandboxBackend {
+    /// Connects according to the configuration and reaps this instance's orphaned containers.
+    pub async fn connect(config: &Config, instance_id: String) -> SandboxBackend {
+        match config.sandbox.mode {
+            SandboxMode::Local => {
+                tracing::warn!(
+                    "SANDBOX_MODE=local: agent commands run on this machine without isolation"
+                );
+                SandboxBackend::Local
+            }
+            SandboxMode::Docker => {
+                match DockerSandboxes::connect(&config.sandbox, &config.workspace_base, instance_id)
+                    .await
+                {
+                    Ok(docker) => {
+                        match docker.cleanup_orphans().await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(removed = n, "removed orphaned sandboxes"),
+                            Err(e) => tracing::warn!(error = %e, "orphan cleanup failed"),
+                        }
+                        SandboxBackend::Docker(Arc::new(docker))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Docker is not available");
+                        SandboxBackend::Unavailable(format!(
+                            "{e}. Start Docker, or set SANDBOX_MODE=local to run commands \
+                             without isolation."
+                        ))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Creates a sandbox for a session, pulling the image first if needed.
+    pub async fn create(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        workspace: &Path,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<Arc<dyn Sandbox>, SandboxError> {
+        match self {
+            SandboxBackend::Docker(docker) => {
+                docker.ensure_image(progress).await?;
+                let sandbox = docker.create(session_id, user_id, workspace).await?;
+                Ok(sandbox as Arc<dyn Sandbox>)
+            }
+            SandboxBackend::Local => {
+                let sandbox = LocalSandbox::start(workspace).await?;
+                Ok(sandbox as Arc<dyn Sandbox>)
+            }
+            SandboxBackend::Unavailable(reason) => {
+                Err(SandboxError::DockerUnavailable(reason.clone()))
+            }
+        }
+    }
+
+    pub async fn is_docker_available(&self) -> bool {
+        match self {
+            SandboxBackend::Docker(docker) => docker.ping().await,
+            _ => false,
+        }
+    }
+
+    pub fn active_sandboxes(&self) -> usize {
+        match self {
+            SandboxBackend::Docker(docker) => docker.active_count(),
+            _ => 0,
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        if let SandboxBackend::Docker(docker) = self {
+            let removed = docker.shutdown_all().await;
+            if removed > 0 {
+                tracing::info!(removed, "removed sandboxes on shutdown");
+            }
+        }
+    }
+}

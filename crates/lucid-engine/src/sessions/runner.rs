@@ -1,0 +1,297 @@
+//! The life of one session: prepare the workspace (clone), start the sandbox, run the agent on
+//! the task, then on each follow-up, until shut down or idle and detached for too long.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Control, LiveMap, LiveSession, StartSession};
+use crate::agent::editor::Editor;
+use crate::agent::prompt::{system_prompt, PromptContext};
+use crate::agent::{Agent, AgentLimits, TurnOutcome};
+use crate::config::Config;
+use crate::error::{EngineError, EngineResult};
+use crate::events::{EventKind, SessionStatus};
+use crate::integrations::Integrations;
+use crate::llm::provider::ResolvedModel;
+use crate::sandbox::{Sandbox, SandboxKind};
+use crate::store::Store;
+
+use super::backend::SandboxBackend;
+
+/// Everything a session needs from the engine.
+pub(crate) struct SessionDeps {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub backend: Arc<SandboxBackend>,
+    pub integrations: Arc<Integrations>,
+    pub http: reqwest::Client,
+    pub workspace_base: PathBuf,
+    pub live: Arc<LiveMap>,
+}
+
+impl SessionDeps {
+    pub fn resolve_model(&self, req: &StartSession) -> EngineResult<ResolvedModel> {
+        crate::llm::provider::resolve_provider(
+            &self.config,
+            req.model_provider.as_deref().filter(|p| !p.trim().is_empty()),
+            req.model.as_deref().filter(|m| !m.trim().is_empty()),
+            req.api_key.as_deref().filter(|k| !k.trim().is_empty()),
+            self.http.clone(),
+        )
+        .map_err(|e| EngineError::bad_request(e.to_string()))
+    }
+}
+
+pub(crate) struct SessionPlan {
+    pub task: String,
+    pub repo_url: Option<String>,
+    pub branch: Option<String>,
+    pub git_token: Option<String>,
+    pub model: ResolvedModel,
+}
+
+/// Emits an event, logging (not failing) if the log is already closed.
+async fn emit(session: &LiveSession, kind: EventKind) {
+    if let Err(e) = session.log.emit(kind).await {
+        tracing::warn!(session = %session.id, error = %e, "event dropped after log close");
+    }
+}
+
+async fn set_status(session: &LiveSession, status: SessionStatus, message: impl Into<String>) {
+    session.status.send_replace(status);
+    emit(session, EventKind::Status { status, message: message.into() }).await;
+}
+
+pub(crate) async fn run_session(
+    deps: Arc<SessionDeps>,
+    session: Arc<LiveSession>,
+    plan: SessionPlan,
+    mut control: mpsc::UnboundedReceiver<Control>,
+) {
+    emit(&session, EventKind::UserMessage { content: plan.task.clone(), follow_up: false }).await;
+    set_status(&session, SessionStatus::Initializing, "Setting up agent workspace...").await;
+
+    let mut agent = match prepare(&deps, &session, &plan).await {
+        Ok(agent) => Some(agent),
+        Err(message) => {
+            emit(&session, EventKind::Error { message: message.clone() }).await;
+            set_status(&session, SessionStatus::Failed, message).await;
+            None
+        }
+    };
+
+    if let Some(agent) = agent.as_mut() {
+        set_status(&session, SessionStatus::Ready, "Agent session ready. Starting task...").await;
+        run_turn(&session, agent, &plan.task, deps.config.conversation_timeout).await;
+        idle_loop(&deps, &session, agent, &mut control).await;
+        if let Err(e) = agent.sandbox().shutdown().await {
+            tracing::warn!(session = %session.id, error = %e, "sandbox shutdown failed");
+        }
+    }
+
+    session.log.close().await;
+    if let Err(e) = deps.store.set_chat_active(&session.user, &session.chat_id, false).await {
+        tracing::warn!(session = %session.id, error = %e, "could not mark chat inactive");
+    }
+    // Drop the session from the live map (the manager also does this when the task ends).
+    if let Ok(mut map) = deps.live.lock() {
+        map.remove(&session.id);
+    }
+}
+
+/// Clones the repository (if any), starts the sandbox and builds the agent.
+async fn prepare(
+    deps: &SessionDeps,
+    session: &Arc<LiveSession>,
+    plan: &SessionPlan,
+) -> Result<Agent, String> {
+    std::fs::create_dir_all(&session.workspace)
+        .map_err(|e| format!("Could not create the workspace: {e}"))?;
+
+    if let Some(url) = &plan.repo_url {
+        emit(session, EventKind::Progress { message: format!("Cloning {url}...") }).await;
+        let creds = clone_credentials(deps, session, url, plan.git_token.as_deref()).await;
+        let progress_session = Arc::clone(session);
+        let progress = move |line: String| {
+            let s = Arc::clone(&progress_session);
+            tokio::spawn(async move { emit(&s, EventKind::Progress { message: line }).await });
+        };
+        crate::git::clone_repo(
+            url,
+            plan.branch.as_deref(),
+            &session.workspace,
+            creds.as_ref(),
+            progress,
+        )
+        .await
+        .map_err(|e| format!("Could not clone {url}: {e}"))?;
+    }
+
+    let sandbox = start_sandbox(deps, session).await?;
+    let workspace_path = sandbox.workspace_path().to_string();
+    let prompt = system_prompt(&PromptContext {
+        workspace_path: workspace_path.clone(),
+        sandbox: sandbox.kind(),
+        repo_url: plan.repo_url.clone(),
+        branch: plan.branch.clone(),
+        network: deps.config.sandbox.network.clone(),
+    });
+    let editor = Editor::new(session.workspace.clone(), workspace_path);
+    Ok(Agent::new(
+        Arc::clone(&plan.model.client),
+        plan.model.model.clone(),
+        prompt,
+        sandbox,
+        editor,
+        AgentLimits {
+            max_iterations: deps.config.max_iterations,
+            turn_timeout: deps.config.conversation_timeout,
+            ..AgentLimits::default()
+        },
+    ))
+}
+
+async fn start_sandbox(
+    deps: &SessionDeps,
+    session: &Arc<LiveSession>,
+) -> Result<Arc<dyn Sandbox>, String> {
+    let progress_session = Arc::clone(session);
+    let progress = move |line: String| {
+        let s = Arc::clone(&progress_session);
+        tokio::spawn(async move { emit(&s, EventKind::Progress { message: line }).await });
+    };
+    let sandbox = deps
+        .backend
+        .create(&session.id, &session.user.id, &session.workspace, &progress)
+        .await
+        .map_err(|e| format!("Could not start the sandbox: {e}"))?;
+    if sandbox.kind() == SandboxKind::Local {
+        emit(
+            session,
+            EventKind::Progress {
+                message: "Running without a sandbox (SANDBOX_MODE=local): commands run \
+                          directly on this machine."
+                    .into(),
+            },
+        )
+        .await;
+    }
+    Ok(sandbox)
+}
+
+async fn clone_credentials(
+    deps: &SessionDeps,
+    session: &LiveSession,
+    url: &str,
+    token: Option<&str>,
+) -> Option<crate::git::GitCredentials> {
+    if let Some(token) = token {
+        return Some(crate::git::GitCredentials {
+            username: crate::git::default_username_for(url).to_string(),
+            token: token.to_string(),
+        });
+    }
+    match deps.integrations.credentials_for_repo_url(&session.user, url).await {
+        Ok(found) => found.map(|c| c.into_git_credentials()),
+        Err(e) => {
+            tracing::warn!(session = %session.id, error = %e, "could not read stored credentials");
+            None
+        }
+    }
+}
+
+async fn run_turn(session: &LiveSession, agent: &mut Agent, text: &str, timeout: Duration) {
+    let cancel = CancellationToken::new();
+    *session.turn_cancel.lock().expect("session poisoned") = cancel.clone();
+    set_status(session, SessionStatus::Running, "Agent is working...").await;
+    let outcome = match agent.run_turn(text, session.log.as_ref(), &cancel).await {
+        Ok(outcome) => outcome,
+        Err(e) => TurnOutcome::Failed(e.to_string()),
+    };
+    match outcome {
+        TurnOutcome::Finished { .. } | TurnOutcome::Replied { .. } => {
+            set_status(session, SessionStatus::Completed, "Agent task completed.").await
+        }
+        TurnOutcome::Stopped => set_status(session, SessionStatus::Stopped, "Agent stopped.").await,
+        TurnOutcome::TimedOut => {
+            let message = format!("Agent timed out after {}s.", timeout.as_secs());
+            emit(session, EventKind::Error { message: message.clone() }).await;
+            set_status(session, SessionStatus::Failed, message).await
+        }
+        TurnOutcome::MaxIterations => {
+            let message = "The agent reached its iteration limit (MAX_ITERATIONS) before \
+                           finishing."
+                .to_string();
+            emit(session, EventKind::Error { message: message.clone() }).await;
+            set_status(session, SessionStatus::Failed, message).await
+        }
+        TurnOutcome::BudgetExceeded => {
+            let message = "The agent reached its token budget.".to_string();
+            emit(session, EventKind::Error { message: message.clone() }).await;
+            set_status(session, SessionStatus::Failed, message).await
+        }
+        TurnOutcome::Stuck => {
+            set_status(session, SessionStatus::Failed, "The agent was stuck and was stopped.")
+                .await
+        }
+        TurnOutcome::Failed(message) => {
+            emit(session, EventKind::Error { message: message.clone() }).await;
+            set_status(session, SessionStatus::Failed, message).await
+        }
+    }
+}
+
+/// Waits for follow-ups; ends on shutdown or when nobody is attached for the grace period.
+async fn idle_loop(
+    deps: &SessionDeps,
+    session: &Arc<LiveSession>,
+    agent: &mut Agent,
+    control: &mut mpsc::UnboundedReceiver<Control>,
+) {
+    let grace = deps.config.session_detach_grace;
+    loop {
+        let idle_deadline = detached_deadline(session, grace);
+        let message = tokio::select! {
+            m = control.recv() => m,
+            _ = sleep_until_opt(idle_deadline) => {
+                if detached_deadline(session, grace).is_some_and(|d| d <= Instant::now()) {
+                    tracing::info!(session = %session.id, "ending idle detached session");
+                    return;
+                }
+                continue;
+            }
+        };
+        match message {
+            Some(Control::FollowUp(text)) => {
+                emit(session, EventKind::UserMessage { content: text.clone(), follow_up: true })
+                    .await;
+                run_turn(session, agent, &text, deps.config.conversation_timeout).await;
+            }
+            Some(Control::Shutdown) | None => return,
+        }
+    }
+}
+
+/// When the session should end for being detached, or `None` while a client is attached.
+fn detached_deadline(session: &LiveSession, grace: Duration) -> Option<Instant> {
+    if session.attached.load(Ordering::SeqCst) > 0 {
+        // Re-check periodically: a client may detach without a follow-up arriving.
+        return Some(Instant::now() + grace.max(Duration::from_secs(1)));
+    }
+    let since = session.detached_since.lock().ok().and_then(|d| *d)?;
+    Some(since + grace)
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+

@@ -1,0 +1,126 @@
+//! `lucid doctor`: what is wrong with this setup and how to fix it.
+
+use lucid_engine::config::SandboxMode;
+use lucid_engine::store::{SqliteStore, Store};
+use lucid_engine::Config;
+
+struct Report {
+    problems: usize,
+}
+
+impl Report {
+    fn ok(&self, what: &str) {
+        println!("  ok    {what}");
+    }
+    fn warn(&self, what: &str, fix: &str) {
+        println!("  warn  {what}\n        fix: {fix}");
+    }
+    fn fail(&mut self, what: &str, fix: &str) {
+        self.problems += 1;
+        println!("  FAIL  {what}\n        fix: {fix}");
+    }
+}
+
+pub async fn doctor() -> anyhow::Result<i32> {
+    let mut r = Report { problems: 0 };
+    println!("Lucid doctor");
+
+    println!("configuration");
+    let config = match Config::from_env() {
+        Ok(c) => {
+            r.ok(&format!(
+                "{} mode",
+                if c.is_local_mode() { "local (embedded store, no account)" } else { "Supabase" }
+            ));
+            c
+        }
+        Err(e) => {
+            r.fail(&e.to_string(), "correct the environment / .env and run again");
+            return Ok(1);
+        }
+    };
+    if config.encryption_key.is_none() {
+        r.warn(
+            "ENCRYPTION_KEY is not set: GitHub/GitLab tokens cannot be saved",
+            "set ENCRYPTION_KEY to a long random string (keep it: it decrypts saved tokens)",
+        );
+    }
+
+    println!("data directory");
+    let probe = config.data_dir.join(".doctor-probe");
+    match std::fs::create_dir_all(&config.data_dir).and_then(|_| std::fs::write(&probe, b"ok")) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            r.ok(&format!("{} is writable", config.data_dir.display()));
+        }
+        Err(e) => r.fail(
+            &format!("{} is not writable: {e}", config.data_dir.display()),
+            "set LUCID_DATA_DIR to a writable directory",
+        ),
+    }
+    match SqliteStore::open(&config.database_path()) {
+        Ok(store) => match store.ping().await {
+            Ok(()) => r.ok(&format!("database {}", config.database_path().display())),
+            Err(e) => r.fail(&format!("database: {e}"), "check the file's permissions and free disk space"),
+        },
+        Err(e) => r.fail(&format!("database: {e}"), "check the file's permissions and free disk space"),
+    }
+
+    println!("sandbox");
+    match config.sandbox.mode {
+        SandboxMode::Local => r.warn(
+            "SANDBOX_MODE=local: commands run on this machine without isolation",
+            "unset SANDBOX_MODE to use Docker sandboxes",
+        ),
+        SandboxMode::Docker => match lucid_engine::sandbox::docker::DockerSandboxes::probe(&config.sandbox).await {
+            Ok(probe) => {
+                r.ok(&format!("Docker {} reachable", probe.server_version));
+                if probe.image_present {
+                    r.ok(&format!("sandbox image {} present", config.sandbox.image));
+                } else {
+                    r.warn(
+                        &format!("sandbox image {} is not present", config.sandbox.image),
+                        "it is pulled on first use; or `docker pull` it now, or set SANDBOX_IMAGE",
+                    );
+                }
+            }
+            Err(e) => r.fail(
+                &format!("Docker is not reachable: {e}"),
+                "start Docker (e.g. `sudo systemctl start docker`), check DOCKER_HOST, or set SANDBOX_MODE=local",
+            ),
+        },
+    }
+
+    println!("LLM providers");
+    let providers = [
+        ("anthropic", config.anthropic_api_key.is_some(), "ANTHROPIC_API_KEY"),
+        ("google", config.google_api_key.is_some(), "GOOGLE_API_KEY"),
+        ("openai", config.llm_base_url.is_some(), "LLM_BASE_URL"),
+    ];
+    let generic = config.llm_api_key.is_some();
+    let mut any = false;
+    for (name, key, env) in providers {
+        if key || (generic && name != "openai") {
+            any = true;
+            r.ok(&format!("{name} configured"));
+        } else {
+            println!("  -     {name} not configured ({env})");
+        }
+    }
+    if !any {
+        r.fail(
+            "no LLM provider is configured",
+            "set ANTHROPIC_API_KEY or GOOGLE_API_KEY, or LLM_BASE_URL (+ LLM_API_KEY) for an OpenAI-compatible endpoint",
+        );
+    } else {
+        r.ok(&format!("default provider: {}", config.default_provider));
+    }
+
+    if r.problems == 0 {
+        println!("\nAll good.");
+        Ok(0)
+    } else {
+        println!("\n{} problem(s) found.", r.problems);
+        Ok(1)
+    }
+}

@@ -1,0 +1,85 @@
+//! `lucid serve`: the HTTP API on HOST:PORT (default 127.0.0.1:8000).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use lucid_engine::engine::LOCAL_USER_ID;
+use lucid_engine::{Config, Engine};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to bind (default HOST or 127.0.0.1). Binding beyond loopback exposes the API.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port (default PORT or 8000).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Print a bearer token for local mode and exit.
+    #[arg(long)]
+    pub print_token: bool,
+    /// User id of the printed token.
+    #[arg(long, default_value = LOCAL_USER_ID, requires = "print_token")]
+    pub user: String,
+    /// Validity of the printed token, in days.
+    #[arg(long, default_value_t = 30, requires = "print_token")]
+    pub days: u64,
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    let mut config = Config::from_env().context("invalid configuration")?;
+    if let Some(host) = args.host {
+        config.host = host;
+    }
+    if let Some(port) = args.port {
+        config.port = port;
+    }
+    if args.print_token {
+        // Only the secret is needed; avoid touching Docker.
+        let token = print_token(&config, &args.user, Duration::from_secs(args.days * 86_400))?;
+        println!("{token}");
+        return Ok(0);
+    }
+    let engine = Engine::start(config.clone()).await.context("engine failed to start")?;
+    let addr = format!("{}:{}", config.host, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() {
+        tracing::warn!(%local, "listening beyond loopback: the API is reachable from the network");
+    }
+    eprintln!(
+        "Lucid listening on http://{local} ({} mode, data in {})",
+        if config.is_local_mode() { "local" } else { "Supabase" },
+        config.data_dir.display()
+    );
+    let app = lucid_server::router(engine.clone());
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    eprintln!("Shutting down: stopping sessions and removing sandboxes...");
+    engine.shutdown().await;
+    Ok(0)
+}
+
+fn print_token(config: &Config, user: &str, ttl: Duration) -> anyhow::Result<String> {
+    lucid_engine::engine::issue_local_token(config, user, ttl).map_err(|e| anyhow::anyhow!(e.message))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,7 @@
+//! REST handlers, one module per domain. Each handler: authenticate, one engine call, shape.
+
+pub mod chats;
+pub mod files;
+pub mod health;
+pub mod integrations;
+pub mod sessions;

@@ -1,0 +1,227 @@
+//! The real agent in a real container, once per LLM wire format: it creates a file with the
+//! editor, runs it with `execute_bash`, reads the output and finishes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use lucid_engine::events::{EventKind, SessionStatus};
+use lucid_engine::sessions::StartSession;
+use lucid_engine::User;
+use lucid_testkit::llm::{Format, ScriptedLlm, Step};
+use serde_json::json;
+
+fn hello_script() -> Vec<Step> {
+    vec![
+        Step::tool_call(
+            "str_replace_editor",
+            json!({"command": "create", "path": "/workspace/hello.sh", "file_text": "echo hello from lucid\n"}),
+        ),
+        Step::tool_call("execute_bash", json!({"command": "cd /workspace && sh hello.sh"})),
+        Step::tool_call("finish", json!({"message": "Created and ran hello.sh"})),
+    ]
+}
+
+async fn run_hello(format: Format) {
+    let llm = ScriptedLlm::start(format, hello_script()).await;
+    let h = Harness::start(Some(&llm), &[]).await;
+    let user = User::with_id("e2e-user");
+    let started = h
+        .engine
+        .sessions()
+        .start(&user, StartSession { task: "Create hello.sh and run it".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let mut attachment = h.engine.sessions().attach(&user, &started.session_id, 0).await.unwrap();
+    let events = collect_until_done(&mut attachment.events, Duration::from_secs(120)).await;
+    assert_gap_free(&events);
+
+    // The expected steps, in order.
+    let kinds: Vec<&str> = events.iter().map(|e| e.event_type()).collect();
+    let order = [
+        "InitialTask",
+        "FileWriteAction",
+        "FileWriteObservation",
+        "CmdRunAction",
+        "CmdOutputObservation",
+        "AgentFinishAction",
+    ];
+    let mut pos = 0;
+    for k in &kinds {
+        if pos < order.len() && *k == order[pos] {
+            pos += 1;
+        }
+    }
+    assert_eq!(pos, order.len(), "steps out of order: {kinds:?}");
+    let output = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::CommandOutput { output, exit_code, .. } => Some((output.clone(), *exit_code)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(output.0.trim(), "hello from lucid");
+    assert_eq!(output.1, Some(0));
+    assert!(matches!(
+        events.last().unwrap().kind,
+        EventKind::Status { status: SessionStatus::Completed, .. }
+    ));
+    assert!(events.iter().any(|e| matches!(e.kind, EventKind::Usage(_))), "usage recorded");
+
+    // The model saw the command's output.
+    let requests = llm.requests();
+    assert_eq!(requests.len(), 3);
+    assert!(requests[2].to_string().contains("hello from lucid"), "{}", requests[2]);
+
+    // Releasing the session removes the container and keeps the workspace.
+    drop(attachment);
+    h.engine.sessions().destroy(&user, &started.session_id).await.unwrap();
+    assert_eq!(containers_of_session(&started.session_id).await, 0);
+    let workspace = h.engine.sessions().workspace_of(&user, &started.session_id).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("hello.sh")).unwrap(),
+        "echo hello from lucid\n"
+    );
+
+    // The history holds every event.
+    let chat = h.engine.chats().get(&user, &started.chat_id).await.unwrap();
+    assert!(chat.messages.len() >= events.len(), "{} < {}", chat.messages.len(), events.len());
+    assert!(!chat.chat.is_active);
+    h.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_agent_creates_and_runs_a_file() {
+    run_hello(Format::Anthropic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_agent_creates_and_runs_a_file() {
+    run_hello(Format::Gemini).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_compatible_agent_creates_and_runs_a_file() {
+    run_hello(Format::OpenAi).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_during_sleep_returns_within_two_seconds() {
+    let llm = ScriptedLlm::start(
+        Format::Anthropic,
+        vec![
+            Step::tool_call("execute_bash", json!({"command": "sleep 30"})),
+            Step::text("stopped as asked"),
+        ],
+    )
+    .await;
+    let h = Harness::start(Some(&llm), &[]).await;
+    let user = User::with_id("stopper");
+    let started = h
+        .engine
+        .sessions()
+        .start(&user, StartSession { task: "sleep".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let mut attachment = h.engine.sessions().attach(&user, &started.session_id, 0).await.unwrap();
+    // Wait for the command to start.
+    loop {
+        let e = attachment.events.next().await.unwrap().unwrap();
+        if matches!(e.kind, EventKind::CommandRun { .. }) {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    h.engine.sessions().stop(&user, &started.session_id).unwrap();
+    let rest = collect_until_done(&mut attachment.events, Duration::from_secs(10)).await;
+    let elapsed = t.elapsed();
+    assert!(elapsed < Duration::from_secs(2), "stop took {elapsed:?}");
+    assert!(matches!(
+        rest.last().unwrap().kind,
+        EventKind::Status { status: SessionStatus::Stopped, .. }
+    ));
+    let interrupted = rest.iter().any(|e| {
+        matches!(e.kind, EventKind::CommandOutput { interrupted: true, .. })
+    });
+    assert!(interrupted, "{rest:#?}");
+
+    // The session is still usable: a follow-up runs in the same conversation.
+    llm.push_steps([Step::tool_call("execute_bash", json!({"command": "echo still here"})), Step::text("ok")]);
+    h.engine.sessions().follow_up(&user, &started.session_id, "say hi").unwrap();
+    let more = collect_until_done(&mut attachment.events, Duration::from_secs(60)).await;
+    let out = more.iter().find_map(|e| match &e.kind {
+        EventKind::CommandOutput { output, .. } => Some(output.clone()),
+        _ => None,
+    });
+    assert_eq!(out.as_deref().map(str::trim), Some("still here"));
+    drop(attachment);
+    h.engine.sessions().destroy(&user, &started.session_id).await.unwrap();
+    assert_eq!(containers_of_session(&started.session_id).await, 0);
+    h.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_401_ends_the_run_after_one_request() {
+    let llm = ScriptedLlm::start(
+        Format::OpenAi,
+        vec![Step::provider_error(Format::OpenAi, 401, "Incorrect API key provided")],
+    )
+    .await;
+    let h = Harness::start(Some(&llm), &[]).await;
+    let user = User::with_id("u401");
+    let started = h
+        .engine
+        .sessions()
+        .start(&user, StartSession { task: "anything".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let mut attachment = h.engine.sessions().attach(&user, &started.session_id, 0).await.unwrap();
+    let events = collect_until_done(&mut attachment.events, Duration::from_secs(60)).await;
+    assert!(matches!(
+        events.last().unwrap().kind,
+        EventKind::Status { status: SessionStatus::Failed, .. }
+    ));
+    let error = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::Error { message } => Some(message.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(error.contains("API key"), "{error}");
+    assert!(!error.contains(LLM_KEY));
+    assert_eq!(llm.request_count(), 1);
+    drop(attachment);
+    h.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_429_then_success_is_retried() {
+    let llm = ScriptedLlm::start(
+        Format::Anthropic,
+        vec![
+            Step::retry_after(Format::Anthropic, 429, 1),
+            Step::tool_call("finish", json!({"message": "done"})),
+        ],
+    )
+    .await;
+    let h = Harness::start(Some(&llm), &[]).await;
+    let user = User::with_id("u429");
+    let started = h
+        .engine
+        .sessions()
+        .start(&user, StartSession { task: "finish".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let mut attachment = h.engine.sessions().attach(&user, &started.session_id, 0).await.unwrap();
+    let events = collect_until_done(&mut attachment.events, Duration::from_secs(60)).await;
+    assert!(matches!(
+        events.last().unwrap().kind,
+        EventKind::Status { status: SessionStatus::Completed, .. }
+    ));
+    assert_eq!(llm.request_count(), 2);
+    drop(attachment);
+    h.engine.shutdown().await;
+}
