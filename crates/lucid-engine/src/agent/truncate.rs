@@ -82,7 +82,9 @@ mod tests {
 
     #[test]
     fn keeps_head_and_tail_with_marker() {
-        let text: String = (0..1000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let text: String = (0..1000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
         let out = truncate_for_model(&text, 200);
         assert!(out.chars().count() <= 200, "{}", out.chars().count());
         let marker_start = out.find("\n[... ").unwrap();
@@ -130,7 +132,10 @@ mod tests {
         assert_eq!(lines[7], "line 97");
         assert_eq!(lines[10], "line 100");
         assert_eq!(truncate_lines("a\nb\n", 2), "a\nb\n");
-        assert_eq!(truncate_lines("a\nb\nc", 1), "a\n[... 2 lines omitted ...]\n");
+        assert_eq!(
+            truncate_lines("a\nb\nc", 1),
+            "a\n[... 2 lines omitted ...]\n"
+        );
         assert_eq!(truncate_lines("a\nb", 0), "[... 2 lines omitted ...]\n");
     }
 }

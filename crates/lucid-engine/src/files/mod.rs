@@ -13,7 +13,6 @@ mod tree;
 mod write;
 
 pub use error::FilesError;
-pub(crate) use read::decode_text;
 pub use read::{read_file, FileContent, DEFAULT_MAX_READ_BYTES};
 pub use resolve::{resolve_existing, resolve_for_write, MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
 pub use tree::{build_tree, FileNode, FileTree, NodeKind, TreeLimits, EXCLUDED_DIRS};

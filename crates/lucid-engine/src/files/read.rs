@@ -81,7 +81,7 @@ fn read_capped(file: File, max_bytes: u64) -> std::io::Result<Vec<u8>> {
 
 /// Decodes `bytes` as UTF-8 text, or returns `None` when they look binary. When the read was
 /// `cut` at the cap, an incomplete character at the end is dropped rather than replaced.
-pub(crate) fn decode_text(bytes: &[u8], cut: bool) -> Option<String> {
+fn decode_text(bytes: &[u8], cut: bool) -> Option<String> {
     if bytes.contains(&0) {
         return None;
     }
