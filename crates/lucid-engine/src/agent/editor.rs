@@ -692,7 +692,12 @@ fn edited_message(shown: &str, updated: &str, first: usize, last: usize) -> Stri
 /// Lists `dir` two levels deep: hidden entries skipped, symlinks shown with `@` and not
 /// followed, heavy folders (e.g. `node_modules`) shown but not expanded.
 fn list_directory(dir: &Path, shown: &str) -> String {
-    let mut out = vec![format!("{shown}/")];
+    let header = if shown.ends_with('/') {
+        shown.to_string()
+    } else {
+        format!("{shown}/")
+    };
+    let mut out = vec![header];
     let mut truncated = false;
     list_level(dir, shown, 1, &mut out, &mut truncated);
     let mut text = out.join("\n");
@@ -1464,5 +1469,17 @@ mod tests {
             "{}",
             err.message
         );
+
+        // A workspace mounted at the container's root.
+        let mut editor = Editor::new(dir.path().to_path_buf(), "/".into());
+        let out = editor
+            .run(&json!({"command": "view", "path": "/"}))
+            .unwrap();
+        assert_eq!(out.path, "/");
+        assert!(out.output.ends_with(":\n/\n/x.txt\n"), "{}", out.output);
+        let out = editor
+            .run(&json!({"command": "view", "path": "/x.txt"}))
+            .unwrap();
+        assert_eq!(out.path, "/x.txt");
     }
 }

@@ -66,7 +66,6 @@ pub enum NodeKind {
 
 /// One entry of the file tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[schema(no_recursion)]
 pub struct FileNode {
     /// The entry's name (non-UTF-8 bytes replaced with U+FFFD).
     pub name: String,
@@ -76,6 +75,7 @@ pub struct FileNode {
     pub path: String,
     /// Entries of a folder (absent for files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(no_recursion)]
     pub children: Option<Vec<FileNode>>,
     /// True for a symbolic link (listed as a file, never followed).
     #[serde(default, skip_serializing_if = "is_false")]
@@ -366,6 +366,25 @@ mod tests {
         let tree = build_tree(root, limits).unwrap();
         assert!(!tree.truncated);
         assert_eq!(count(&tree.tree), 101);
+    }
+
+    #[test]
+    fn openapi_schemas_are_complete() {
+        let mut schemas = Vec::new();
+        <FileTree as ToSchema>::schemas(&mut schemas);
+        let names: Vec<String> = schemas.iter().map(|(n, _)| n.clone()).collect();
+        assert!(names.contains(&"FileNode".to_string()), "{names:?}");
+        assert!(names.contains(&"NodeKind".to_string()), "{names:?}");
+        let node = serde_json::to_value(<FileNode as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(
+            node["properties"]["children"]["items"]["$ref"],
+            json!("#/components/schemas/FileNode"),
+            "{node}"
+        );
+        assert_eq!(
+            node["properties"]["type"]["$ref"],
+            json!("#/components/schemas/NodeKind")
+        );
     }
 
     #[test]
