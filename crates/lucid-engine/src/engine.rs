@@ -12,7 +12,7 @@ use crate::auth::{AuthError, Authenticator, Credentials, User};
 use crate::chats::Chats;
 use crate::config::Config;
 use crate::error::{EngineError, EngineResult, ErrorKind};
-use crate::files::{self, FileContent, FileNode, TreeLimits};
+use crate::files::{self, FileContent, FileTree, TreeLimits};
 use crate::integrations::{CreatePrRequest, CreatePrResponse, Integrations};
 use crate::sessions::{SandboxBackend, SessionDeps, Sessions};
 use crate::store::{SqliteStore, Store};
@@ -172,12 +172,11 @@ impl Engine {
     }
 
     /// The file tree of a session's workspace.
-    pub async fn list_files(&self, user: &User, session_id: &str) -> EngineResult<Vec<FileNode>> {
+    pub async fn list_files(&self, user: &User, session_id: &str) -> EngineResult<FileTree> {
         let root = self.existing_workspace(user, session_id).await?;
         tokio::task::spawn_blocking(move || files::build_tree(&root, TreeLimits::default()))
             .await
             .map_err(|e| EngineError::internal(format!("file tree task failed: {e}")))?
-            .map(|tree| tree.nodes)
             .map_err(EngineError::from)
     }
 

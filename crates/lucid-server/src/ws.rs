@@ -293,7 +293,8 @@ impl Connection {
             Ok(tree) => {
                 self.send(json!({
                     "type": "file_tree",
-                    "tree": tree,
+                    "tree": tree.tree,
+                    "truncated": tree.truncated,
                     "sessionId": session_id,
                     "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
                 }))

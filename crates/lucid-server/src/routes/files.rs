@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use lucid_engine::files::{FileContent, FileNode};
+use lucid_engine::files::{FileContent, FileTree};
 use serde::Deserialize;
 
 use crate::api_error::ApiResult;
@@ -15,20 +15,13 @@ pub struct ListParams {
     pub session_id: String,
 }
 
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct Tree {
-    #[schema(no_recursion)]
-    pub tree: Vec<FileNode>,
-}
-
-#[utoipa::path(get, path = "/api/v1/files/list", params(ListParams), responses((status = 200, body = Tree), (status = 403), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/files/list", params(ListParams), responses((status = 200, body = FileTree), (status = 403), (status = 404)))]
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     Query(params): Query<ListParams>,
-) -> ApiResult<Json<Tree>> {
-    let tree = state.engine.list_files(&user, &params.session_id).await?;
-    Ok(Json(Tree { tree }))
+) -> ApiResult<Json<FileTree>> {
+    Ok(Json(state.engine.list_files(&user, &params.session_id).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
