@@ -15,6 +15,8 @@ const PROVIDER: &str = "anthropic";
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 /// The API version Lucid speaks.
 pub const API_VERSION: &str = "2023-06-01";
+/// Sent in place of an empty tool result.
+const EMPTY_RESULT: &str = "(no output)";
 
 /// A client for the Anthropic Messages API.
 pub struct AnthropicClient {
@@ -237,7 +239,8 @@ fn messages(conversation: &[Message]) -> Vec<Value> {
                 vec![json!({
                     "type": "tool_result",
                     "tool_use_id": call_id,
-                    "content": content,
+                    // The API refuses empty error results; an explicit marker reads better.
+                    "content": if content.is_empty() { EMPTY_RESULT } else { content },
                     "is_error": is_error,
                 })],
             ),
@@ -427,6 +430,37 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("tool_use"), "{err}");
+    }
+
+    #[test]
+    fn empty_tool_results_are_marked_and_empty_assistant_turns_dropped() {
+        let body = AnthropicClient::request_body(&request(vec![
+            Message::User {
+                content: "go".into(),
+            },
+            Message::Assistant {
+                text: Some("  ".into()),
+                tool_calls: vec![],
+            },
+            Message::Assistant {
+                text: None,
+                tool_calls: vec![ToolCall {
+                    id: "toolu_1".into(),
+                    name: "execute_bash".into(),
+                    arguments: json!("not an object"),
+                }],
+            },
+            Message::Tool {
+                call_id: "toolu_1".into(),
+                name: "execute_bash".into(),
+                content: String::new(),
+                is_error: true,
+            },
+        ]));
+        let messages = body["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 3);
+        assert_eq!(messages[1]["content"][0]["input"], json!({}));
+        assert_eq!(messages[2]["content"][0]["content"], "(no output)");
     }
 
     #[test]

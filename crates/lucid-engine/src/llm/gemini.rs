@@ -123,22 +123,23 @@ impl GeminiClient {
 
     /// The JSON body sent for `request`.
     pub fn request_body(&self, request: &LlmRequest) -> Value {
-        let signatures = self
+        let cache = self
             .signatures
             .lock()
-            .map(|cache| cache.by_call.clone())
-            .unwrap_or_default();
-        request_body(request, &signatures)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        request_body(request, &cache.by_call)
     }
 
     /// Reads a `generateContent` answer, remembering thought signatures of function calls.
     pub fn parse_response(&self, body: &Value) -> Result<LlmResponse, LlmError> {
         let (response, signatures) = parse_response(body)?;
         if !signatures.is_empty() {
-            if let Ok(mut cache) = self.signatures.lock() {
-                for (call_id, signature) in signatures {
-                    cache.insert(call_id, signature);
-                }
+            let mut cache = self
+                .signatures
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (call_id, signature) in signatures {
+                cache.insert(call_id, signature);
             }
         }
         Ok(response)
@@ -300,10 +301,8 @@ pub fn gemini_schema(schema: &Value) -> Value {
                     }
                 }
             }
-            "const" => {
-                if value.is_string() {
-                    out.insert("enum".into(), json!([value]));
-                }
+            "const" if value.is_string() => {
+                out.insert("enum".into(), json!([value]));
             }
             _ if SCHEMA_KEYS.contains(&key.as_str()) => {
                 out.insert(key.clone(), value.clone());
@@ -690,6 +689,19 @@ mod tests {
             )
             .unwrap();
         assert_eq!(empty_stop.text, None);
+    }
+
+    #[test]
+    fn the_signature_cache_is_bounded() {
+        let mut cache = SignatureCache::default();
+        for i in 0..MAX_SIGNATURES + 10 {
+            cache.insert(format!("call-{i}"), "sig".into());
+        }
+        cache.insert("call-20".into(), "new".into());
+        assert_eq!(cache.by_call.len(), MAX_SIGNATURES);
+        assert_eq!(cache.order.len(), MAX_SIGNATURES);
+        assert!(!cache.by_call.contains_key("call-0"));
+        assert_eq!(cache.by_call["call-20"], "new");
     }
 
     #[test]

@@ -215,6 +215,12 @@ fn messages(request: &LlmRequest) -> Vec<Value> {
         out.push(json!({"role": "system", "content": request.system}));
     }
     for message in &request.messages {
+        if let Message::Assistant { text, tool_calls } = message {
+            // An assistant turn with neither text nor calls is refused by several servers.
+            if tool_calls.is_empty() && text.as_deref().is_none_or(str::is_empty) {
+                continue;
+            }
+        }
         out.push(match message {
             Message::User { content } => json!({"role": "user", "content": content}),
             Message::Assistant { text, tool_calls } => {
@@ -392,6 +398,36 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, LlmError::InvalidResponse { .. }));
         assert!(err.to_string().contains("Provider returned error"));
+    }
+
+    #[test]
+    fn empty_assistant_turns_are_skipped() {
+        let client =
+            OpenAiCompatClient::new(reqwest::Client::new(), "http://127.0.0.1:1/v1", None).unwrap();
+        let request = LlmRequest {
+            model: "m".into(),
+            system: String::new(),
+            messages: vec![
+                Message::User {
+                    content: "a".into(),
+                },
+                Message::Assistant {
+                    text: Some(String::new()),
+                    tool_calls: vec![],
+                },
+                Message::User {
+                    content: "b".into(),
+                },
+            ],
+            tools: vec![],
+            max_tokens: 10,
+        };
+        let body = client.request_body(&request);
+        assert_eq!(
+            body["messages"],
+            json!([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
+        );
+        assert!(body.get("tools").is_none());
     }
 
     #[test]
