@@ -1,1 +1,772 @@
+//! A scripted LLM server on 127.0.0.1 speaking the real wire format of one provider.
+//!
+//! Each request consumes the next [`Step`] of the script and gets an answer in the provider's
+//! real JSON shape (ids, stop reasons, usage with cached tokens). Paths:
+//! - [`Format::Anthropic`]: `POST /v1/messages`
+//! - [`Format::Gemini`]: `POST /v1beta/models/{model}:generateContent`
+//! - [`Format::OpenAi`]: `POST /v1/chat/completions` and `POST /chat/completions`
+//!
+//! Every request is recorded (path with query, headers, JSON body) before it is answered. With
+//! [`ScriptedLlm::start_with_key`] a wrong or missing key gets the provider's real
+//! authentication error and does not consume a step. When the script is exhausted the server
+//! answers with a final text message starting with [`EXHAUSTED_MARKER`].
+//!
+//! Token usage is deterministic: the prompt counts one token per 4 bytes of the request body,
+//! and the previous request's prompt tokens are reported as cached when the prompt grew.
 
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+
+/// Start of the text answered once the script has no steps left.
+pub const EXHAUSTED_MARKER: &str = "[scripted LLM] script exhausted";
+
+/// The wire format (and paths) the server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Anthropic,
+    Gemini,
+    OpenAi,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Anthropic => "Anthropic",
+            Format::Gemini => "Gemini",
+            Format::OpenAi => "OpenAI",
+        }
+    }
+
+    fn paths(self) -> &'static str {
+        match self {
+            Format::Anthropic => "POST /v1/messages",
+            Format::Gemini => "POST /v1beta/models/{model}:generateContent",
+            Format::OpenAi => "POST /v1/chat/completions or POST /chat/completions",
+        }
+    }
+}
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// A final text answer (`end_turn` / `STOP` / `stop`).
+    Text(String),
+    /// One tool call (`tool_use` / `STOP` / `tool_calls`).
+    ToolCall { name: String, args: Value },
+    /// Several tool calls in one answer.
+    ToolCalls(Vec<(String, Value)>),
+    /// An error status with a JSON body (see [`Step::provider_error`] for real shapes).
+    HttpError { status: u16, body: Value },
+    /// Any status, headers and raw body (malformed JSON, `Retry-After`, ...).
+    Raw {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// Never answers; the request stays open until the client goes away.
+    Hang,
+    /// Waits, then answers with the inner step.
+    Delay(Duration, Box<Step>),
+}
+
+impl Step {
+    pub fn text(text: impl Into<String>) -> Self {
+        Step::Text(text.into())
+    }
+
+    pub fn tool_call(name: impl Into<String>, args: Value) -> Self {
+        Step::ToolCall {
+            name: name.into(),
+            args,
+        }
+    }
+
+    /// An error with the provider's real error body shape for `status`.
+    pub fn provider_error(format: Format, status: u16, message: &str) -> Self {
+        Step::HttpError {
+            status,
+            body: error_body(format, status, message),
+        }
+    }
+
+    /// A provider error with a `Retry-After` header (seconds).
+    pub fn retry_after(format: Format, status: u16, seconds: u32) -> Self {
+        Step::Raw {
+            status,
+            headers: vec![("retry-after".into(), seconds.to_string())],
+            body: error_body(format, status, "Please retry later.").to_string(),
+        }
+    }
+}
+
+/// The provider's real error body for `status`.
+pub fn error_body(format: Format, status: u16, message: &str) -> Value {
+    match format {
+        Format::Anthropic => {
+            let kind = match status {
+                400 => "invalid_request_error",
+                401 => "authentication_error",
+                403 => "permission_error",
+                404 => "not_found_error",
+                413 => "request_too_large",
+                429 => "rate_limit_error",
+                529 => "overloaded_error",
+                _ => "api_error",
+            };
+            json!({"type": "error", "error": {"type": kind, "message": message},
+                   "request_id": "req_scripted"})
+        }
+        Format::Gemini => {
+            let kind = match status {
+                400 => "INVALID_ARGUMENT",
+                401 => "UNAUTHENTICATED",
+                403 => "PERMISSION_DENIED",
+                404 => "NOT_FOUND",
+                429 => "RESOURCE_EXHAUSTED",
+                503 => "UNAVAILABLE",
+                504 => "DEADLINE_EXCEEDED",
+                _ => "INTERNAL",
+            };
+            json!({"error": {"code": status, "message": message, "status": kind}})
+        }
+        Format::OpenAi => {
+            let (kind, code) = match status {
+                401 => ("invalid_request_error", json!("invalid_api_key")),
+                404 => ("invalid_request_error", json!("model_not_found")),
+                429 => ("requests", json!("rate_limit_exceeded")),
+                400..=499 => ("invalid_request_error", Value::Null),
+                _ => ("server_error", Value::Null),
+            };
+            json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+        }
+    }
+}
+
+/// What the server saw of one request.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// Path and query string, exactly as received.
+    pub path_and_query: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON (a JSON string holding the raw text when it is not JSON).
+    pub body: Value,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct Script {
+    steps: VecDeque<Step>,
+    requests: Vec<RecordedRequest>,
+    /// Steps consumed so far (answers numbered from 1).
+    answered: usize,
+    /// Prompt tokens of the previous answered request, reported as cached next time.
+    previous_prompt_tokens: u64,
+}
+
+struct Shared {
+    format: Format,
+    api_key: Option<String>,
+    script: Mutex<Script>,
+    open: AtomicUsize,
+}
+
+/// A running scripted server; stops when dropped.
+pub struct ScriptedLlm {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ScriptedLlm {
+    /// Starts a server on 127.0.0.1 (a free port) that accepts any key.
+    pub async fn start(format: Format, steps: Vec<Step>) -> Self {
+        Self::launch(format, steps, None).await
+    }
+
+    /// Starts a server that accepts only `api_key` (in the provider's header) and answers
+    /// anything else with the provider's real authentication error.
+    pub async fn start_with_key(format: Format, steps: Vec<Step>, api_key: &str) -> Self {
+        Self::launch(format, steps, Some(api_key.to_string())).await
+    }
+
+    async fn launch(format: Format, steps: Vec<Step>, api_key: Option<String>) -> Self {
+        let shared = Arc::new(Shared {
+            format,
+            api_key,
+            script: Mutex::new(Script {
+                steps: steps.into(),
+                requests: Vec::new(),
+                answered: 0,
+                previous_prompt_tokens: 0,
+            }),
+            open: AtomicUsize::new(0),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the scripted LLM server on 127.0.0.1");
+        let addr = listener
+            .local_addr()
+            .expect("local address of the listener");
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!("scripted LLM server stopped: {err}");
+            }
+        });
+        Self { addr, shared, task }
+    }
+
+    /// What to put in `ANTHROPIC_BASE_URL` / `GOOGLE_BASE_URL` / `LLM_BASE_URL`
+    /// (`http://127.0.0.1:PORT`, plus `/v1` for the OpenAI format).
+    pub fn base_url(&self) -> String {
+        match self.shared.format {
+            Format::OpenAi => format!("http://{}/v1", self.addr),
+            Format::Anthropic | Format::Gemini => format!("http://{}", self.addr),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn format(&self) -> Format {
+        self.shared.format
+    }
+
+    /// Every request received so far, in order.
+    pub fn recorded(&self) -> Vec<RecordedRequest> {
+        self.script().requests.clone()
+    }
+
+    /// The JSON bodies of the requests received so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.script()
+            .requests
+            .iter()
+            .map(|r| r.body.clone())
+            .collect()
+    }
+
+    /// The headers of the requests received so far (names in lower case).
+    pub fn request_headers(&self) -> Vec<Vec<(String, String)>> {
+        self.script()
+            .requests
+            .iter()
+            .map(|r| r.headers.clone())
+            .collect()
+    }
+
+    /// Path and query of the requests received so far.
+    pub fn request_paths(&self) -> Vec<String> {
+        self.script()
+            .requests
+            .iter()
+            .map(|r| r.path_and_query.clone())
+            .collect()
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.script().requests.len()
+    }
+
+    /// Requests whose answer is still pending (e.g. [`Step::Hang`]); drops to zero once the
+    /// clients went away.
+    pub fn open_requests(&self) -> usize {
+        self.shared.open.load(Ordering::SeqCst)
+    }
+
+    /// Steps not yet consumed.
+    pub fn remaining_steps(&self) -> usize {
+        self.script().steps.len()
+    }
+
+    /// Appends steps to the script.
+    pub fn push_steps(&self, steps: impl IntoIterator<Item = Step>) {
+        self.script().steps.extend(steps);
+    }
+
+    fn script(&self) -> std::sync::MutexGuard<'_, Script> {
+        self.shared
+            .script
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for ScriptedLlm {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Counts a request as open for as long as its handler runs.
+struct OpenGuard(Arc<Shared>);
+
+impl OpenGuard {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.open.fetch_add(1, Ordering::SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let _open = OpenGuard::new(shared.clone());
+    let format = shared.format;
+    let body_json = serde_json::from_slice::<Value>(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let recorded = RecordedRequest {
+        method: method.to_string(),
+        path_and_query: uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| uri.path().to_string()),
+        headers: headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body_json.clone(),
+    };
+    lock(&shared).requests.push(recorded);
+
+    let Some(model) = route(format, &method, uri.path(), &body_json) else {
+        let message = format!(
+            "this scripted LLM speaks the {} format: {} (got {} {})",
+            format.name(),
+            format.paths(),
+            method,
+            uri.path()
+        );
+        return json_response(404, &error_body(format, 404, &message), &[]);
+    };
+
+    if let Some(expected) = &shared.api_key {
+        if presented_key(format, &headers).as_deref() != Some(expected.as_str()) {
+            return auth_failure(format);
+        }
+    }
+
+    let (step, number, cached) = {
+        let mut script = lock(&shared);
+        script.answered += 1;
+        let number = script.answered;
+        let step = script.steps.pop_front();
+        let prompt = prompt_tokens(&body);
+        let cached = if script.previous_prompt_tokens <= prompt {
+            script.previous_prompt_tokens
+        } else {
+            0
+        };
+        script.previous_prompt_tokens = prompt;
+        let step = step.unwrap_or_else(|| {
+            Step::Text(format!(
+                "{EXHAUSTED_MARKER}: request #{number} arrived but only {} steps were scripted",
+                number - 1
+            ))
+        });
+        (step, number, (prompt, cached))
+    };
+    answer(format, step, &model, number, cached).await
+}
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Script> {
+    shared
+        .script
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The model named by the request when method and path fit the format.
+fn route(format: Format, method: &Method, path: &str, body: &Value) -> Option<String> {
+    if method != Method::POST {
+        return None;
+    }
+    let body_model = || {
+        body.get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("scripted-model")
+            .to_string()
+    };
+    match format {
+        Format::Anthropic => (path == "/v1/messages").then(body_model),
+        Format::OpenAi => {
+            matches!(path, "/v1/chat/completions" | "/chat/completions").then(body_model)
+        }
+        Format::Gemini => {
+            let rest = path.strip_prefix("/v1beta/models/")?;
+            let (model, action) = rest.rsplit_once(':')?;
+            (action == "generateContent" && !model.is_empty()).then(|| model.to_string())
+        }
+    }
+}
+
+fn presented_key(format: Format, headers: &HeaderMap) -> Option<String> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    match format {
+        Format::Anthropic => header("x-api-key"),
+        Format::Gemini => header("x-goog-api-key"),
+        Format::OpenAi => {
+            header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_string))
+        }
+    }
+}
+
+/// The provider's real answer to a wrong or missing key.
+fn auth_failure(format: Format) -> Response {
+    match format {
+        Format::Anthropic => json_response(401, &error_body(format, 401, "invalid x-api-key"), &[]),
+        Format::Gemini => json_response(
+            400,
+            &json!({"error": {
+                "code": 400,
+                "message": "API key not valid. Please pass a valid API key.",
+                "status": "INVALID_ARGUMENT",
+                "details": [{
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                }],
+            }}),
+            &[],
+        ),
+        Format::OpenAi => json_response(
+            401,
+            &error_body(
+                format,
+                401,
+                "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+            ),
+            &[],
+        ),
+    }
+}
+
+fn prompt_tokens(body: &[u8]) -> u64 {
+    (body.len() as u64 / 4).max(1)
+}
+
+fn output_tokens(content: &Value) -> u64 {
+    (content.to_string().len() as u64 / 4).max(1)
+}
+
+async fn answer(
+    format: Format,
+    step: Step,
+    model: &str,
+    number: usize,
+    tokens: (u64, u64),
+) -> Response {
+    let mut step = step;
+    loop {
+        match step {
+            Step::Delay(wait, inner) => {
+                tokio::time::sleep(wait).await;
+                step = *inner;
+            }
+            Step::Hang => return std::future::pending::<Response>().await,
+            Step::HttpError { status, body } => return json_response(status, &body, &[]),
+            Step::Raw {
+                status,
+                headers,
+                body,
+            } => return raw_response(status, &headers, body),
+            Step::Text(text) => {
+                return json_response(
+                    200,
+                    &success(format, Some(text), &[], model, number, tokens),
+                    &[],
+                )
+            }
+            Step::ToolCall { name, args } => {
+                return json_response(
+                    200,
+                    &success(format, None, &[(name, args)], model, number, tokens),
+                    &[],
+                )
+            }
+            Step::ToolCalls(calls) => {
+                return json_response(
+                    200,
+                    &success(format, None, &calls, model, number, tokens),
+                    &[],
+                )
+            }
+        }
+    }
+}
+
+/// A successful answer in the provider's real shape.
+fn success(
+    format: Format,
+    text: Option<String>,
+    calls: &[(String, Value)],
+    model: &str,
+    number: usize,
+    (prompt, cached): (u64, u64),
+) -> Value {
+    match format {
+        Format::Anthropic => {
+            let mut content: Vec<Value> = Vec::new();
+            if let Some(text) = text {
+                content.push(json!({"type": "text", "text": text}));
+            }
+            for (i, (name, args)) in calls.iter().enumerate() {
+                content.push(json!({
+                    "type": "tool_use",
+                    "id": format!("toolu_scripted_{number}_{i}"),
+                    "name": name,
+                    "input": args,
+                }));
+            }
+            let output = output_tokens(&Value::Array(content.clone()));
+            let fresh = (prompt - cached).min(8);
+            json!({
+                "id": format!("msg_scripted_{number}"),
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": content,
+                "stop_reason": if calls.is_empty() { "end_turn" } else { "tool_use" },
+                "stop_sequence": null,
+                "usage": {
+                    "input_tokens": fresh,
+                    "cache_creation_input_tokens": prompt - cached - fresh,
+                    "cache_read_input_tokens": cached,
+                    "output_tokens": output,
+                },
+            })
+        }
+        Format::Gemini => {
+            let mut parts: Vec<Value> = Vec::new();
+            if let Some(text) = text {
+                parts.push(json!({"text": text}));
+            }
+            for (name, args) in calls {
+                parts.push(json!({"functionCall": {"name": name, "args": args}}));
+            }
+            let output = output_tokens(&Value::Array(parts.clone()));
+            let mut usage = json!({
+                "promptTokenCount": prompt,
+                "candidatesTokenCount": output,
+                "totalTokenCount": prompt + output,
+            });
+            if cached > 0 {
+                usage["cachedContentTokenCount"] = json!(cached);
+            }
+            json!({
+                "candidates": [{
+                    "content": {"role": "model", "parts": parts},
+                    "finishReason": "STOP",
+                    "index": 0,
+                }],
+                "usageMetadata": usage,
+                "modelVersion": model,
+                "responseId": format!("scripted-{number}"),
+            })
+        }
+        Format::OpenAi => {
+            let tool_calls: Vec<Value> = calls
+                .iter()
+                .enumerate()
+                .map(|(i, (name, args))| {
+                    json!({
+                        "id": format!("call_scripted_{number}_{i}"),
+                        "type": "function",
+                        "function": {"name": name, "arguments": args.to_string()},
+                    })
+                })
+                .collect();
+            let mut message = json!({"role": "assistant", "content": text, "refusal": null});
+            if !tool_calls.is_empty() {
+                message["tool_calls"] = Value::Array(tool_calls);
+            }
+            let output = output_tokens(&message);
+            json!({
+                "id": format!("chatcmpl-scripted-{number}"),
+                "object": "chat.completion",
+                "created": 1_700_000_000 + number as u64,
+                "model": model,
+                "choices": [{
+                    "index": 0,
+                    "message": message,
+                    "logprobs": null,
+                    "finish_reason": if calls.is_empty() { "stop" } else { "tool_calls" },
+                }],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": output,
+                    "total_tokens": prompt + output,
+                    "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+                    "completion_tokens_details": {"reasoning_tokens": 0},
+                },
+            })
+        }
+    }
+}
+
+fn json_response(status: u16, body: &Value, headers: &[(String, String)]) -> Response {
+    let mut all = vec![("content-type".to_string(), "application/json".to_string())];
+    all.extend_from_slice(headers);
+    raw_response(status, &all, body.to_string())
+}
+
+fn raw_response(status: u16, headers: &[(String, String)], body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, body).into_response();
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::from_bytes(name.as_bytes()),
+            axum::http::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn post(url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        // A minimal HTTP/1.1 client over a TCP socket keeps the testkit free of reqwest.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let url = url.strip_prefix("http://").unwrap();
+        let (host, path) = url.split_once('/').unwrap();
+        let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+        let mut request = format!(
+            "POST /{path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        let status: u16 = text[9..12].parse().unwrap();
+        let body = text.split_once("\r\n\r\n").unwrap().1;
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn anthropic_steps_are_answered_in_order_then_exhaustion_is_obvious() {
+        let llm = ScriptedLlm::start(
+            Format::Anthropic,
+            vec![
+                Step::tool_call("execute_bash", json!({"command": "ls"})),
+                Step::text("done"),
+            ],
+        )
+        .await;
+        let url = format!("{}/v1/messages", llm.base_url());
+        let (status, first) = post(&url, r#"{"model":"claude-x","messages":[]}"#, &[]).await;
+        assert_eq!(status, 200);
+        assert_eq!(first["stop_reason"], "tool_use");
+        assert_eq!(first["content"][0]["name"], "execute_bash");
+        assert_eq!(first["model"], "claude-x");
+        let (_, second) = post(&url, r#"{"model":"claude-x","messages":[1]}"#, &[]).await;
+        assert_eq!(second["stop_reason"], "end_turn");
+        assert_eq!(second["content"][0]["text"], "done");
+        assert!(second["usage"]["cache_read_input_tokens"].as_u64().unwrap() > 0);
+        let (_, third) = post(&url, "{}", &[]).await;
+        assert!(third["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(EXHAUSTED_MARKER));
+        assert_eq!(llm.request_count(), 3);
+        assert_eq!(llm.requests()[1]["messages"], json!([1]));
+    }
+
+    #[tokio::test]
+    async fn wrong_paths_and_keys_get_real_errors_without_consuming_steps() {
+        let llm =
+            ScriptedLlm::start_with_key(Format::OpenAi, vec![Step::text("hi")], "sk-good").await;
+        let (status, body) = post(&format!("{}/messages", llm.base_url()), "{}", &[]).await;
+        assert_eq!(status, 404);
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("OpenAI"));
+        let url = format!("{}/chat/completions", llm.base_url());
+        let (status, body) = post(&url, "{}", &[("authorization", "Bearer sk-bad")]).await;
+        assert_eq!(status, 401);
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+        let root = format!("http://{}/chat/completions", llm.addr());
+        let (status, body) = post(&root, "{}", &[("authorization", "Bearer sk-good")]).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["choices"][0]["message"]["content"], "hi");
+        assert_eq!(body["choices"][0]["finish_reason"], "stop");
+        assert_eq!(llm.remaining_steps(), 0);
+    }
+
+    #[tokio::test]
+    async fn gemini_path_names_the_model() {
+        let llm = ScriptedLlm::start(
+            Format::Gemini,
+            vec![Step::ToolCalls(vec![
+                ("a".into(), json!({})),
+                ("b".into(), json!({"x": 1})),
+            ])],
+        )
+        .await;
+        let url = format!(
+            "{}/v1beta/models/gemini-2.5-flash:generateContent",
+            llm.base_url()
+        );
+        let (status, body) = post(&url, "{}", &[]).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["modelVersion"], "gemini-2.5-flash");
+        let parts = &body["candidates"][0]["content"]["parts"];
+        assert_eq!(
+            parts[1]["functionCall"],
+            json!({"name": "b", "args": {"x": 1}})
+        );
+        assert_eq!(body["candidates"][0]["finishReason"], "STOP");
+    }
+}

@@ -1,1 +1,473 @@
+//! Anthropic Messages API client (`POST {base}/v1/messages`).
+//!
+//! The stable prefix of every request is marked for prompt caching: the system prompt, the last
+//! tool definition and the last user turn carry `cache_control: {"type": "ephemeral"}`.
 
+use async_trait::async_trait;
+use reqwest::header::HeaderValue;
+use serde_json::{json, Map, Value};
+
+use super::retry::{secret_header, send_json, Endpoint, RetryPolicy};
+use super::{LlmClient, LlmError, LlmRequest, LlmResponse, Message, ToolCall, ToolSpec, Usage};
+
+const PROVIDER: &str = "anthropic";
+/// Default base URL of the Anthropic API.
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+/// The API version Lucid speaks.
+pub const API_VERSION: &str = "2023-06-01";
+/// Sent in place of an empty tool result.
+const EMPTY_RESULT: &str = "(no output)";
+
+/// A client for the Anthropic Messages API.
+pub struct AnthropicClient {
+    http: reqwest::Client,
+    base_url: String,
+    api_key: HeaderValue,
+    api_key_text: String,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for AnthropicClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnthropicClient")
+            .field("base_url", &self.base_url)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AnthropicClient {
+    /// A client for `base_url` (e.g. `https://api.anthropic.com`, no `/v1`) with the default
+    /// retry policy. Fails when the key cannot be sent in an HTTP header.
+    pub fn new(http: reqwest::Client, base_url: &str, api_key: &str) -> Result<Self, LlmError> {
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            api_key: secret_header(PROVIDER, api_key)?,
+            api_key_text: api_key.to_string(),
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    /// Replaces the retry policy (attempts, backoff base, caps).
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The JSON body sent for `request`.
+    pub fn request_body(request: &LlmRequest) -> Value {
+        let mut body = Map::new();
+        body.insert("model".into(), json!(request.model));
+        body.insert("max_tokens".into(), json!(request.max_tokens.max(1)));
+        if !request.system.is_empty() {
+            body.insert(
+                "system".into(),
+                json!([{
+                    "type": "text",
+                    "text": request.system,
+                    "cache_control": {"type": "ephemeral"},
+                }]),
+            );
+        }
+        body.insert("messages".into(), Value::Array(messages(&request.messages)));
+        if !request.tools.is_empty() {
+            body.insert("tools".into(), Value::Array(tools(&request.tools)));
+        }
+        Value::Object(body)
+    }
+
+    /// Reads a Messages API answer.
+    pub fn parse_response(body: &Value) -> Result<LlmResponse, LlmError> {
+        let invalid = |message: String| LlmError::InvalidResponse {
+            provider: PROVIDER,
+            message,
+        };
+        let content = body
+            .get("content")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                invalid(match super::retry::summarize_error_value(body) {
+                    Some(error) => format!("an error instead of a message: {error}"),
+                    None => "the answer has no `content` list".to_string(),
+                })
+            })?;
+
+        let mut texts = Vec::new();
+        let mut tool_calls = Vec::new();
+        for block in content {
+            match block.get("type").and_then(Value::as_str) {
+                Some("text") => {
+                    if let Some(text) = block.get("text").and_then(Value::as_str) {
+                        if !text.is_empty() {
+                            texts.push(text.to_string());
+                        }
+                    }
+                }
+                Some("tool_use") => {
+                    let id = block.get("id").and_then(Value::as_str);
+                    let name = block.get("name").and_then(Value::as_str);
+                    let (Some(id), Some(name)) = (id, name) else {
+                        return Err(invalid(
+                            "a tool_use block without `id` or `name`".to_string(),
+                        ));
+                    };
+                    let arguments = match block.get("input") {
+                        Some(Value::Object(input)) => Value::Object(input.clone()),
+                        None | Some(Value::Null) => json!({}),
+                        Some(other) => json!({"_raw": other.to_string()}),
+                    };
+                    tool_calls.push(ToolCall {
+                        id: id.to_string(),
+                        name: name.to_string(),
+                        arguments,
+                    });
+                }
+                // Thinking, redacted thinking, server tool blocks: nothing the agent uses.
+                _ => {}
+            }
+        }
+
+        Ok(LlmResponse {
+            text: (!texts.is_empty()).then(|| texts.join("\n")),
+            tool_calls,
+            usage: usage(body.get("usage")),
+            stop_reason: body
+                .get("stop_reason")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
+    }
+}
+
+#[async_trait]
+impl LlmClient for AnthropicClient {
+    fn provider(&self) -> &'static str {
+        PROVIDER
+    }
+
+    async fn complete(&self, request: &LlmRequest) -> Result<LlmResponse, LlmError> {
+        let body = Self::request_body(request);
+        let url = format!("{}/v1/messages", self.base_url);
+        let endpoint = Endpoint {
+            provider: PROVIDER,
+            http: &self.http,
+            policy: &self.retry,
+            secret: Some(&self.api_key_text),
+            auth_failure: None,
+        };
+        let answer = send_json(&endpoint, |http| {
+            http.post(&url)
+                .header("x-api-key", self.api_key.clone())
+                .header("anthropic-version", API_VERSION)
+                .json(&body)
+        })
+        .await?;
+        Self::parse_response(&answer)
+    }
+}
+
+fn tools(specs: &[ToolSpec]) -> Vec<Value> {
+    let last = specs.len().saturating_sub(1);
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let mut tool = json!({
+                "name": spec.name,
+                "description": spec.description,
+                "input_schema": input_schema(&spec.parameters),
+            });
+            if i == last {
+                tool["cache_control"] = json!({"type": "ephemeral"});
+            }
+            tool
+        })
+        .collect()
+}
+
+/// Anthropic requires an object schema; anything else becomes an empty object schema.
+fn input_schema(parameters: &Value) -> Value {
+    match parameters {
+        Value::Object(map) if map.get("type").and_then(Value::as_str) == Some("object") => {
+            parameters.clone()
+        }
+        Value::Object(map) if !map.contains_key("type") && map.contains_key("properties") => {
+            let mut schema = map.clone();
+            schema.insert("type".into(), json!("object"));
+            Value::Object(schema)
+        }
+        _ => json!({"type": "object", "properties": {}}),
+    }
+}
+
+/// Converts the conversation to Messages API turns: consecutive turns of the same role are
+/// merged (so consecutive tool results form one user turn), and the last block of the last
+/// user turn carries a cache marker.
+fn messages(conversation: &[Message]) -> Vec<Value> {
+    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    for message in conversation {
+        let (role, blocks) = match message {
+            Message::User { content } => ("user", vec![json!({"type": "text", "text": content})]),
+            Message::Assistant { text, tool_calls } => {
+                let mut blocks = Vec::new();
+                if let Some(text) = text.as_deref().filter(|t| !t.trim().is_empty()) {
+                    blocks.push(json!({"type": "text", "text": text}));
+                }
+                for call in tool_calls {
+                    let input = if call.arguments.is_object() {
+                        call.arguments.clone()
+                    } else {
+                        json!({})
+                    };
+                    blocks.push(json!({
+                        "type": "tool_use",
+                        "id": call.id,
+                        "name": call.name,
+                        "input": input,
+                    }));
+                }
+                ("assistant", blocks)
+            }
+            Message::Tool {
+                call_id,
+                content,
+                is_error,
+                ..
+            } => (
+                "user",
+                vec![json!({
+                    "type": "tool_result",
+                    "tool_use_id": call_id,
+                    // The API refuses empty error results; an explicit marker reads better.
+                    "content": if content.is_empty() { EMPTY_RESULT } else { content },
+                    "is_error": is_error,
+                })],
+            ),
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        match turns.last_mut() {
+            Some((last_role, last_blocks)) if *last_role == role => last_blocks.extend(blocks),
+            _ => turns.push((role, blocks)),
+        }
+    }
+
+    if let Some((_, blocks)) = turns.iter_mut().rev().find(|(role, _)| *role == "user") {
+        if let Some(Value::Object(block)) = blocks.last_mut() {
+            block.insert("cache_control".into(), json!({"type": "ephemeral"}));
+        }
+    }
+
+    turns
+        .into_iter()
+        .map(|(role, blocks)| json!({"role": role, "content": blocks}))
+        .collect()
+}
+
+/// `input_tokens` counts only uncached input: the total adds cache reads and cache writes.
+fn usage(usage: Option<&Value>) -> Usage {
+    let count = |name: &str| {
+        usage
+            .and_then(|u| u.get(name))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let cache_read = count("cache_read_input_tokens");
+    Usage {
+        input_tokens: count("input_tokens")
+            .saturating_add(cache_read)
+            .saturating_add(count("cache_creation_input_tokens")),
+        output_tokens: count("output_tokens"),
+        cached_input_tokens: cache_read,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(messages: Vec<Message>) -> LlmRequest {
+        LlmRequest {
+            model: "claude-sonnet-4-5".into(),
+            system: "You are Lucid.".into(),
+            messages,
+            tools: vec![
+                ToolSpec {
+                    name: "execute_bash".into(),
+                    description: "Run a command".into(),
+                    parameters: json!({"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}),
+                },
+                ToolSpec {
+                    name: "finish".into(),
+                    description: "Finish".into(),
+                    parameters: json!({}),
+                },
+            ],
+            max_tokens: 1024,
+        }
+    }
+
+    #[test]
+    fn body_marks_system_last_tool_and_last_user_turn_for_caching() {
+        let body = AnthropicClient::request_body(&request(vec![
+            Message::User {
+                content: "fix it".into(),
+            },
+            Message::Assistant {
+                text: Some("Looking.".into()),
+                tool_calls: vec![
+                    ToolCall {
+                        id: "toolu_1".into(),
+                        name: "execute_bash".into(),
+                        arguments: json!({"command": "ls"}),
+                    },
+                    ToolCall {
+                        id: "toolu_2".into(),
+                        name: "execute_bash".into(),
+                        arguments: json!({"command": "pwd"}),
+                    },
+                ],
+            },
+            Message::Tool {
+                call_id: "toolu_1".into(),
+                name: "execute_bash".into(),
+                content: "a.txt".into(),
+                is_error: false,
+            },
+            Message::Tool {
+                call_id: "toolu_2".into(),
+                name: "execute_bash".into(),
+                content: "no such dir".into(),
+                is_error: true,
+            },
+        ]));
+        let expected = json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 1024,
+            "system": [{"type": "text", "text": "You are Lucid.", "cache_control": {"type": "ephemeral"}}],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "fix it"}]},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "Looking."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "execute_bash", "input": {"command": "ls"}},
+                    {"type": "tool_use", "id": "toolu_2", "name": "execute_bash", "input": {"command": "pwd"}},
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "a.txt", "is_error": false},
+                    {"type": "tool_result", "tool_use_id": "toolu_2", "content": "no such dir", "is_error": true,
+                     "cache_control": {"type": "ephemeral"}},
+                ]},
+            ],
+            "tools": [
+                {"name": "execute_bash", "description": "Run a command",
+                 "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}},
+                {"name": "finish", "description": "Finish",
+                 "input_schema": {"type": "object", "properties": {}},
+                 "cache_control": {"type": "ephemeral"}},
+            ],
+        });
+        assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn empty_system_and_no_tools_are_omitted() {
+        let mut req = request(vec![Message::User {
+            content: "hi".into(),
+        }]);
+        req.system.clear();
+        req.tools.clear();
+        let body = AnthropicClient::request_body(&req);
+        assert!(body.get("system").is_none());
+        assert!(body.get("tools").is_none());
+        assert_eq!(
+            body["messages"][0]["content"][0]["cache_control"],
+            json!({"type": "ephemeral"})
+        );
+    }
+
+    #[test]
+    fn response_text_tool_use_and_usage_are_parsed() {
+        let body = json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+            "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "x"},
+                {"type": "text", "text": "Running ls."},
+                {"type": "tool_use", "id": "toolu_9", "name": "execute_bash", "input": {"command": "ls"}},
+            ],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 12, "output_tokens": 30,
+                      "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 200},
+        });
+        let response = AnthropicClient::parse_response(&body).unwrap();
+        assert_eq!(response.text.as_deref(), Some("Running ls."));
+        assert_eq!(
+            response.tool_calls,
+            vec![ToolCall {
+                id: "toolu_9".into(),
+                name: "execute_bash".into(),
+                arguments: json!({"command": "ls"}),
+            }]
+        );
+        assert_eq!(response.stop_reason.as_deref(), Some("tool_use"));
+        assert_eq!(
+            response.usage,
+            Usage {
+                input_tokens: 1212,
+                output_tokens: 30,
+                cached_input_tokens: 1000
+            }
+        );
+    }
+
+    #[test]
+    fn responses_without_content_are_invalid() {
+        let err = AnthropicClient::parse_response(&json!({"id": "x"})).unwrap_err();
+        assert!(matches!(err, LlmError::InvalidResponse { .. }), "{err}");
+        let err = AnthropicClient::parse_response(
+            &json!({"content": [{"type": "tool_use", "input": {}}]}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("tool_use"), "{err}");
+    }
+
+    #[test]
+    fn empty_tool_results_are_marked_and_empty_assistant_turns_dropped() {
+        let body = AnthropicClient::request_body(&request(vec![
+            Message::User {
+                content: "go".into(),
+            },
+            Message::Assistant {
+                text: Some("  ".into()),
+                tool_calls: vec![],
+            },
+            Message::Assistant {
+                text: None,
+                tool_calls: vec![ToolCall {
+                    id: "toolu_1".into(),
+                    name: "execute_bash".into(),
+                    arguments: json!("not an object"),
+                }],
+            },
+            Message::Tool {
+                call_id: "toolu_1".into(),
+                name: "execute_bash".into(),
+                content: String::new(),
+                is_error: true,
+            },
+        ]));
+        let messages = body["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 3);
+        assert_eq!(messages[1]["content"][0]["input"], json!({}));
+        assert_eq!(messages[2]["content"][0]["content"], "(no output)");
+    }
+
+    #[test]
+    fn keys_that_cannot_be_headers_are_rejected_without_echoing_them() {
+        let err = AnthropicClient::new(reqwest::Client::new(), DEFAULT_BASE_URL, "sk-bad\nkey")
+            .unwrap_err();
+        assert!(matches!(err, LlmError::Auth { .. }));
+        assert!(!err.to_string().contains("sk-bad"));
+    }
+}

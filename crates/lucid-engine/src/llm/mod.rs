@@ -12,8 +12,18 @@ use thiserror::Error;
 pub mod anthropic;
 pub mod gemini;
 pub mod openai_compat;
+pub mod pricing;
 pub mod provider;
 pub mod retry;
+
+pub use anthropic::AnthropicClient;
+pub use gemini::GeminiClient;
+pub use openai_compat::OpenAiCompatClient;
+pub use pricing::estimate_cost_usd;
+pub use provider::{
+    provider_spec, resolve_provider, resolve_provider_with_policy, ProviderSpec, ResolvedModel,
+};
+pub use retry::RetryPolicy;
 
 /// A tool the model may call; `parameters` is a JSON Schema object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
