@@ -16,7 +16,7 @@ use super::tools::{self, EXECUTE_BASH, FINISH, STR_REPLACE_EDITOR, THINK};
 use super::truncate::truncate_for_model;
 use crate::error::EngineResult;
 use crate::events::{EventKind, UsageReport};
-use crate::llm::provider::estimate_cost_usd;
+use crate::llm::pricing::estimate_cost_usd;
 use crate::llm::{LlmClient, LlmError, LlmRequest, Message, ToolCall, Usage};
 use crate::sandbox::Sandbox;
 

@@ -176,6 +176,15 @@ fn prefixed_provider(model: &str) -> Option<&'static ProviderSpec> {
     })
 }
 
+/// The model a request naming no provider and no model would use (`GET /` reports it);
+/// `"unknown"` when the default provider is not a known one.
+pub fn default_model_name(config: &Config) -> String {
+    match provider_spec(&config.default_provider) {
+        Ok(spec) => resolve_model(config, spec, None),
+        Err(_) => "unknown".to_string(),
+    }
+}
+
 fn resolve_model(config: &Config, spec: &'static ProviderSpec, requested: Option<&str>) -> String {
     let is_default_provider = provider_spec(&config.default_provider)
         .map(|default| default.name == spec.name)
