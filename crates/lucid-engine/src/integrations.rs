@@ -37,8 +37,9 @@ const MAX_TOKEN_LEN: usize = 4096;
 // ---------------------------------------------------------------------------------------------
 // Wire types
 
-/// `POST /api/v1/integrations` body.
-#[derive(Clone, Deserialize, Serialize, utoipa::ToSchema)]
+/// `POST /api/v1/integrations` body. Deliberately not `Serialize` and with a redacting
+/// `Debug`: the token must not end up in logs or JSON.
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SaveIntegrationRequest {
     /// `github` or `gitlab` (trimmed, case-insensitive).
