@@ -97,15 +97,14 @@ mod tests {
 
     fn run(askpass: &Askpass, prompt: &str, env: &[(&str, &str)]) -> (bool, String) {
         let mut cmd = Command::new(askpass.script());
-        cmd.arg(prompt).env_remove(USERNAME_VAR).env_remove(PASSWORD_VAR);
+        cmd.arg(prompt)
+            .env_remove(USERNAME_VAR)
+            .env_remove(PASSWORD_VAR);
         for (k, v) in env {
             cmd.env(k, v);
         }
         let out = cmd.output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8(out.stdout).unwrap(),
-        )
+        (out.status.success(), String::from_utf8(out.stdout).unwrap())
     }
 
     #[test]

@@ -111,10 +111,7 @@ pub(crate) fn build_command(program: &Path, inv: &Invocation<'_>) -> Command {
     cmd.current_dir(inv.cwd);
     for (key, _) in std::env::vars_os() {
         let inherited_git_setting = key.to_str().is_none_or(|k| {
-            k.starts_with("GIT_")
-                || k == "SSH_ASKPASS"
-                || k == USERNAME_VAR
-                || k == PASSWORD_VAR
+            k.starts_with("GIT_") || k == "SSH_ASKPASS" || k == USERNAME_VAR || k == PASSWORD_VAR
         });
         if inherited_git_setting {
             cmd.env_remove(&key);
@@ -230,7 +227,11 @@ pub(crate) async fn run_checked(
 
 /// The error for a failed git run: authentication and missing-repository failures are
 /// recognised from git's (C-locale) messages; anything else is a scrubbed summary.
-pub(crate) fn failure(operation: &'static str, output: &GitOutput, remote: Option<&str>) -> GitError {
+pub(crate) fn failure(
+    operation: &'static str,
+    output: &GitOutput,
+    remote: Option<&str>,
+) -> GitError {
     let text = format!("{}\n{}", output.stderr, output.stdout);
     if let Some(url) = remote {
         let lower = text.to_ascii_lowercase();
@@ -245,13 +246,17 @@ pub(crate) fn failure(operation: &'static str, output: &GitOutput, remote: Optio
             "the requested url returned error: 403",
         ];
         if auth_markers.iter().any(|m| lower.contains(m)) {
-            return GitError::AuthenticationFailed { url: url.to_string() };
+            return GitError::AuthenticationFailed {
+                url: url.to_string(),
+            };
         }
         let missing = lower.contains("the requested url returned error: 404")
             || lower.contains("does not appear to be a git repository")
             || (lower.contains("repository") && lower.contains("not found"));
         if missing {
-            return GitError::RemoteNotFound { url: url.to_string() };
+            return GitError::RemoteNotFound {
+                url: url.to_string(),
+            };
         }
     }
     GitError::CommandFailed {
@@ -346,7 +351,9 @@ impl ProgressThrottle {
             }
         };
         let now = Instant::now();
-        let due = self.last.is_none_or(|t| now.duration_since(t) >= PROGRESS_INTERVAL);
+        let due = self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= PROGRESS_INTERVAL);
         if phase != self.phase || line.ends_with("done.") || due {
             self.phase = phase.to_string();
             self.last = Some(now);
@@ -409,7 +416,12 @@ mod tests {
         let ws = tempfile::tempdir().unwrap();
         let askpass = Askpass::create(ws.path()).unwrap();
         let c = creds();
-        let mut inv = Invocation::local("clone", ws.path(), &["clone", "--", "https://h/x"], Duration::from_secs(1));
+        let mut inv = Invocation::local(
+            "clone",
+            ws.path(),
+            &["clone", "--", "https://h/x"],
+            Duration::from_secs(1),
+        );
         inv.transport = Some(RemoteKind::Https);
         inv.credentials = Some(&c);
         inv.askpass = Some(&askpass);
@@ -419,11 +431,18 @@ mod tests {
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        assert!(args.iter().all(|a| !a.contains("tok-SECRET-42")), "{args:?}");
+        assert!(
+            args.iter().all(|a| !a.contains("tok-SECRET-42")),
+            "{args:?}"
+        );
         assert!(args.windows(2).any(|w| w == ["-c", "credential.helper="]));
-        assert!(args.windows(2).any(|w| w == ["-c", "core.hooksPath=/dev/null"]));
+        assert!(args
+            .windows(2)
+            .any(|w| w == ["-c", "core.hooksPath=/dev/null"]));
         assert!(args.windows(2).any(|w| w == ["-c", "protocol.allow=never"]));
-        assert!(args.windows(2).any(|w| w == ["-c", "protocol.https.allow=always"]));
+        assert!(args
+            .windows(2)
+            .any(|w| w == ["-c", "protocol.https.allow=always"]));
         assert!(!args.iter().any(|a| a.starts_with("protocol.file")));
         assert_eq!(&args[args.len() - 3..], ["clone", "--", "https://h/x"]);
 
@@ -484,10 +503,22 @@ mod tests {
         let inv = Invocation::local("fetch", dir.path(), &[], Duration::from_millis(300));
         let started = Instant::now();
         let err = run(&script, inv, None).await.unwrap_err();
-        assert!(matches!(err, GitError::TimedOut { operation: "fetch", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                GitError::TimedOut {
+                    operation: "fetch",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(started.elapsed() < Duration::from_secs(5));
         tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert!(!marker.exists(), "a process of the group outlived the timeout");
+        assert!(
+            !marker.exists(),
+            "a process of the group outlived the timeout"
+        );
     }
 
     #[test]
@@ -499,20 +530,35 @@ mod tests {
         };
         let remote = Some("https://h/x.git");
         assert!(matches!(
-            failure("clone", &out("fatal: Authentication failed for 'https://h/x.git/'"), remote),
+            failure(
+                "clone",
+                &out("fatal: Authentication failed for 'https://h/x.git/'"),
+                remote
+            ),
             GitError::AuthenticationFailed { .. }
         ));
         assert!(matches!(
-            failure("clone", &out("fatal: could not read Username for 'https://h': terminal prompts disabled"), remote),
+            failure(
+                "clone",
+                &out("fatal: could not read Username for 'https://h': terminal prompts disabled"),
+                remote
+            ),
             GitError::AuthenticationFailed { .. }
         ));
         assert!(matches!(
-            failure("clone", &out("fatal: repository 'https://h/x.git/' not found"), remote),
+            failure(
+                "clone",
+                &out("fatal: repository 'https://h/x.git/' not found"),
+                remote
+            ),
             GitError::RemoteNotFound { .. }
         ));
         assert!(matches!(
             failure("commit", &out("error: something broke"), None),
-            GitError::CommandFailed { operation: "commit", .. }
+            GitError::CommandFailed {
+                operation: "commit",
+                ..
+            }
         ));
     }
 

@@ -98,7 +98,11 @@ impl Git {
     ) -> Result<Option<String>, GitError> {
         let out = run(
             self.program(),
-            self.local(ws, "symbolic-ref", &["symbolic-ref", "--quiet", "--short", "HEAD"]),
+            self.local(
+                ws,
+                "symbolic-ref",
+                &["symbolic-ref", "--quiet", "--short", "HEAD"],
+            ),
             None,
         )
         .await?;
@@ -156,7 +160,9 @@ fn validate_identity(identity: &GitIdentity) -> Result<(), GitError> {
             )));
         }
         if value.chars().count() > MAX_IDENTITY_CHARS
-            || value.chars().any(|c| c.is_control() || c == '<' || c == '>')
+            || value
+                .chars()
+                .any(|c| c.is_control() || c == '<' || c == '>')
         {
             return Err(GitError::InvalidInput(format!(
                 "the commit author {what} is too long or contains '<', '>' or control characters"

@@ -36,7 +36,9 @@ pub enum GitError {
     #[error("the workspace is not on a branch (detached HEAD)")]
     DetachedHead,
     /// The remote refused the credentials, or asked for credentials and none were given.
-    #[error("authentication failed for {url}: check that the token is valid and allows this operation")]
+    #[error(
+        "authentication failed for {url}: check that the token is valid and allows this operation"
+    )]
     AuthenticationFailed { url: String },
     /// The remote says the repository does not exist (or is hidden from these credentials).
     #[error("repository not found at {url}")]
@@ -204,7 +206,10 @@ mod tests {
         let secrets = Secrets::new(Some("tok123"));
         let out = "Cloning into 'x'...\nremote: Counting objects: 10% (1/10)\rremote: Counting objects: 100% (10/10), done.\nhint: do this\nfatal: unable to access 'https://h/x/': token tok123 refused\n";
         let summary = summarise_output(out, &secrets);
-        assert_eq!(summary, "fatal: unable to access 'https://h/x/': token *** refused");
+        assert_eq!(
+            summary,
+            "fatal: unable to access 'https://h/x/': token *** refused"
+        );
     }
 
     #[test]

@@ -93,7 +93,10 @@ impl Git {
         if rejected {
             return Err(GitError::PushRejected {
                 branch: branch.to_string(),
-                message: summarise_output(&format!("{}\n{}", output.stderr, output.stdout), &secrets),
+                message: summarise_output(
+                    &format!("{}\n{}", output.stderr, output.stdout),
+                    &secrets,
+                ),
             });
         }
         Err(failure("push", &output, Some(&repo.clean)))

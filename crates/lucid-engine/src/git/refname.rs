@@ -85,7 +85,13 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_branch_names() {
-        for name in ["main", "lucid/3f2a9c1e", "feature/x-1_2", "release-1.2", "a+b"] {
+        for name in [
+            "main",
+            "lucid/3f2a9c1e",
+            "feature/x-1_2",
+            "release-1.2",
+            "a+b",
+        ] {
             validate_branch_name(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
@@ -119,10 +125,7 @@ mod tests {
             "a.",
             "é",
         ] {
-            assert!(
-                validate_branch_name(name).is_err(),
-                "{name:?} was accepted"
-            );
+            assert!(validate_branch_name(name).is_err(), "{name:?} was accepted");
         }
         assert!(validate_branch_name(&"a".repeat(201)).is_err());
     }

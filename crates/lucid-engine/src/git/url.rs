@@ -196,7 +196,10 @@ mod tests {
         let f = ok("file:///srv/repos/r.git");
         assert_eq!(f.kind, RemoteKind::Local);
         assert_eq!(f.clean, "file:///srv/repos/r.git");
-        assert_eq!(ok("  HTTPS://Example.com/x  ").clean, "https://example.com/x");
+        assert_eq!(
+            ok("  HTTPS://Example.com/x  ").clean,
+            "https://example.com/x"
+        );
     }
 
     #[test]
