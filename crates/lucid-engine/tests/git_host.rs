@@ -795,3 +795,49 @@ async fn clone_times_out_against_a_silent_server_and_cleans_up() {
     assert!(!ws.exists());
     holder.abort();
 }
+
+#[tokio::test]
+async fn token_is_not_given_to_a_host_the_remote_redirects_to() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = server_with_app().await;
+    let base = server.base_url();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Redirects every request to the same path on the git server (another origin).
+    let redirector = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let n = socket.read(&mut buf).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let response = format!(
+                "HTTP/1.1 302 Found\r\nLocation: {base}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    let err = Git::default()
+        .clone_repo(
+            &format!("http://{addr}/app.git"),
+            None,
+            &ws,
+            Some(&creds()),
+            |_| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GitError::AuthenticationFailed { .. }),
+        "{err}"
+    );
+    let requests = server.requests();
+    assert!(!requests.is_empty(), "the redirect was not followed");
+    assert!(
+        requests.iter().all(|r| r.authorization.is_none()),
+        "credentials went to the redirect target: {requests:?}"
+    );
+    assert!(!ws.exists());
+    redirector.abort();
+}

@@ -1,7 +1,9 @@
 //! The `GIT_ASKPASS` helper: a tiny shell script in a private directory (mode 0700) outside
 //! the workspace. It holds no secret: it prints the username or password from environment
-//! variables that are set only on the git child process ([`USERNAME_VAR`], [`PASSWORD_VAR`]),
-//! and fails when they are absent, so git never falls back to a prompt. The directory is
+//! variables that are set only on the git child process ([`USERNAME_VAR`], [`PASSWORD_VAR`]).
+//! It answers only git's exact prompts for the operation's own origin ([`USERNAME_PROMPT_VAR`],
+//! [`PASSWORD_PROMPT_VAR`], see [`prompts`]), so a redirect to another host never gets the
+//! token, and fails otherwise, so git never falls back to a terminal prompt. The directory is
 //! removed when the [`Askpass`] is dropped.
 
 use std::fs;
@@ -16,15 +18,33 @@ pub const USERNAME_VAR: &str = "LUCID_GIT_USERNAME";
 /// Environment variable carrying the token to the helper.
 pub const PASSWORD_VAR: &str = "LUCID_GIT_PASSWORD";
 
+/// The exact username prompt the helper answers.
+pub const USERNAME_PROMPT_VAR: &str = "LUCID_GIT_USERNAME_PROMPT";
+/// The exact password prompt the helper answers.
+pub const PASSWORD_PROMPT_VAR: &str = "LUCID_GIT_PASSWORD_PROMPT";
+
 /// `printf` is a shell builtin, so the value never appears in any process's argv.
 const SCRIPT: &str = r#"#!/bin/sh
-# Lucid git askpass helper: answers git's prompts from the environment of this git process.
-case "$1" in
-  [Uu]sername*) [ -n "${LUCID_GIT_USERNAME+set}" ] || exit 1; printf '%s\n' "$LUCID_GIT_USERNAME" ;;
-  [Pp]assword*) [ -n "${LUCID_GIT_PASSWORD+set}" ] || exit 1; printf '%s\n' "$LUCID_GIT_PASSWORD" ;;
-  *) exit 1 ;;
-esac
+# Lucid git askpass helper: answers git's prompts for one origin from this process's environment.
+if [ -n "${LUCID_GIT_USERNAME_PROMPT+set}" ] && [ "$1" = "$LUCID_GIT_USERNAME_PROMPT" ]; then
+  printf '%s\n' "$LUCID_GIT_USERNAME"
+elif [ -n "${LUCID_GIT_PASSWORD_PROMPT+set}" ] && [ "$1" = "$LUCID_GIT_PASSWORD_PROMPT" ]; then
+  printf '%s\n' "$LUCID_GIT_PASSWORD"
+else
+  exit 1
+fi
 "#;
+
+/// The prompts git (C locale) shows for `username` at `origin` (`scheme://host[:port]`):
+/// `Username for '<origin>': ` and `Password for '<scheme>://<username>@<host[:port]>': `.
+pub(crate) fn prompts(origin: &str, username: &str) -> (String, String) {
+    let user_prompt = format!("Username for '{origin}': ");
+    let with_user = match origin.split_once("://") {
+        Some((scheme, host)) => format!("{scheme}://{username}@{host}"),
+        None => format!("{username}@{origin}"),
+    };
+    (user_prompt, format!("Password for '{with_user}': "))
+}
 
 /// A private directory holding the askpass script; removed on drop.
 #[derive(Debug)]
@@ -97,9 +117,15 @@ mod tests {
 
     fn run(askpass: &Askpass, prompt: &str, env: &[(&str, &str)]) -> (bool, String) {
         let mut cmd = Command::new(askpass.script());
-        cmd.arg(prompt)
-            .env_remove(USERNAME_VAR)
-            .env_remove(PASSWORD_VAR);
+        cmd.arg(prompt);
+        for var in [
+            USERNAME_VAR,
+            PASSWORD_VAR,
+            USERNAME_PROMPT_VAR,
+            PASSWORD_PROMPT_VAR,
+        ] {
+            cmd.env_remove(var);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -119,16 +145,24 @@ mod tests {
         let text = fs::read_to_string(askpass.script()).unwrap();
         assert!(!text.contains("tok-xyz"));
 
-        let env = [(USERNAME_VAR, "alice"), (PASSWORD_VAR, "tok-xyz")];
+        let (user_prompt, pass_prompt) = prompts("https://h:8443", "alice");
+        assert_eq!(user_prompt, "Username for 'https://h:8443': ");
+        assert_eq!(pass_prompt, "Password for 'https://alice@h:8443': ");
+        let env = [
+            (USERNAME_VAR, "alice"),
+            (PASSWORD_VAR, "tok-xyz"),
+            (USERNAME_PROMPT_VAR, user_prompt.as_str()),
+            (PASSWORD_PROMPT_VAR, pass_prompt.as_str()),
+        ];
+        assert_eq!(run(&askpass, &user_prompt, &env), (true, "alice\n".into()));
         assert_eq!(
-            run(&askpass, "Username for 'https://h': ", &env),
-            (true, "alice\n".into())
-        );
-        assert_eq!(
-            run(&askpass, "Password for 'https://alice@h': ", &env),
+            run(&askpass, &pass_prompt, &env),
             (true, "tok-xyz\n".into())
         );
-        assert!(!run(&askpass, "Password for 'https://h': ", &[]).0);
+        // Another host (e.g. after a redirect), or no credentials: no answer.
+        assert!(!run(&askpass, "Password for 'https://alice@evil:8443': ", &env).0);
+        assert!(!run(&askpass, "Username for 'https://h': ", &env).0);
+        assert!(!run(&askpass, &pass_prompt, &[]).0);
         assert!(!run(&askpass, "Something else", &env).0);
 
         let dir = askpass.dir().to_path_buf();

@@ -56,6 +56,7 @@ impl Git {
             transport: Some(repo.kind),
             safe_directory: None,
             credentials: credentials.as_ref(),
+            credential_origin: repo.credential_origin(),
             askpass: Some(&askpass),
             env: Vec::new(),
             stdin: None,

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-use super::askpass::{Askpass, PASSWORD_VAR, USERNAME_VAR};
+use super::askpass::{
+    prompts, Askpass, PASSWORD_PROMPT_VAR, PASSWORD_VAR, USERNAME_PROMPT_VAR, USERNAME_VAR,
+};
 use super::error::{summarise_output, GitError, Secrets};
 use super::url::RemoteKind;
 use super::GitCredentials;
@@ -24,6 +26,8 @@ use super::GitCredentials;
 const HARDENING: &[&str] = &[
     // An empty value resets the list: no configured helper sees or stores the token.
     "credential.helper=",
+    // Prompts name only scheme, host and port (what the askpass helper matches).
+    "credential.useHttpPath=false",
     // No hook of the repository runs on the host.
     "core.hooksPath=/dev/null",
     "core.fsmonitor=false",
@@ -57,6 +61,8 @@ pub(crate) struct Invocation<'a> {
     /// (the workspace is checked by `repo_check` first).
     pub(crate) safe_directory: Option<&'a Path>,
     pub(crate) credentials: Option<&'a GitCredentials>,
+    /// `scheme://host[:port]` the credentials are for; the helper answers no other origin.
+    pub(crate) credential_origin: Option<String>,
     /// Set for every run that talks to a remote, with or without credentials.
     pub(crate) askpass: Option<&'a Askpass>,
     pub(crate) env: Vec<(&'static str, String)>,
@@ -79,6 +85,7 @@ impl<'a> Invocation<'a> {
             transport: None,
             safe_directory: None,
             credentials: None,
+            credential_origin: None,
             askpass: None,
             env: Vec::new(),
             stdin: None,
@@ -126,9 +133,12 @@ pub(crate) fn build_command(program: &Path, inv: &Invocation<'_>) -> Command {
     }
     if let Some(askpass) = inv.askpass {
         cmd.env("GIT_ASKPASS", askpass.script());
-        if let Some(creds) = inv.credentials {
+        if let (Some(creds), Some(origin)) = (inv.credentials, &inv.credential_origin) {
+            let (user_prompt, pass_prompt) = prompts(origin, &creds.username);
             cmd.env(USERNAME_VAR, &creds.username)
-                .env(PASSWORD_VAR, &creds.token);
+                .env(PASSWORD_VAR, &creds.token)
+                .env(USERNAME_PROMPT_VAR, user_prompt)
+                .env(PASSWORD_PROMPT_VAR, pass_prompt);
         }
     }
     for setting in HARDENING {
@@ -424,6 +434,7 @@ mod tests {
         );
         inv.transport = Some(RemoteKind::Https);
         inv.credentials = Some(&c);
+        inv.credential_origin = Some("https://h".into());
         inv.askpass = Some(&askpass);
         let cmd = build_command(Path::new("git"), &inv);
         let std = cmd.as_std();
@@ -462,6 +473,10 @@ mod tests {
         };
         assert_eq!(get(PASSWORD_VAR).as_deref(), Some("tok-SECRET-42"));
         assert_eq!(get(USERNAME_VAR).as_deref(), Some("alice"));
+        assert_eq!(
+            get(PASSWORD_PROMPT_VAR).as_deref(),
+            Some("Password for 'https://alice@h': ")
+        );
         assert_eq!(get("GIT_TERMINAL_PROMPT").as_deref(), Some("0"));
         assert_eq!(get("GIT_CONFIG_NOSYSTEM").as_deref(), Some("1"));
         assert_eq!(

@@ -1,13 +1,15 @@
 //! Host-side git: clone a repository into a session's workspace, commit the agent's work on a
 //! `lucid/<short-id>` branch and push it for a pull request.
 //!
-//! git runs on the host (never inside the sandbox) through `tokio::process`, hardened as
-//! described in [`command`](self::command): the token reaches git only through a private
-//! `GIT_ASKPASS` helper and environment variables of the git child process — never argv,
-//! never `.git/config` or any file in the workspace, never logs or error messages. URLs are
-//! validated before anything runs (see [`redact_url`] and the accepted forms on
-//! [`Git::clone_repo`]); workspaces written by the agent are checked before git runs in them
-//! (see `repo_check`).
+//! git runs on the host (never inside the sandbox) through `tokio::process`, each run with a
+//! clean environment, credential helpers, hooks and fsmonitor disabled, only the operation's
+//! transport allowed, its own process group and a timeout (module `command`). The token
+//! reaches git only through a private `GIT_ASKPASS` helper that answers only the operation's
+//! own origin, via environment variables of the git child process (module `askpass`) — never
+//! argv, never `.git/config` or any file in the workspace, never logs or error messages. URLs
+//! are validated before anything runs (accepted forms on [`Git::clone_repo`]); workspaces
+//! written by the agent are checked before git runs in them (module `repo_check`: `.git`
+//! must be a real directory whose config holds only inert settings).
 //!
 //! The free functions use [`Git::default`]; build a [`Git`] with [`GitOptions`] to change the
 //! git program or the timeouts.

@@ -75,6 +75,7 @@ impl Git {
             transport: Some(repo.kind),
             safe_directory: Some(&ws.root),
             credentials: credentials.as_ref(),
+            credential_origin: repo.credential_origin(),
             askpass: Some(&askpass),
             env: Vec::new(),
             stdin: None,

@@ -123,6 +123,22 @@ impl RepoUrl {
     }
 }
 
+impl RepoUrl {
+    /// `scheme://host[:port]` as git names it in credential prompts; `None` for local
+    /// repositories, which never take credentials.
+    pub(crate) fn credential_origin(&self) -> Option<String> {
+        if self.kind == RemoteKind::Local {
+            return None;
+        }
+        let url = Url::parse(&self.clean).ok()?;
+        let host = url.host_str()?;
+        Some(match url.port() {
+            Some(port) => format!("{}://{host}:{port}", url.scheme()),
+            None => format!("{}://{host}", url.scheme()),
+        })
+    }
+}
+
 fn decode(part: &str) -> String {
     percent_decode_str(part).decode_utf8_lossy().into_owned()
 }
@@ -218,6 +234,35 @@ mod tests {
 
         let u = ok("https://:tok@github.com/o/r.git");
         assert_eq!(u.embedded.unwrap().username, TOKEN_ONLY_USERNAME);
+    }
+
+    #[test]
+    fn credential_origin_is_scheme_host_and_port() {
+        assert_eq!(
+            ok("https://u:t@github.com/o/r.git")
+                .credential_origin()
+                .as_deref(),
+            Some("https://github.com")
+        );
+        assert_eq!(
+            ok("https://gitlab.example:8443/g/r.git")
+                .credential_origin()
+                .as_deref(),
+            Some("https://gitlab.example:8443")
+        );
+        assert_eq!(
+            ok("https://github.com:443/o/r")
+                .credential_origin()
+                .as_deref(),
+            Some("https://github.com")
+        );
+        assert_eq!(
+            ok("http://127.0.0.1:9000/r.git")
+                .credential_origin()
+                .as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(ok("/srv/r.git").credential_origin(), None);
     }
 
     #[test]
