@@ -37,6 +37,9 @@ impl Git {
             RemoteKind::Local => None,
             _ => creds.cloned().or_else(|| repo.embedded.clone()),
         };
+        if let Some(credentials) = &credentials {
+            credentials.validate()?;
+        }
         let mut guard = DestinationGuard::prepare(&dest)?;
         let askpass = Askpass::create(&dest)?;
 

@@ -50,6 +50,21 @@ impl fmt::Debug for GitCredentials {
     }
 }
 
+impl GitCredentials {
+    /// Checks that both parts are non-empty and free of control characters (they travel in
+    /// environment variables and git's prompts). The error never shows the values.
+    pub fn validate(&self) -> Result<(), GitError> {
+        let bad = |v: &str| v.is_empty() || v.chars().any(char::is_control);
+        if bad(&self.username) || bad(&self.token) {
+            return Err(GitError::InvalidInput(
+                "the git username and token must be non-empty and contain no control characters"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Author and committer of the commits Lucid makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitIdentity {
@@ -167,5 +182,23 @@ mod tests {
         let shown = format!("{creds:?} {creds:#?}");
         assert!(!shown.contains("ghp_supersecret"), "{shown}");
         assert!(shown.contains("alice"));
+    }
+
+    #[test]
+    fn credentials_are_validated_without_echoing_them() {
+        let ok = GitCredentials {
+            username: "alice".into(),
+            token: "ghp_x".into(),
+        };
+        ok.validate().unwrap();
+        for (username, token) in [("", "t"), ("a", ""), ("a", "tok\nen-secret"), ("a\0", "t")] {
+            let err = GitCredentials {
+                username: username.into(),
+                token: token.into(),
+            }
+            .validate()
+            .unwrap_err();
+            assert!(!err.to_string().contains("en-secret"));
+        }
     }
 }

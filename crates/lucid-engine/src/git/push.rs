@@ -32,6 +32,9 @@ impl Git {
             RemoteKind::Local => None,
             _ => creds.cloned().or_else(|| repo.embedded.clone()),
         };
+        if let Some(credentials) = &credentials {
+            credentials.validate()?;
+        }
         let ws = check_workspace(self.program(), workspace, self.options.local_timeout).await?;
         if !self.branch_exists(&ws, branch).await? {
             return Err(GitError::InvalidInput(format!(
