@@ -1,7 +1,9 @@
 //! Wire-level fakes and fixtures for Lucid's tests: a scripted LLM server speaking the
 //! Anthropic, Gemini and OpenAI-compatible formats ([`llm`]), fake GitHub/GitLab APIs
-//! ([`forge`]), the local sandbox test image ([`image`]), and small helpers.
+//! ([`forge`]), a token-protected git smart-HTTP server ([`git_server`]), the local sandbox
+//! test image ([`image`]), and small helpers.
 
 pub mod forge;
+pub mod git_server;
 pub mod image;
 pub mod llm;

@@ -1,0 +1,140 @@
+//! `Git::clone_repo`: clone into a fresh workspace directory, restoring the directory on any
+//! failure or cancellation.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::askpass::Askpass;
+use super::command::{absolute, failure, run, Invocation, ProgressFn};
+use super::error::GitError;
+use super::refname::validate_branch_name;
+use super::url::{RemoteKind, RepoUrl};
+use super::{Git, GitCredentials};
+
+impl Git {
+    /// Clones `url` into `dest` and checks out `branch` (or the remote's default branch).
+    ///
+    /// Accepted URLs: `https://…`, `http://…` for loopback hosts, `file://…` and absolute
+    /// local paths; anything else is rejected before git runs. Userinfo in the URL
+    /// (`https://user:token@host/…`) is used as credentials (explicit `creds` win) and never
+    /// given to git: the clone's `origin` is the clean URL. `dest` must not exist or be an
+    /// empty directory; if the clone fails, times out or is cancelled, `dest` is put back as
+    /// it was. `progress` receives git's progress lines, scrubbed and throttled.
+    pub async fn clone_repo(
+        &self,
+        url: &str,
+        branch: Option<&str>,
+        dest: &Path,
+        creds: Option<&GitCredentials>,
+        progress: impl Fn(String) + Send + Sync,
+    ) -> Result<(), GitError> {
+        let repo = RepoUrl::parse(url)?;
+        if let Some(branch) = branch {
+            validate_branch_name(branch)?;
+        }
+        let dest = absolute(dest)?;
+        let credentials = match repo.kind {
+            RemoteKind::Local => None,
+            _ => creds.cloned().or_else(|| repo.embedded.clone()),
+        };
+        if let Some(credentials) = &credentials {
+            credentials.validate()?;
+        }
+        let mut guard = DestinationGuard::prepare(&dest)?;
+        let askpass = Askpass::create(&dest)?;
+
+        let mut args: Vec<OsString> = vec!["clone".into(), "--progress".into()];
+        if let Some(branch) = branch {
+            args.push("--branch".into());
+            args.push(branch.into());
+        }
+        args.push("--".into());
+        args.push(repo.clean.clone().into());
+        args.push(dest.clone().into_os_string());
+        let inv = Invocation {
+            operation: "clone",
+            // A directory of our own, so git discovers no repository around its cwd.
+            cwd: askpass.dir(),
+            args,
+            transport: Some(repo.kind),
+            safe_directory: None,
+            credentials: credentials.as_ref(),
+            credential_origin: repo.credential_origin(),
+            askpass: Some(&askpass),
+            env: Vec::new(),
+            stdin: None,
+            timeout: self.options.network_timeout,
+        };
+        tracing::info!(url = %repo.clean, branch = ?branch, dest = %dest.display(), "cloning repository");
+        let progress: ProgressFn<'_> = &progress;
+        let output = run(self.program(), inv, Some(progress)).await?;
+        if !output.success() {
+            return Err(failure("clone", &output, Some(&repo.clean)));
+        }
+        guard.keep();
+        Ok(())
+    }
+}
+
+/// Restores the clone destination on drop unless [`DestinationGuard::keep`] was called: a
+/// directory that did not exist is removed, one that existed (empty) is emptied again.
+struct DestinationGuard {
+    dest: PathBuf,
+    existed: bool,
+    armed: bool,
+}
+
+impl DestinationGuard {
+    fn prepare(dest: &Path) -> Result<Self, GitError> {
+        let existed = match std::fs::symlink_metadata(dest) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(GitError::io("cannot inspect the clone destination", e)),
+            Ok(meta) if meta.is_dir() => {
+                let mut entries = std::fs::read_dir(dest)
+                    .map_err(|e| GitError::io("cannot read the clone destination", e))?;
+                if entries.next().is_some() {
+                    return Err(GitError::DestinationNotEmpty(dest.to_path_buf()));
+                }
+                true
+            }
+            Ok(_) => return Err(GitError::DestinationNotEmpty(dest.to_path_buf())),
+        };
+        Ok(Self {
+            dest: dest.to_path_buf(),
+            existed,
+            armed: true,
+        })
+    }
+
+    fn keep(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for DestinationGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let result = if self.existed {
+            std::fs::read_dir(&self.dest).and_then(|entries| {
+                for entry in entries {
+                    let path = entry?.path();
+                    match std::fs::symlink_metadata(&path) {
+                        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path)?,
+                        _ => std::fs::remove_file(&path)?,
+                    }
+                }
+                Ok(())
+            })
+        } else {
+            match std::fs::remove_dir_all(&self.dest) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(dest = %self.dest.display(), error = %e, "could not clean up after a failed clone");
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Host-side git: clone a repository into a session's workspace, commit the agent's work on a
+//! `lucid/<short-id>` branch and push it for a pull request.
+//!
+//! git runs on the host (never inside the sandbox) through `tokio::process`, each run with a
+//! clean environment, credential helpers, hooks and fsmonitor disabled, only the operation's
+//! transport allowed, its own process group and a timeout (module `command`). The token
+//! reaches git only through a private `GIT_ASKPASS` helper that answers only the operation's
+//! own origin, via environment variables of the git child process (module `askpass`) — never
+//! argv, never `.git/config` or any file in the workspace, never logs or error messages. URLs
+//! are validated before anything runs (accepted forms on [`Git::clone_repo`]); workspaces
+//! written by the agent are checked before git runs in them (module `repo_check`: `.git`
+//! must be a real directory whose config holds only inert settings).
+//!
+//! The free functions use [`Git::default`]; build a [`Git`] with [`GitOptions`] to change the
+//! git program or the timeouts.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod askpass;
+mod clone;
+mod command;
+mod commit;
+mod error;
+mod inspect;
+mod push;
+mod refname;
+mod repo_check;
+mod url;
+
+pub use error::GitError;
+pub use refname::{branch_for_session, validate_branch_name};
+pub use url::{redact_url, TOKEN_ONLY_USERNAME};
+
+/// Credentials for an HTTPS remote: a username and a personal access token. `Debug` never
+/// prints the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GitCredentials {
+    pub username: String,
+    pub token: String,
+}
+
+impl fmt::Debug for GitCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitCredentials")
+            .field("username", &self.username)
+            .field("token", &"***")
+            .finish()
+    }
+}
+
+impl GitCredentials {
+    /// Checks that both parts are non-empty and free of control characters (they travel in
+    /// environment variables and git's prompts). The error never shows the values.
+    pub fn validate(&self) -> Result<(), GitError> {
+        let bad = |v: &str| v.is_empty() || v.chars().any(char::is_control);
+        if bad(&self.username) || bad(&self.token) {
+            return Err(GitError::InvalidInput(
+                "the git username and token must be non-empty and contain no control characters"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Author and committer of the commits Lucid makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitIdentity {
+    pub name: String,
+    pub email: String,
+}
+
+/// What [`Git::commit_all`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// A commit was made on `branch`.
+    Committed { branch: String, sha: String },
+    /// The workspace had no changes; `branch` is checked out.
+    NothingToCommit { branch: String },
+}
+
+/// The git program and the time limits of host-side git.
+#[derive(Debug, Clone)]
+pub struct GitOptions {
+    /// The git executable (a name looked up in `PATH`, or a path).
+    pub program: PathBuf,
+    /// Limit for operations that talk to a remote (clone, push).
+    pub network_timeout: Duration,
+    /// Limit for local operations (add, commit, config).
+    pub local_timeout: Duration,
+}
+
+impl Default for GitOptions {
+    fn default() -> Self {
+        Self {
+            program: PathBuf::from("git"),
+            network_timeout: Duration::from_secs(10 * 60),
+            local_timeout: Duration::from_secs(2 * 60),
+        }
+    }
+}
+
+/// Host-side git with a given set of [`GitOptions`].
+#[derive(Debug, Clone, Default)]
+pub struct Git {
+    options: GitOptions,
+}
+
+impl Git {
+    pub fn new(options: GitOptions) -> Self {
+        Self { options }
+    }
+
+    pub fn options(&self) -> &GitOptions {
+        &self.options
+    }
+
+    fn program(&self) -> &Path {
+        &self.options.program
+    }
+}
+
+/// Clones `url` into `dest` with [`Git::default`]; see [`Git::clone_repo`].
+pub async fn clone_repo(
+    url: &str,
+    branch: Option<&str>,
+    dest: &Path,
+    creds: Option<&GitCredentials>,
+    progress: impl Fn(String) + Send + Sync,
+) -> Result<(), GitError> {
+    Git::default()
+        .clone_repo(url, branch, dest, creds, progress)
+        .await
+}
+
+/// Commits everything in `workspace` on `branch` with [`Git::default`]; see [`Git::commit_all`].
+pub async fn commit_all(
+    workspace: &Path,
+    branch: &str,
+    identity: &GitIdentity,
+    message: &str,
+) -> Result<CommitOutcome, GitError> {
+    Git::default()
+        .commit_all(workspace, branch, identity, message)
+        .await
+}
+
+/// Pushes `branch` to `remote_url` with [`Git::default`]; see [`Git::push_branch`].
+pub async fn push_branch(
+    workspace: &Path,
+    remote_url: &str,
+    branch: &str,
+    creds: Option<&GitCredentials>,
+) -> Result<(), GitError> {
+    Git::default()
+        .push_branch(workspace, remote_url, branch, creds)
+        .await
+}
+
+/// The checked-out branch of `workspace`, with [`Git::default`].
+pub async fn current_branch(workspace: &Path) -> Result<String, GitError> {
+    Git::default().current_branch(workspace).await
+}
+
+/// The `origin` URL of `workspace` without userinfo, with [`Git::default`].
+pub async fn origin_url(workspace: &Path) -> Result<Option<String>, GitError> {
+    Git::default().origin_url(workspace).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_debug_hides_the_token() {
+        let creds = GitCredentials {
+            username: "alice".into(),
+            token: "ghp_supersecret".into(),
+        };
+        let shown = format!("{creds:?} {creds:#?}");
+        assert!(!shown.contains("ghp_supersecret"), "{shown}");
+        assert!(shown.contains("alice"));
+    }
+
+    #[test]
+    fn credentials_are_validated_without_echoing_them() {
+        let ok = GitCredentials {
+            username: "alice".into(),
+            token: "ghp_x".into(),
+        };
+        ok.validate().unwrap();
+        for (username, token) in [("", "t"), ("a", ""), ("a", "tok\nen-secret"), ("a\0", "t")] {
+            let err = GitCredentials {
+                username: username.into(),
+                token: token.into(),
+            }
+            .validate()
+            .unwrap_err();
+            assert!(!err.to_string().contains("en-secret"));
+        }
+    }
+}
