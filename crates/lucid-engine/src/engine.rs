@@ -109,6 +109,7 @@ impl Engine {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| EngineError::internal(format!("HTTP client: {e}")))?;
+        // The forge client keeps its own 15 s timeout (LLM requests may take minutes).
         let integrations = Arc::new(Integrations::new(Arc::clone(&store), &config));
         let chats = Chats::new(Arc::clone(&store), config.workspace_base.clone());
         let deps = Arc::new(SessionDeps {
@@ -218,6 +219,15 @@ impl Engine {
             return self.integrations.create_pr(user, provider, req).await;
         };
         let workspace = self.existing_workspace(user, &session_id).await?;
+        let chat = self.store.chat_by_session(user, &session_id).await?;
+        // Push only to the repository the session was started on (the agent could have
+        // rewritten `origin` to send the token elsewhere).
+        let remote = chat
+            .and_then(|c| c.repo_url)
+            .or_else(|| Some(req.repo_url.trim().to_string()).filter(|u| !u.is_empty()))
+            .ok_or_else(|| {
+                EngineError::bad_request("The session has no repository: pass repoUrl.")
+            })?;
         let creds = self.integrations.credentials(user, provider).await?.ok_or_else(|| {
             let p = provider.trim().to_ascii_lowercase();
             EngineError::not_found(format!(
@@ -225,12 +235,7 @@ impl Engine {
             ))
         })?;
         if req.repo_url.trim().is_empty() {
-            req.repo_url = crate::git::origin_url(&workspace)
-                .await
-                .map_err(|e| EngineError::bad_request(e.to_string()))?
-                .ok_or_else(|| {
-                    EngineError::bad_request("The session's workspace has no origin repository.")
-                })?;
+            req.repo_url = remote.clone();
         }
         let branch = crate::git::branch_for_session(&session_id);
         let identity = creds.git_identity();
@@ -239,12 +244,9 @@ impl Engine {
         } else {
             req.title.clone()
         };
-        crate::git::commit_all(&workspace, &branch, &identity, &title)
-            .await
-            .map_err(|e| EngineError::bad_request(format!("Could not commit the changes: {e}")))?;
-        crate::git::push_branch(&workspace, &branch, Some(&creds.clone().into_git_credentials()))
-            .await
-            .map_err(|e| EngineError::upstream(format!("Could not push {branch}: {e}")))?;
+        crate::git::commit_all(&workspace, &branch, &identity, &title).await?;
+        crate::git::push_branch(&workspace, &remote, &branch, Some(&creds.into_git_credentials()))
+            .await?;
         req.branch = branch;
         req.title = title;
         self.integrations.create_pr(user, provider, req).await

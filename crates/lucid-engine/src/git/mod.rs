@@ -159,6 +159,25 @@ pub async fn push_branch(
         .await
 }
 
+/// Checks a repository URL before a session starts (the same rules as [`clone_repo`]).
+/// `allow_local` permits local paths and `file://` URLs: right for a single-user machine,
+/// wrong for a server whose users must not read the host's files.
+pub fn validate_clone_url(url: &str, allow_local: bool) -> Result<(), GitError> {
+    let parsed = url::RepoUrl::parse(url)?;
+    if !allow_local && parsed.kind == url::RemoteKind::Local {
+        return Err(GitError::InvalidUrl {
+            shown: redact_url(url),
+            reason: "local repositories are not allowed on this server".to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The username sent with a forge token over HTTPS (GitHub and GitLab accept it for PATs).
+pub fn default_username_for(_url: &str) -> &'static str {
+    TOKEN_ONLY_USERNAME
+}
+
 /// The checked-out branch of `workspace`, with [`Git::default`].
 pub async fn current_branch(workspace: &Path) -> Result<String, GitError> {
     Git::default().current_branch(workspace).await

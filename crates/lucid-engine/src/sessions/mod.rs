@@ -168,7 +168,7 @@ impl Sessions {
         let model = self.deps.resolve_model(&req)?;
         let repo_url = req.repo_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
         if let Some(url) = repo_url {
-            crate::git::validate_clone_url(url)
+            crate::git::validate_clone_url(url, self.deps.config.is_local_mode())
                 .map_err(|e| EngineError::bad_request(e.to_string()))?;
         }
         let branch = req.branch.as_deref().map(str::trim).filter(|b| !b.is_empty());
