@@ -182,7 +182,10 @@ async fn messages_come_back_in_seq_order_with_their_fields() {
         .append_events(&u, "c1", &[status.clone(), first.clone()])
         .await
         .unwrap();
-    store.append_events(&u, "c1", &[run.clone()]).await.unwrap();
+    store
+        .append_events(&u, "c1", std::slice::from_ref(&run))
+        .await
+        .unwrap();
 
     let messages = store.chat_messages(&u, "c1").await.unwrap();
     let seqs: Vec<_> = messages.iter().map(|m| m.seq).collect();

@@ -95,6 +95,6 @@ mod tests {
     fn truncation_keeps_microseconds() {
         let ts = at(7) + chrono::Duration::nanoseconds(999);
         assert_eq!(truncate_to_micros(ts), at(7));
-        assert_eq!(from_db(&to_db(&now_micros())).is_some(), true);
+        assert!(from_db(&to_db(&now_micros())).is_some());
     }
 }
