@@ -125,11 +125,8 @@ async fn import_rootfs(docker: &Docker, rootfs: Vec<u8>) -> Result<(), String> {
             "CMD [\"/bin/sh\"]".to_string(),
         ])
         .build();
-    let mut stream = docker.create_image(
-        Some(options),
-        Some(bollard::body_full(rootfs.into())),
-        None,
-    );
+    let mut stream =
+        docker.create_image(Some(options), Some(bollard::body_full(rootfs.into())), None);
     while let Some(message) = stream.next().await {
         message.map_err(|e| format!("import failed: {e}"))?;
     }
@@ -158,7 +155,16 @@ fn build_rootfs_tar(busybox: &Path) -> Result<Vec<u8>, String> {
 
     let mut tar = TarWriter::default();
     for dir in [
-        "bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "dev", "proc", "sys", "workspace",
+        "bin",
+        "sbin",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "dev",
+        "proc",
+        "sys",
+        "workspace",
     ] {
         tar.dir(dir, 0o755)?;
     }

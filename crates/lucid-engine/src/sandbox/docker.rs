@@ -7,8 +7,8 @@
 //! containers labelled with this instance's id (see [`load_or_create_instance_id`]).
 //!
 //! [`DockerSandbox`] runs commands in ONE attached `docker exec` of `/bin/sh` driven by
-//! [`PersistentShell`]; interrupting kills the command's processes through a short separate
-//! exec. If the attached shell cannot be started, it falls back to one exec per command.
+//! [`PersistentShell`]; an interrupt kills the shell's processes through a short separate exec
+//! and a fresh shell takes over with the same cwd and exported variables. If the attached shell cannot be started, it falls back to one exec per command.
 //!
 //! Container hardening: all capabilities dropped except CHOWN, DAC_OVERRIDE, FOWNER, FSETID,
 //! SETUID and SETGID (a root dev shell needs them to write workspace files owned by the host
@@ -45,7 +45,14 @@ pub const LABEL_USER: &str = "lucid.user_id";
 pub const LABEL_INSTANCE: &str = "lucid.instance";
 
 /// Capabilities kept after `cap_drop ALL` (see the module documentation for why).
-pub const KEPT_CAPABILITIES: &[&str] = &["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETUID", "SETGID"];
+pub const KEPT_CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "SETUID",
+    "SETGID",
+];
 
 /// Keeps the container alive; works with busybox and GNU `sleep` (≈68 years).
 const KEEP_ALIVE: [&str; 2] = ["sleep", "2147483647"];
@@ -56,13 +63,12 @@ const PULL_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// The file, in the data directory, holding this engine's instance id.
 const INSTANCE_ID_FILE: &str = "instance-id";
 
-/// Kills, inside the container, the processes of the session (= the exec'd shell, which docker
-/// makes a session leader) `$1`: all of them with `$2 = all`, all but the shell otherwise.
-const KILL_SCRIPT: &str = r#"target=$1; mode=$2
+/// Kills, inside the container, every process of the session `$1`: the exec'd shell (docker
+/// makes each exec a session leader) and all it started, unless detached with `setsid`.
+const KILL_SCRIPT: &str = r#"target=$1
 for f in /proc/[0-9]*/stat; do
   pid=${f#/proc/}; pid=${pid%/stat}
   [ "$pid" = "$$" ] && continue
-  if [ "$pid" = "$target" ] && [ "$mode" != all ]; then continue; fi
   read -r line < "$f" 2>/dev/null || continue
   set -- ${line##*) }
   [ "$4" = "$target" ] && kill -9 "$pid" 2>/dev/null
@@ -131,7 +137,10 @@ pub struct DockerSandboxes {
 
 impl DockerSandboxes {
     /// Connects to the daemon (`DOCKER_HOST` or the local socket) and negotiates the API version.
-    pub async fn connect(config: &SandboxConfig, instance_id: String) -> Result<Self, SandboxError> {
+    pub async fn connect(
+        config: &SandboxConfig,
+        instance_id: String,
+    ) -> Result<Self, SandboxError> {
         if !valid_instance_id(&instance_id) {
             return Err(SandboxError::DockerUnavailable(format!(
                 "invalid engine instance id {instance_id:?}"
@@ -523,7 +532,8 @@ async fn run_exec(
         )
         .await?;
     let mut text = Vec::new();
-    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await? {
+    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await?
+    {
         while let Some(chunk) = output.next().await {
             text.extend_from_slice(&chunk?.into_bytes());
         }
@@ -540,7 +550,7 @@ struct DockerShellHost {
 }
 
 impl DockerShellHost {
-    async fn kill(&self, shell_pid: u32, mode: &str) -> Result<(), SandboxError> {
+    async fn kill_session(&self, shell_pid: u32) -> Result<(), SandboxError> {
         if shell_pid <= 1 {
             return Err(SandboxError::Container(format!(
                 "refusing to kill pid {shell_pid}"
@@ -552,7 +562,6 @@ impl DockerShellHost {
             KILL_SCRIPT.to_string(),
             "sh".to_string(),
             shell_pid.to_string(),
-            mode.to_string(),
         ];
         run_exec(&self.docker, &self.container_id, cmd)
             .await
@@ -566,10 +575,9 @@ impl ShellHost for DockerShellHost {
     async fn launch(&self, launch: ShellLaunch) -> Result<ShellChannels, SandboxError> {
         let (cmd, attach_stdin) = match launch {
             ShellLaunch::Persistent => (vec!["/bin/sh".to_string()], true),
-            ShellLaunch::Script(script) => (
-                vec!["/bin/sh".to_string(), "-c".to_string(), script],
-                false,
-            ),
+            ShellLaunch::Script(script) => {
+                (vec!["/bin/sh".to_string(), "-c".to_string(), script], false)
+            }
         };
         let exec = self
             .docker
@@ -600,13 +608,12 @@ impl ShellHost for DockerShellHost {
             .await
             .map_err(|e| SandboxError::ShellGone(format!("cannot start the shell exec: {e}")))?;
         let StartExecResults::Attached { output, input } = started else {
-            return Err(SandboxError::ShellGone("the shell exec is not attached".into()));
+            return Err(SandboxError::ShellGone(
+                "the shell exec is not attached".into(),
+            ));
         };
         let output = output
-            .map(|item| {
-                item.map(LogOutput::into_bytes)
-                    .map_err(io::Error::other)
-            })
+            .map(|item| item.map(LogOutput::into_bytes).map_err(io::Error::other))
             .boxed();
         let docker = self.docker.clone();
         let exec_id = exec.id;
@@ -627,12 +634,8 @@ impl ShellHost for DockerShellHost {
         })
     }
 
-    async fn kill_command(&self, shell_pid: u32) -> Result<(), SandboxError> {
-        self.kill(shell_pid, "command").await
-    }
-
     async fn kill_shell(&self, shell_pid: u32) -> Result<(), SandboxError> {
-        self.kill(shell_pid, "all").await
+        self.kill_session(shell_pid).await
     }
 }
 
@@ -698,7 +701,11 @@ impl Sandbox for DockerSandbox {
         let stop = StopContainerOptionsBuilder::default()
             .t(STOP_TIMEOUT_SECS)
             .build();
-        if let Err(e) = self.docker.stop_container(&self.container_id, Some(stop)).await {
+        if let Err(e) = self
+            .docker
+            .stop_container(&self.container_id, Some(stop))
+            .await
+        {
             if !is_status(&e, 304) && !is_status(&e, 404) {
                 tracing::debug!(container = %self.name, error = %e, "stop failed; removing anyway");
             }
@@ -739,7 +746,10 @@ mod tests {
         assert!(!valid_container_name(""));
         assert_eq!(reference_with_tag("busybox"), "busybox:latest");
         assert_eq!(reference_with_tag("a/b:1"), "a/b:1");
-        assert_eq!(reference_with_tag("127.0.0.1:5000/x"), "127.0.0.1:5000/x:latest");
+        assert_eq!(
+            reference_with_tag("127.0.0.1:5000/x"),
+            "127.0.0.1:5000/x:latest"
+        );
         assert_eq!(reference_with_tag("x@sha256:abc"), "x@sha256:abc");
     }
 }

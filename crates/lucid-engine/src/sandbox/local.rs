@@ -66,9 +66,11 @@ impl ShellHost for LocalShellHost {
         command
             .current_dir(&self.base_dir)
             .env_clear()
-            .envs(ENV_ALLOWLIST.iter().filter_map(|name| {
-                std::env::var_os(name).map(|value| (name.to_string(), value))
-            }))
+            .envs(
+                ENV_ALLOWLIST.iter().filter_map(|name| {
+                    std::env::var_os(name).map(|value| (name.to_string(), value))
+                }),
+            )
             .stdin(match launch {
                 ShellLaunch::Persistent => Stdio::piped(),
                 ShellLaunch::Script(_) => Stdio::null(),
@@ -104,12 +106,8 @@ impl ShellHost for LocalShellHost {
         })
     }
 
-    async fn kill_command(&self, shell_pid: u32) -> Result<(), SandboxError> {
-        kill_group_members(shell_pid, false)
-    }
-
     async fn kill_shell(&self, shell_pid: u32) -> Result<(), SandboxError> {
-        kill_group_members(shell_pid, true)
+        kill_group(shell_pid)
     }
 }
 
@@ -141,66 +139,22 @@ fn checked_group(shell_pid: u32) -> Result<libc::pid_t, SandboxError> {
     Ok(pid)
 }
 
-/// Sends SIGKILL to the members of the shell's process group; to the shell itself only when
-/// `including_shell`. Without `/proc` (non-Linux) the whole group is killed: the shell is then
-/// restarted by the protocol.
+/// Sends SIGKILL to the shell's process group: the shell and everything it started (unless
+/// detached with `setsid`).
 #[cfg(unix)]
-fn kill_group_members(shell_pid: u32, including_shell: bool) -> Result<(), SandboxError> {
+fn kill_group(shell_pid: u32) -> Result<(), SandboxError> {
     let group = checked_group(shell_pid)?;
-    let members = if including_shell {
-        None
-    } else {
-        group_members_from_proc(group)
-    };
-    match members {
-        Some(members) => {
-            for pid in members.into_iter().filter(|pid| *pid != group) {
-                // SAFETY: plain kill(2) on a pid read from /proc; errors (already gone) ignored.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-        None => {
-            // SAFETY: kill(2) of a process group checked above not to be ours or init.
-            unsafe { libc::kill(-group, libc::SIGKILL) };
-        }
-    }
+    // SAFETY: kill(2) of a process group checked above not to be ours or init's.
+    unsafe { libc::kill(-group, libc::SIGKILL) };
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn kill_group_members(_shell_pid: u32, _including_shell: bool) -> Result<(), SandboxError> {
+fn kill_group(_shell_pid: u32) -> Result<(), SandboxError> {
     Err(SandboxError::Io(io::Error::new(
         io::ErrorKind::Unsupported,
         "the local sandbox needs a Unix system",
     )))
-}
-
-/// The pids whose process group is `group`, from `/proc/<pid>/stat`; `None` without `/proc`.
-#[cfg(unix)]
-fn group_members_from_proc(group: libc::pid_t) -> Option<Vec<libc::pid_t>> {
-    let entries = std::fs::read_dir("/proc").ok()?;
-    let mut members = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<libc::pid_t>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // Fields after the command name (which may contain spaces and parentheses):
-        // state ppid pgrp ...
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        if rest.split(' ').nth(2).and_then(|g| g.parse().ok()) == Some(group) {
-            members.push(pid);
-        }
-    }
-    Some(members)
 }
 
 /// A sandbox running commands as local processes in the workspace directory.
@@ -272,7 +226,7 @@ impl Drop for LocalSandbox {
     fn drop(&mut self) {
         #[cfg(unix)]
         if let Some(pid) = self.shell.current_pid() {
-            let _ = kill_group_members(pid, true);
+            let _ = kill_group(pid);
         }
     }
 }
@@ -301,7 +255,10 @@ mod tests {
         let canonical = workspace.canonicalize().unwrap();
         assert_eq!(sandbox.workspace_path(), canonical.to_string_lossy());
         let r = sandbox
-            .exec(&format!("pwd; echo \"secret=${hidden}\"; echo hi > made.txt"), SECOND * 5)
+            .exec(
+                &format!("pwd; echo \"secret=${hidden}\"; echo hi > made.txt"),
+                SECOND * 5,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -380,8 +337,8 @@ mod tests {
 
     #[test]
     fn refuses_to_signal_init_or_its_own_group() {
-        assert!(kill_group_members(1, true).is_err());
-        assert!(kill_group_members(0, true).is_err());
-        assert!(kill_group_members(std::process::id(), true).is_err());
+        assert!(kill_group(1).is_err());
+        assert!(kill_group(0).is_err());
+        assert!(kill_group(std::process::id()).is_err());
     }
 }

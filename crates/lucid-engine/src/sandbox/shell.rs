@@ -3,21 +3,26 @@
 //! A [`ShellHost`] starts `sh` somewhere (a local process, an attached `docker exec`) and gives
 //! back its stdin and its output as a byte stream. [`PersistentShell`] drives it:
 //!
-//! * at start the shell runs `exec 2>&1` (stderr merged into stdout), changes to the last known
-//!   cwd and prints a *ready* trailer carrying its pid (`$$`);
-//! * each command is sent as `command eval '<command>' </dev/null 2>&1` followed by a `printf`
-//!   trailer carrying `$?` and `$PWD`, framed by a fresh random nonce, so look-alike text in the
-//!   output cannot end a command early. Everything is a shell builtin: no process is started
-//!   for the framing. `command eval` keeps syntax errors from killing the shell; stdin from
-//!   `/dev/null` keeps commands from reading (and eating) the protocol;
-//! * output is stored up to [`OUTPUT_STORE_CAP_BYTES`] while every byte is counted;
-//! * on timeout or interrupt the command's processes are killed ([`ShellHost::kill_command`]);
-//!   if the shell itself does not come back (a builtin loop, a trap), its whole process group is
-//!   killed and a fresh shell is started in the last known cwd;
+//! * at start the shell runs `exec 2>&1` (stderr merged into stdout), restores the exported
+//!   variables and cwd of the previous shell if there was one, and prints a *ready* trailer
+//!   carrying its pid (`$$`);
+//! * each command is sent as `command eval '<command>' </dev/null 2>&1` followed by a trailer
+//!   carrying `$?`, `$PWD` and `export -p`, framed by markers holding a fresh random nonce, so
+//!   look-alike text in the output cannot end a command early. The framing uses builtins only
+//!   (`printf`, `export`): no process is started per command. `command eval` keeps syntax
+//!   errors from killing the shell; stdin from `/dev/null` keeps commands from reading (and
+//!   eating) the protocol;
+//! * output is stored up to [`OUTPUT_STORE_CAP_BYTES`] while every byte is counted, and decoded
+//!   lossily as UTF-8;
+//! * on timeout or interrupt the shell and every process it started are killed
+//!   ([`ShellHost::kill_shell`]) — killing only the running program would let the rest of a
+//!   command list (`make; rm -rf build`) go on — and a fresh shell is started with the last
+//!   known cwd and exported variables. Processes detached with `setsid` survive;
 //! * if the shell dies (`exit`, OOM kill), the result says so and a fresh shell is started.
 //!
 //! [`ShellMode::PerCommand`] is the fallback for hosts where a long-lived attached shell cannot
-//! be started: each command runs in a fresh `sh -c` with the same framing, cwd still carried over.
+//! be started: each command runs in a fresh `sh -c` with the same framing; cwd and exported
+//! variables are still carried over.
 
 use std::collections::HashMap;
 use std::io;
@@ -39,13 +44,10 @@ use super::{ExecOutput, SandboxError, OUTPUT_STORE_CAP_BYTES};
 
 /// How long a freshly started shell may take to print its ready trailer.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
-/// After the command's processes were killed, how long the shell gets to print its trailer
-/// before it is considered stuck and killed itself.
-const KILL_GRACE: Duration = Duration::from_millis(600);
 /// How long to wait for a dead shell's exit status.
 const EXIT_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
-/// A trailer longer than this (a `$PWD` is at most a few KiB) means the protocol is broken.
-const MAX_TRAILER_BYTES: usize = 64 * 1024;
+/// A trailer longer than this (it carries `export -p`) means the protocol is broken.
+const MAX_TRAILER_BYTES: usize = 8 * 1024 * 1024;
 
 /// A started shell: its stdin (absent for one-shot scripts) and its merged output.
 pub struct ShellChannels {
@@ -69,19 +71,17 @@ pub enum ShellLaunch {
 pub trait ShellHost: Send + Sync {
     /// Starts a shell in the host's base directory (the workspace).
     async fn launch(&self, launch: ShellLaunch) -> Result<ShellChannels, SandboxError>;
-    /// Kills every process started by the shell whose pid (as the shell sees it, `$$`) is
-    /// `shell_pid`, but not the shell itself.
-    async fn kill_command(&self, shell_pid: u32) -> Result<(), SandboxError>;
-    /// Kills the shell and everything it started.
+    /// Kills the shell whose pid (as the shell sees it, `$$`) is `shell_pid` and every process
+    /// it started that did not detach itself (`setsid`).
     async fn kill_shell(&self, shell_pid: u32) -> Result<(), SandboxError>;
 }
 
 /// How commands reach the shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShellMode {
-    /// One long-lived shell; cwd and exported variables persist.
+    /// One long-lived shell.
     Persistent,
-    /// A fresh `sh -c` per command; only the cwd persists.
+    /// A fresh `sh -c` per command.
     PerCommand,
 }
 
@@ -90,9 +90,10 @@ pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 
-/// The random markers framing one trailer.
+/// The random markers framing one trailer: `START<number>SEP<pwd>SEP<export -p>END\n`.
 struct Markers {
     start: Vec<u8>,
+    sep: Vec<u8>,
     end: Vec<u8>,
 }
 
@@ -101,15 +102,19 @@ impl Markers {
         let nonce = format!("{:032x}", rand::random::<u128>());
         Markers {
             start: format!("__LUCID_{nonce}_BEGIN__").into_bytes(),
+            sep: format!("__LUCID_{nonce}_SEP__").into_bytes(),
             end: format!("__LUCID_{nonce}_END__\n").into_bytes(),
         }
     }
 
-    /// A `printf` printing the trailer `START<number> <pwd>END` (all builtins).
-    fn printf(&self, number: &str) -> String {
+    /// Shell code printing the trailer with `number` (e.g. `$?`), all builtins.
+    fn trailer_code(&self, number: &str) -> String {
         let start = String::from_utf8_lossy(&self.start);
+        let sep = String::from_utf8_lossy(&self.sep);
         let end = String::from_utf8_lossy(&self.end[..self.end.len() - 1]);
-        format!("printf '{start}%d %s{end}\\n' \"{number}\" \"$PWD\"")
+        format!(
+            "printf '{start}%d{sep}%s{sep}' \"{number}\" \"$PWD\"; export -p; printf '{end}\\n'"
+        )
     }
 }
 
@@ -117,6 +122,8 @@ impl Markers {
 struct Trailer {
     number: i64,
     cwd: String,
+    /// `export -p` output: shell code re-creating the exported variables.
+    exports: String,
 }
 
 /// Output kept up to a cap, every byte counted.
@@ -215,11 +222,17 @@ impl ShellProcess {
             if let Some(trailer) = self.take_trailer(markers, sink)? {
                 return Ok(trailer);
             }
-            match self.output.next().await {
-                Some(Ok(chunk)) => self.pending.extend_from_slice(&chunk),
-                Some(Err(e)) => return Err(StreamEnd::Closed(e.to_string())),
-                None => return Err(StreamEnd::Closed("its output ended".into())),
-            }
+            let ended = match self.output.next().await {
+                Some(Ok(chunk)) => {
+                    self.pending.extend_from_slice(&chunk);
+                    continue;
+                }
+                Some(Err(e)) => e.to_string(),
+                None => "its output ended".to_string(),
+            };
+            // No trailer will come: whatever is left was printed by the command.
+            self.flush_pending(sink);
+            return Err(StreamEnd::Closed(ended));
         }
     }
 
@@ -230,8 +243,8 @@ impl ShellProcess {
         sink: &mut CappedOutput,
     ) -> Result<Option<Trailer>, StreamEnd> {
         let Some(start) = find(&self.pending, &markers.start) else {
-            // Keep a tail that could be the beginning of a marker split across chunks.
-            let keep = self.pending.len().min(markers.start.len() - 1);
+            // Keep only a tail that could be the beginning of a marker split across chunks.
+            let keep = marker_prefix_suffix(&self.pending, &markers.start);
             let flush = self.pending.len() - keep;
             sink.push(&self.pending[..flush]);
             self.pending.drain(..flush);
@@ -246,19 +259,17 @@ impl ShellProcess {
             }
             return Ok(None);
         };
-        let body = String::from_utf8_lossy(&self.pending[body_start..body_start + end]);
-        let (number, cwd) = body
-            .split_once(' ')
-            .ok_or_else(|| StreamEnd::Protocol(format!("malformed trailer {body:?}")))?;
-        let number = number
-            .parse::<i64>()
-            .map_err(|_| StreamEnd::Protocol(format!("malformed trailer {body:?}")))?;
-        let trailer = Trailer {
-            number,
-            cwd: cwd.to_string(),
-        };
+        let body = &self.pending[body_start..body_start + end];
+        let trailer = parse_trailer(body, &markers.sep)
+            .ok_or_else(|| StreamEnd::Protocol("malformed trailer".into()))?;
         self.pending.drain(..body_start + end + markers.end.len());
         Ok(Some(trailer))
+    }
+
+    /// Hands every byte not yet attributed to `sink` (when no trailer is coming any more).
+    fn flush_pending(&mut self, sink: &mut CappedOutput) {
+        sink.push(&self.pending);
+        self.pending.clear();
     }
 
     /// The exit status of a shell whose output has ended.
@@ -271,14 +282,38 @@ impl ShellProcess {
     }
 }
 
+/// Length of the longest suffix of `data` that is a proper prefix of `marker`.
+fn marker_prefix_suffix(data: &[u8], marker: &[u8]) -> usize {
+    let longest = data.len().min(marker.len().saturating_sub(1));
+    (1..=longest)
+        .rev()
+        .find(|&k| data[data.len() - k..] == marker[..k])
+        .unwrap_or(0)
+}
+
+fn parse_trailer(body: &[u8], sep: &[u8]) -> Option<Trailer> {
+    let first = find(body, sep)?;
+    let number = std::str::from_utf8(&body[..first]).ok()?.parse().ok()?;
+    let rest = &body[first + sep.len()..];
+    let second = find(rest, sep)?;
+    Some(Trailer {
+        number,
+        cwd: String::from_utf8_lossy(&rest[..second]).into_owned(),
+        exports: String::from_utf8_lossy(&rest[second + sep.len()..]).into_owned(),
+    })
+}
+
+/// What a new shell must restore.
 struct ShellState {
     process: Option<ShellProcess>,
     /// The last cwd the shell reported.
     cwd: String,
+    /// The last `export -p` the shell reported.
+    exports: String,
 }
 
-/// Drives a shell on a [`ShellHost`]: one command at a time, cwd (and, in persistent mode,
-/// exported variables) kept between commands.
+/// Drives a shell on a [`ShellHost`]: one command at a time, cwd and exported variables kept
+/// between commands.
 pub struct PersistentShell {
     host: Arc<dyn ShellHost>,
     mode: ShellMode,
@@ -313,8 +348,8 @@ enum Waited {
 }
 
 impl PersistentShell {
-    /// Starts a persistent shell in `cwd` (falling back to the host's base directory if `cwd`
-    /// does not exist) and waits until it is ready.
+    /// Starts a persistent shell in `cwd` (staying in the host's base directory if `cwd` does
+    /// not exist) and waits until it is ready.
     pub async fn start(host: Arc<dyn ShellHost>, cwd: &str) -> Result<Self, SandboxError> {
         let shell = Self::new(host, ShellMode::Persistent, cwd);
         {
@@ -336,6 +371,7 @@ impl PersistentShell {
             state: tokio::sync::Mutex::new(ShellState {
                 process: None,
                 cwd: cwd.to_string(),
+                exports: String::new(),
             }),
             running: StdMutex::new(HashMap::new()),
             next_token: AtomicU64::new(0),
@@ -409,7 +445,7 @@ impl PersistentShell {
         let frame = format!(
             "command eval {} </dev/null 2>&1; {}\n",
             shell_quote(command),
-            markers.printf("$?")
+            markers.trailer_code("$?")
         );
 
         let mut process = match self.mode {
@@ -422,34 +458,17 @@ impl PersistentShell {
             }
             ShellMode::PerCommand => {
                 let ready = Markers::new();
-                let script = format!("{}{frame}", init_script(&state.cwd, &ready));
+                let script = format!("{}{frame}", init_script(&state, &ready));
                 let channels = self.host.launch(ShellLaunch::Script(script)).await?;
                 let mut process = ShellProcess::new(channels);
-                let mut ignored = CappedOutput::new();
-                match tokio::time::timeout(
-                    STARTUP_TIMEOUT,
-                    process.read_trailer(&ready, &mut ignored),
-                )
-                .await
-                {
-                    Ok(Ok(trailer)) => process.pid = trailer_pid(&trailer)?,
-                    Ok(Err(StreamEnd::Closed(e) | StreamEnd::Protocol(e))) => {
-                        return Err(SandboxError::ShellGone(format!(
-                            "the command shell did not start: {e}"
-                        )))
-                    }
-                    Err(_) => {
-                        return Err(SandboxError::ShellGone(
-                            "the command shell did not start in time".into(),
-                        ))
-                    }
-                }
+                let trailer = wait_ready(&mut process, &ready).await?;
+                process.pid = trailer_pid(&trailer)?;
                 process
             }
         };
 
         let mut sink = CappedOutput::new();
-        let mut waited = {
+        let waited = {
             let run = async {
                 if self.mode == ShellMode::Persistent {
                     if let Err(e) = process.write(&frame).await {
@@ -470,51 +489,46 @@ impl PersistentShell {
             }
         };
 
-        let (timed_out, interrupted) = match waited {
-            Waited::TimedOut => (true, false),
-            Waited::Interrupted => (false, true),
-            _ => (false, false),
-        };
-        if timed_out || interrupted {
-            waited = self.stop_command(&mut process, &markers, &mut sink).await;
-        }
-
         let mut note = None;
-        let exit_code = match waited {
+        let (exit_code, timed_out, interrupted) = match waited {
             Waited::Done(trailer) => {
                 state.cwd = trailer.cwd;
+                state.exports = trailer.exports;
                 match self.mode {
                     ShellMode::Persistent => state.process = Some(process),
                     ShellMode::PerCommand => drop(process),
                 }
-                (!timed_out && !interrupted).then_some(trailer.number)
+                (Some(trailer.number), false, false)
+            }
+            Waited::TimedOut | Waited::Interrupted => {
+                process.flush_pending(&mut sink);
+                self.discard(process).await;
+                (
+                    None,
+                    matches!(waited, Waited::TimedOut),
+                    matches!(waited, Waited::Interrupted),
+                )
             }
             Waited::Ended(end) => {
                 let status = match &end {
                     StreamEnd::Closed(_) => process.exit_status().await,
                     StreamEnd::Protocol(_) => None,
                 };
-                let reason = match end {
-                    StreamEnd::Closed(reason) | StreamEnd::Protocol(reason) => reason,
-                };
                 self.discard(process).await;
-                match (self.mode, status) {
-                    _ if timed_out || interrupted => None,
+                let code = match (self.mode, status, end) {
                     // A one-shot shell ending early is the command exiting: its status is the
                     // command's.
-                    (ShellMode::PerCommand, Some(code)) => Some(code),
-                    (_, status) => {
-                        note = Some(match status {
-                            Some(code) => format!("the shell exited with status {code}"),
-                            None => format!("the shell stopped ({reason})"),
-                        });
+                    (ShellMode::PerCommand, Some(code), _) => Some(code),
+                    (_, Some(code), _) => {
+                        note = Some(format!("the shell exited with status {code}"));
                         None
                     }
-                }
-            }
-            Waited::TimedOut | Waited::Interrupted => {
-                self.discard(process).await;
-                None
+                    (_, None, StreamEnd::Closed(reason) | StreamEnd::Protocol(reason)) => {
+                        note = Some(format!("the shell stopped ({reason})"));
+                        None
+                    }
+                };
+                (code, false, false)
             }
         };
 
@@ -542,38 +556,16 @@ impl PersistentShell {
         })
     }
 
-    /// Kills the running command and gives the shell a moment to report; if it does not,
-    /// reports the wait as timed out/interrupted so the caller discards the shell.
-    async fn stop_command(
-        &self,
-        process: &mut ShellProcess,
-        markers: &Markers,
-        sink: &mut CappedOutput,
-    ) -> Waited {
-        if process.pid == 0 {
-            return Waited::Interrupted;
-        }
-        if let Err(e) = self.host.kill_command(process.pid).await {
-            tracing::warn!(error = %e, "could not kill the sandbox command");
-            return Waited::Interrupted;
-        }
-        match tokio::time::timeout(KILL_GRACE, process.read_trailer(markers, sink)).await {
-            Ok(Ok(trailer)) => Waited::Done(trailer),
-            Ok(Err(end)) => Waited::Ended(end),
-            Err(_) => Waited::Interrupted,
-        }
-    }
-
-    /// Kills a shell that is no longer trusted and forgets it.
+    /// Kills a shell that is no longer trusted, with everything it started, and forgets it.
     async fn discard(&self, process: ShellProcess) {
         if process.pid > 1 {
             if let Err(e) = self.host.kill_shell(process.pid).await {
-                tracing::debug!(error = %e, "could not kill the old sandbox shell");
+                tracing::warn!(error = %e, "could not kill the old sandbox shell");
             }
         }
-        if self.current_pid.load(Ordering::SeqCst) == process.pid {
-            self.current_pid.store(0, Ordering::SeqCst);
-        }
+        let _ =
+            self.current_pid
+                .compare_exchange(process.pid, 0, Ordering::SeqCst, Ordering::SeqCst);
         drop(process);
     }
 
@@ -585,48 +577,52 @@ impl PersistentShell {
         let channels = self.host.launch(ShellLaunch::Persistent).await?;
         let mut process = ShellProcess::new(channels);
         let ready = Markers::new();
-        let started = async {
-            process
-                .write(&init_script(&state.cwd, &ready))
-                .await
-                .map_err(|e| format!("cannot write to it: {e}"))?;
-            let mut ignored = CappedOutput::new();
-            process
-                .read_trailer(&ready, &mut ignored)
-                .await
-                .map_err(|end| match end {
-                    StreamEnd::Closed(e) | StreamEnd::Protocol(e) => e,
-                })
-        };
-        let trailer = match tokio::time::timeout(STARTUP_TIMEOUT, started).await {
-            Ok(Ok(trailer)) => trailer,
-            Ok(Err(reason)) => {
-                return Err(SandboxError::ShellGone(format!(
-                    "the shell did not start: {reason}"
-                )))
-            }
-            Err(_) => {
-                return Err(SandboxError::ShellGone(
-                    "the shell did not start in time".into(),
-                ))
-            }
-        };
+        if let Err(e) = process.write(&init_script(state, &ready)).await {
+            return Err(SandboxError::ShellGone(format!(
+                "the shell did not start: cannot write to it: {e}"
+            )));
+        }
+        let trailer = wait_ready(&mut process, &ready).await?;
         process.pid = trailer_pid(&trailer)?;
         self.current_pid.store(process.pid, Ordering::SeqCst);
         state.cwd = trailer.cwd;
+        state.exports = trailer.exports;
         state.process = Some(process);
         Ok(())
     }
 }
 
-/// Merges stderr into stdout, changes to `cwd` (staying in the base directory if it is gone)
-/// and prints the ready trailer with the shell's pid.
-fn init_script(cwd: &str, ready: &Markers) -> String {
-    format!(
-        "exec 2>&1\ncd -- {} 2>/dev/null\n{}\n",
-        shell_quote(cwd),
-        ready.printf("$$")
-    )
+/// Reads a new shell's ready trailer.
+async fn wait_ready(process: &mut ShellProcess, ready: &Markers) -> Result<Trailer, SandboxError> {
+    let mut ignored = CappedOutput::new();
+    match tokio::time::timeout(STARTUP_TIMEOUT, process.read_trailer(ready, &mut ignored)).await {
+        Ok(Ok(trailer)) => Ok(trailer),
+        Ok(Err(StreamEnd::Closed(reason) | StreamEnd::Protocol(reason))) => Err(
+            SandboxError::ShellGone(format!("the shell did not start: {reason}")),
+        ),
+        Err(_) => Err(SandboxError::ShellGone(
+            "the shell did not start in time".into(),
+        )),
+    }
+}
+
+/// Merges stderr into stdout, restores the exported variables and cwd of the previous shell
+/// (staying in the base directory if the cwd is gone) and prints the ready trailer with the
+/// shell's pid.
+fn init_script(state: &ShellState, ready: &Markers) -> String {
+    let mut script = String::from("exec 2>&1\n");
+    if !state.exports.trim().is_empty() {
+        script.push_str(&format!(
+            "command eval {} >/dev/null 2>&1\n",
+            shell_quote(&state.exports)
+        ));
+    }
+    script.push_str(&format!(
+        "cd -- {} >/dev/null 2>&1\n{}\n",
+        shell_quote(&state.cwd),
+        ready.trailer_code("$$")
+    ));
+    script
 }
 
 fn trailer_pid(trailer: &Trailer) -> Result<u32, SandboxError> {
@@ -669,7 +665,11 @@ mod tests {
         let markers = Markers::new();
         let mut stream_bytes = b"hello world".to_vec();
         stream_bytes.extend_from_slice(&markers.start);
-        stream_bytes.extend_from_slice(b"7 /tmp/a b");
+        stream_bytes.extend_from_slice(b"7");
+        stream_bytes.extend_from_slice(&markers.sep);
+        stream_bytes.extend_from_slice(b"/tmp/a b");
+        stream_bytes.extend_from_slice(&markers.sep);
+        stream_bytes.extend_from_slice(b"export X='1'\n");
         stream_bytes.extend_from_slice(&markers.end);
         stream_bytes.extend_from_slice(b"next");
         for split in 1..stream_bytes.len() {
@@ -680,9 +680,11 @@ mod tests {
             });
             let mut sink = CappedOutput::new();
             process.pending.extend_from_slice(&stream_bytes[..split]);
-            let first = process.take_trailer(&markers, &mut sink).ok().flatten();
-            let trailer = match first {
-                Some(t) => t,
+            let trailer = match process.take_trailer(&markers, &mut sink).ok().flatten() {
+                Some(t) => {
+                    process.pending.extend_from_slice(&stream_bytes[split..]);
+                    t
+                }
                 None => {
                     process.pending.extend_from_slice(&stream_bytes[split..]);
                     process
@@ -694,9 +696,36 @@ mod tests {
             };
             assert_eq!(trailer.number, 7);
             assert_eq!(trailer.cwd, "/tmp/a b");
+            assert_eq!(trailer.exports, "export X='1'\n");
             assert_eq!(sink.kept, b"hello world", "split at {split}");
             assert_eq!(process.pending, b"next");
         }
+    }
+
+    #[test]
+    fn malformed_trailers_are_protocol_errors() {
+        let markers = Markers::new();
+        let mut process = ShellProcess::new(ShellChannels {
+            input: None,
+            output: futures::stream::empty().boxed(),
+            exit_status: Box::pin(async { None }),
+        });
+        process.pending.extend_from_slice(&markers.start);
+        process.pending.extend_from_slice(b"notanumber");
+        process.pending.extend_from_slice(&markers.end);
+        let mut sink = CappedOutput::new();
+        assert!(matches!(
+            process.take_trailer(&markers, &mut sink),
+            Err(StreamEnd::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn only_a_possible_marker_start_is_held_back() {
+        assert_eq!(marker_prefix_suffix(b"before\n", b"__LUCID_x"), 0);
+        assert_eq!(marker_prefix_suffix(b"abc__LU", b"__LUCID_x"), 4);
+        assert_eq!(marker_prefix_suffix(b"_", b"__LUCID_x"), 1);
+        assert_eq!(marker_prefix_suffix(b"__LUCID_x", b"__LUCID_x"), 0);
     }
 
     #[test]
@@ -742,7 +771,10 @@ mod tests {
             assert_eq!(r.exit_code, code, "{command}");
             assert!(!r.timed_out && !r.interrupted);
         }
-        let r = shell.exec("echo out; echo err >&2", SECOND * 5).await.unwrap();
+        let r = shell
+            .exec("echo out; echo err >&2", SECOND * 5)
+            .await
+            .unwrap();
         assert_eq!(r.output, "out\nerr\n");
         let r = shell.exec("printf 'no newline'", SECOND * 5).await.unwrap();
         assert_eq!(r.output, "no newline");
@@ -774,7 +806,10 @@ mod tests {
     async fn commands_cannot_read_the_protocol_stream() {
         let dir = tempfile::tempdir().unwrap();
         let shell = local_shell(dir.path()).await;
-        let r = shell.exec("cat; read x; echo got=$x", SECOND * 5).await.unwrap();
+        let r = shell
+            .exec("cat; read x; echo got=$x", SECOND * 5)
+            .await
+            .unwrap();
         assert_eq!(r.output, "got=\n");
         assert_eq!(r.exit_code, Some(0));
         let r = shell.exec("echo still here", SECOND * 5).await.unwrap();
@@ -823,7 +858,10 @@ mod tests {
     async fn timeout_kills_the_command_and_keeps_the_shell() {
         let dir = tempfile::tempdir().unwrap();
         let shell = local_shell(dir.path()).await;
-        shell.exec("export KEEP=1; cd /", SECOND * 5).await.unwrap();
+        shell
+            .exec("export KEEP='it''s kept'; cd /", SECOND * 5)
+            .await
+            .unwrap();
         let started = std::time::Instant::now();
         let r = shell
             .exec("echo before; sleep 30", Duration::from_millis(300))
@@ -835,7 +873,10 @@ mod tests {
         assert_eq!(r.exit_code, None);
         assert_eq!(r.output, "before\n");
         let r = shell.exec("echo $KEEP; pwd", SECOND * 5).await.unwrap();
-        assert_eq!(r.output, "1\n/\n");
+        assert_eq!(
+            r.output, "its kept\n/\n",
+            "exports and cwd survive the restart"
+        );
     }
 
     #[tokio::test]
@@ -866,7 +907,10 @@ mod tests {
         let old_pid = shell.current_pid().unwrap();
         let started = std::time::Instant::now();
         let r = shell
-            .exec("trap '' INT TERM; while :; do :; done", Duration::from_millis(200))
+            .exec(
+                "trap '' INT TERM; while :; do :; done",
+                Duration::from_millis(200),
+            )
             .await
             .unwrap();
         assert!(started.elapsed() < SECOND * 3);
@@ -901,20 +945,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn per_command_mode_keeps_the_cwd_but_not_variables() {
+    async fn per_command_mode_keeps_the_cwd_and_exported_variables() {
         let dir = tempfile::tempdir().unwrap();
         let host = Arc::new(LocalShellHost::new(dir.path().to_path_buf()));
         let shell = PersistentShell::per_command(host, &dir.path().to_string_lossy());
         assert_eq!(shell.mode(), ShellMode::PerCommand);
-        let r = shell.exec("cd /tmp; export X=1", SECOND * 5).await.unwrap();
+        let r = shell
+            .exec("cd /tmp; export X=1; Y=2", SECOND * 5)
+            .await
+            .unwrap();
         assert_eq!(r.exit_code, Some(0));
-        let r = shell.exec("pwd; echo x=$X; exit 4", SECOND * 5).await.unwrap();
-        assert_eq!(r.output, "/tmp\nx=\n");
+        let r = shell
+            .exec("pwd; echo x=$X y=$Y; exit 4", SECOND * 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.output, "/tmp\nx=1 y=\n",
+            "exported variables persist, plain ones do not"
+        );
         assert_eq!(r.exit_code, Some(4));
         let r = shell.exec("(exit 4)", SECOND * 5).await.unwrap();
         assert_eq!(r.exit_code, Some(4));
         let started = std::time::Instant::now();
-        let r = shell.exec("sleep 30", Duration::from_millis(200)).await.unwrap();
+        let r = shell
+            .exec("sleep 30", Duration::from_millis(200))
+            .await
+            .unwrap();
         assert!(r.timed_out);
         assert!(started.elapsed() < SECOND * 3);
     }
