@@ -352,11 +352,11 @@ impl DockerSandboxes {
             return Err(SandboxError::Container(format!("cannot start {name}: {e}")));
         }
 
-        let host: Arc<dyn ShellHost> = Arc::new(DockerShellHost {
-            docker: self.docker.clone(),
-            container_id: id.clone(),
-            workdir: self.config.mount_path.clone(),
-        });
+        let host: Arc<dyn ShellHost> = Arc::new(DockerShellHost::new(
+            self.docker.clone(),
+            id.clone(),
+            self.config.mount_path.clone(),
+        ));
         let shell = match PersistentShell::start(host.clone(), &self.config.mount_path).await {
             Ok(shell) => shell,
             Err(e) => {
@@ -542,14 +542,27 @@ async fn run_exec(
     Ok((String::from_utf8_lossy(&text).into_owned(), code))
 }
 
-/// Runs shells in a container through attached execs.
-struct DockerShellHost {
+/// Runs shells in a running container through attached execs.
+pub struct DockerShellHost {
     docker: Docker,
     container_id: String,
     workdir: String,
 }
 
 impl DockerShellHost {
+    /// Shells will start in `workdir` (the workspace mount) of `container_id`.
+    pub fn new(
+        docker: Docker,
+        container_id: impl Into<String>,
+        workdir: impl Into<String>,
+    ) -> Self {
+        DockerShellHost {
+            docker,
+            container_id: container_id.into(),
+            workdir: workdir.into(),
+        }
+    }
+
     async fn kill_session(&self, shell_pid: u32) -> Result<(), SandboxError> {
         if shell_pid <= 1 {
             return Err(SandboxError::Container(format!(
