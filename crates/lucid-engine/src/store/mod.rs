@@ -43,8 +43,10 @@ pub struct ChatSession {
     pub model_provider: Option<String>,
     pub is_active: bool,
     #[schema(value_type = String)]
+    #[serde(serialize_with = "crate::store::sqlite::timestamps::serialize_postgrest")]
     pub created_at: DateTime<Utc>,
     #[schema(value_type = String)]
+    #[serde(serialize_with = "crate::store::sqlite::timestamps::serialize_postgrest")]
     pub updated_at: DateTime<Utc>,
     /// Repository the session works on (not part of the original's JSON).
     #[serde(skip)]
@@ -79,6 +81,7 @@ pub struct ChatMessage {
     pub event_type: Option<String>,
     pub metadata_json: Option<Value>,
     #[schema(value_type = String)]
+    #[serde(serialize_with = "crate::store::sqlite::timestamps::serialize_postgrest")]
     pub created_at: DateTime<Utc>,
     /// Position in the session's event log (not part of the original's JSON).
     #[serde(skip)]
