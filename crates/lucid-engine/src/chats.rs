@@ -415,4 +415,20 @@ mod tests {
         other.execute_batch("ROLLBACK").unwrap();
         assert_eq!(chats.rename(&u, "c1", Some("x")).await.unwrap(), "x");
     }
+
+    #[test]
+    fn openapi_schema_describes_the_flattened_chat_and_its_messages() {
+        let detail = serde_json::to_value(<ChatDetail as utoipa::PartialSchema>::schema()).unwrap();
+        let text = detail.to_string();
+        assert!(text.contains("#/components/schemas/ChatSession"), "{text}");
+        assert!(text.contains("#/components/schemas/ChatMessage"), "{text}");
+        assert_eq!(detail["allOf"][1]["required"][0], "messages");
+        let chat = serde_json::to_value(<ChatSession as utoipa::PartialSchema>::schema())
+            .unwrap()
+            .to_string();
+        for field in ["agentSessionId", "isActive", "createdAt", "updatedAt"] {
+            assert!(chat.contains(field), "{field} missing from {chat}");
+        }
+        assert!(!chat.contains("userId"), "private fields stay out: {chat}");
+    }
 }

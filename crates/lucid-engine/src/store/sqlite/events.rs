@@ -25,6 +25,14 @@ pub fn cap_bytes(mut text: String, max: usize) -> String {
     text
 }
 
+/// A version-7 UUID: time-ordered, so a batch's ids land next to each other in the primary
+/// key index instead of dirtying one random index page per row (random v4 ids made batch
+/// appends several times slower), and random bits from the thread-local generator (no
+/// system call per id).
+fn time_ordered_id(unix_millis: u64) -> uuid::Uuid {
+    uuid::Builder::from_unix_timestamp_millis(unix_millis, &rand::random::<[u8; 10]>()).into_uuid()
+}
+
 /// Appends `events` to the chat in one transaction. Rows whose `(chat, seq)` already exist
 /// are skipped, so a retried batch never duplicates. A chat that is missing or belongs to
 /// someone else is an error and nothing is written.
@@ -59,11 +67,14 @@ pub fn append(
             )
             .map_err(map_sqlite)?;
         let mut id_buf = uuid::Uuid::encode_buffer();
+        let millis = u64::try_from(now_micros().timestamp_millis()).unwrap_or(0);
         for event in events {
             let seq = i64::try_from(event.seq).map_err(|_| {
                 StoreError::Database(format!("event seq {} is out of range", event.seq))
             })?;
-            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id_buf);
+            let id = time_ordered_id(millis)
+                .hyphenated()
+                .encode_lower(&mut id_buf);
             let content = cap_bytes(event.content(), MAX_CONTENT_BYTES);
             let metadata = serde_json::to_string(&event.metadata()).map_err(|e| {
                 StoreError::Database(format!("cannot encode event {}: {e}", event.seq))
@@ -240,6 +251,16 @@ fn fallback_kind(role: &str, event_type: Option<&str>, content: String) -> Event
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_ids_are_unique_v7_uuids_ordered_by_time() {
+        let a = time_ordered_id(1_700_000_000_000);
+        let b = time_ordered_id(1_700_000_000_001);
+        assert_eq!(a.get_version_num(), 7);
+        assert!(a.to_string() < b.to_string());
+        let same: std::collections::HashSet<_> = (0..1000).map(|_| time_ordered_id(1)).collect();
+        assert_eq!(same.len(), 1000);
+    }
 
     #[test]
     fn cap_respects_character_boundaries() {
