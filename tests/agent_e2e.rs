@@ -18,7 +18,10 @@ fn hello_script() -> Vec<Step> {
             "str_replace_editor",
             json!({"command": "create", "path": "/workspace/hello.sh", "file_text": "echo hello from lucid\n"}),
         ),
-        Step::tool_call("execute_bash", json!({"command": "cd /workspace && sh hello.sh"})),
+        Step::tool_call(
+            "execute_bash",
+            json!({"command": "cd /workspace && sh hello.sh"}),
+        ),
         Step::tool_call("finish", json!({"message": "Created and ran hello.sh"})),
     ]
 }
@@ -30,10 +33,21 @@ async fn run_hello(format: Format) {
     let started = h
         .engine
         .sessions()
-        .start(&user, StartSession { task: "Create hello.sh and run it".into(), ..Default::default() })
+        .start(
+            &user,
+            StartSession {
+                task: "Create hello.sh and run it".into(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    let mut attachment = h.engine.sessions().attach(&user, &started.session_id, 0).await.unwrap();
+    let mut attachment = h
+        .engine
+        .sessions()
+        .attach(&user, &started.session_id, 0)
+        .await
+        .unwrap();
     let events = collect_until_done(&mut attachment.events, Duration::from_secs(120)).await;
     assert_gap_free(&events);
 
@@ -57,7 +71,9 @@ async fn run_hello(format: Format) {
     let output = events
         .iter()
         .find_map(|e| match &e.kind {
-            EventKind::CommandOutput { output, exit_code, .. } => Some((output.clone(), *exit_code)),
+            EventKind::CommandOutput {
+                output, exit_code, ..
+            } => Some((output.clone(), *exit_code)),
             _ => None,
         })
         .unwrap();
@@ -65,20 +81,39 @@ async fn run_hello(format: Format) {
     assert_eq!(output.1, Some(0));
     assert!(matches!(
         events.last().unwrap().kind,
-        EventKind::Status { status: SessionStatus::Completed, .. }
+        EventKind::Status {
+            status: SessionStatus::Completed,
+            ..
+        }
     ));
-    assert!(events.iter().any(|e| matches!(e.kind, EventKind::Usage(_))), "usage recorded");
+    assert!(
+        events.iter().any(|e| matches!(e.kind, EventKind::Usage(_))),
+        "usage recorded"
+    );
 
     // The model saw the command's output.
     let requests = llm.requests();
     assert_eq!(requests.len(), 3);
-    assert!(requests[2].to_string().contains("hello from lucid"), "{}", requests[2]);
+    assert!(
+        requests[2].to_string().contains("hello from lucid"),
+        "{}",
+        requests[2]
+    );
 
     // Releasing the session removes the container and keeps the workspace.
     drop(attachment);
-    h.engine.sessions().destroy(&user, &started.session_id).await.unwrap();
+    h.engine
+        .sessions()
+        .destroy(&user, &started.session_id)
+        .await
+        .unwrap();
     assert_eq!(containers_of_session(&started.session_id).await, 0);
-    let workspace = h.engine.sessions().workspace_of(&user, &started.session_id).await.unwrap();
+    let workspace = h
+        .engine
+        .sessions()
+        .workspace_of(&user, &started.session_id)
+        .await
+        .unwrap();
     assert_eq!(
         std::fs::read_to_string(workspace.join("hello.sh")).unwrap(),
         "echo hello from lucid\n"
@@ -86,7 +121,12 @@ async fn run_hello(format: Format) {
 
     // The history holds every event.
     let chat = h.engine.chats().get(&user, &started.chat_id).await.unwrap();
-    assert!(chat.messages.len() >= events.len(), "{} < {}", chat.messages.len(), events.len());
+    assert!(
+        chat.messages.len() >= events.len(),
+        "{} < {}",
+        chat.messages.len(),
+        events.len()
+    );
     assert!(!chat.chat.is_active);
     h.engine.shutdown().await;
 }
@@ -121,10 +161,21 @@ async fn stop_during_sleep_returns_within_two_seconds() {
     let started = h
         .engine
         .sessions()
-        .start(&user, StartSession { task: "sleep".into(), ..Default::default() })
+        .start(
+            &user,
+            StartSession {
+                task: "sleep".into(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    let mut attachment = h.engine.sessions().attach(&user, &started.session_id, 0).await.unwrap();
+    let mut attachment = h
+        .engine
+        .sessions()
+        .attach(&user, &started.session_id, 0)
+        .await
+        .unwrap();
     // Wait for the command to start.
     loop {
         let e = attachment.events.next().await.unwrap().unwrap();
@@ -134,22 +185,40 @@ async fn stop_during_sleep_returns_within_two_seconds() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t = Instant::now();
-    h.engine.sessions().stop(&user, &started.session_id).unwrap();
+    h.engine
+        .sessions()
+        .stop(&user, &started.session_id)
+        .unwrap();
     let rest = collect_until_done(&mut attachment.events, Duration::from_secs(10)).await;
     let elapsed = t.elapsed();
     assert!(elapsed < Duration::from_secs(2), "stop took {elapsed:?}");
     assert!(matches!(
         rest.last().unwrap().kind,
-        EventKind::Status { status: SessionStatus::Stopped, .. }
+        EventKind::Status {
+            status: SessionStatus::Stopped,
+            ..
+        }
     ));
     let interrupted = rest.iter().any(|e| {
-        matches!(e.kind, EventKind::CommandOutput { interrupted: true, .. })
+        matches!(
+            e.kind,
+            EventKind::CommandOutput {
+                interrupted: true,
+                ..
+            }
+        )
     });
     assert!(interrupted, "{rest:#?}");
 
     // The session is still usable: a follow-up runs in the same conversation.
-    llm.push_steps([Step::tool_call("execute_bash", json!({"command": "echo still here"})), Step::text("ok")]);
-    h.engine.sessions().follow_up(&user, &started.session_id, "say hi").unwrap();
+    llm.push_steps([
+        Step::tool_call("execute_bash", json!({"command": "echo still here"})),
+        Step::text("ok"),
+    ]);
+    h.engine
+        .sessions()
+        .follow_up(&user, &started.session_id, "say hi")
+        .unwrap();
     let more = collect_until_done(&mut attachment.events, Duration::from_secs(60)).await;
     let out = more.iter().find_map(|e| match &e.kind {
         EventKind::CommandOutput { output, .. } => Some(output.clone()),
@@ -157,7 +226,11 @@ async fn stop_during_sleep_returns_within_two_seconds() {
     });
     assert_eq!(out.as_deref().map(str::trim), Some("still here"));
     drop(attachment);
-    h.engine.sessions().destroy(&user, &started.session_id).await.unwrap();
+    h.engine
+        .sessions()
+        .destroy(&user, &started.session_id)
+        .await
+        .unwrap();
     assert_eq!(containers_of_session(&started.session_id).await, 0);
     h.engine.shutdown().await;
 }
@@ -166,7 +239,11 @@ async fn stop_during_sleep_returns_within_two_seconds() {
 async fn llm_401_ends_the_run_after_one_request() {
     let llm = ScriptedLlm::start(
         Format::OpenAi,
-        vec![Step::provider_error(Format::OpenAi, 401, "Incorrect API key provided")],
+        vec![Step::provider_error(
+            Format::OpenAi,
+            401,
+            "Incorrect API key provided",
+        )],
     )
     .await;
     let h = Harness::start(Some(&llm), &[]).await;
@@ -174,14 +251,28 @@ async fn llm_401_ends_the_run_after_one_request() {
     let started = h
         .engine
         .sessions()
-        .start(&user, StartSession { task: "anything".into(), ..Default::default() })
+        .start(
+            &user,
+            StartSession {
+                task: "anything".into(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    let mut attachment = h.engine.sessions().attach(&user, &started.session_id, 0).await.unwrap();
+    let mut attachment = h
+        .engine
+        .sessions()
+        .attach(&user, &started.session_id, 0)
+        .await
+        .unwrap();
     let events = collect_until_done(&mut attachment.events, Duration::from_secs(60)).await;
     assert!(matches!(
         events.last().unwrap().kind,
-        EventKind::Status { status: SessionStatus::Failed, .. }
+        EventKind::Status {
+            status: SessionStatus::Failed,
+            ..
+        }
     ));
     let error = events
         .iter()
@@ -212,14 +303,28 @@ async fn llm_429_then_success_is_retried() {
     let started = h
         .engine
         .sessions()
-        .start(&user, StartSession { task: "finish".into(), ..Default::default() })
+        .start(
+            &user,
+            StartSession {
+                task: "finish".into(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    let mut attachment = h.engine.sessions().attach(&user, &started.session_id, 0).await.unwrap();
+    let mut attachment = h
+        .engine
+        .sessions()
+        .attach(&user, &started.session_id, 0)
+        .await
+        .unwrap();
     let events = collect_until_done(&mut attachment.events, Duration::from_secs(60)).await;
     assert!(matches!(
         events.last().unwrap().kind,
-        EventKind::Status { status: SessionStatus::Completed, .. }
+        EventKind::Status {
+            status: SessionStatus::Completed,
+            ..
+        }
     ));
     assert_eq!(llm.request_count(), 2);
     drop(attachment);

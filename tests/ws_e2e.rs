@@ -12,7 +12,8 @@ use lucid_testkit::llm::{Format, ScriptedLlm, Step};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 struct Server {
     h: Harness,
@@ -29,7 +30,12 @@ impl Server {
         let app = lucid_server::router(h.engine.clone());
         let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        Server { h, base, http, _task: task }
+        Server {
+            h,
+            base,
+            http,
+            _task: task,
+        }
     }
 
     fn token(&self, user: &str) -> String {
@@ -45,7 +51,9 @@ impl Server {
     }
 
     fn get(&self, path: &str, user: &str) -> reqwest::RequestBuilder {
-        self.http.get(format!("http://{}{path}", self.base)).bearer_auth(self.token(user))
+        self.http
+            .get(format!("http://{}{path}", self.base))
+            .bearer_auth(self.token(user))
     }
 }
 
@@ -70,7 +78,9 @@ async fn recv(ws: &mut Ws) -> Result<Value, u16> {
 async fn until_status(ws: &mut Ws, statuses: &[&str]) -> Vec<Value> {
     let mut out = Vec::new();
     loop {
-        let f = recv(ws).await.unwrap_or_else(|code| panic!("closed {code}; got {out:#?}"));
+        let f = recv(ws)
+            .await
+            .unwrap_or_else(|code| panic!("closed {code}; got {out:#?}"));
         let done = f["type"] == "status"
             && f.get("seq").is_some()
             && statuses.contains(&f["status"].as_str().unwrap_or(""));
@@ -82,7 +92,10 @@ async fn until_status(ws: &mut Ws, statuses: &[&str]) -> Vec<Value> {
 }
 
 fn seqs(frames: &[Value]) -> Vec<u64> {
-    frames.iter().filter_map(|f| f.get("seq").and_then(Value::as_u64)).collect()
+    frames
+        .iter()
+        .filter_map(|f| f.get("seq").and_then(Value::as_u64))
+        .collect()
 }
 
 fn script() -> Vec<Step> {
@@ -91,7 +104,10 @@ fn script() -> Vec<Step> {
             "str_replace_editor",
             json!({"command": "create", "path": "/workspace/app.py", "file_text": "print('hi')\n"}),
         ),
-        Step::tool_call("execute_bash", json!({"command": "ln -s /etc /workspace/etc-link && cat /workspace/app.py"})),
+        Step::tool_call(
+            "execute_bash",
+            json!({"command": "ln -s /etc /workspace/etc-link && cat /workspace/app.py"}),
+        ),
         Step::tool_call("finish", json!({"message": "done"})),
     ]
 }
@@ -101,24 +117,43 @@ async fn full_session_over_websocket() {
     let llm = ScriptedLlm::start(Format::Anthropic, script()).await;
     let s = Server::start(&llm).await;
     let mut ws = s.ws(Some(&s.token("alice"))).await;
-    send(&mut ws, json!({"task": "make app.py", "modelProvider": "anthropic", "projectId": "p1"})).await;
+    send(
+        &mut ws,
+        json!({"task": "make app.py", "modelProvider": "anthropic", "projectId": "p1"}),
+    )
+    .await;
 
     let first = recv(&mut ws).await.unwrap();
     assert_eq!(first["type"], "status");
     assert_eq!(first["status"], "initializing");
     let frames = until_status(&mut ws, &["completed", "failed"]).await;
     assert_eq!(frames.last().unwrap()["status"], "completed", "{frames:#?}");
-    let ready = frames.iter().find(|f| f["status"] == "ready").expect("ready frame");
+    let ready = frames
+        .iter()
+        .find(|f| f["status"] == "ready")
+        .expect("ready frame");
     let session_id = ready["sessionId"].as_str().unwrap().to_string();
     let chat_id = ready["chatId"].as_str().unwrap().to_string();
     let s1 = seqs(&frames);
-    assert_eq!(s1, (1..=s1.len() as u64).collect::<Vec<_>>(), "gap-free, in order");
-    assert!(frames.iter().all(|f| f.get("seq").is_none() || f["sessionId"] == session_id.as_str()));
-    let cmd = frames.iter().find(|f| f["eventType"] == "CmdOutputObservation").unwrap();
+    assert_eq!(
+        s1,
+        (1..=s1.len() as u64).collect::<Vec<_>>(),
+        "gap-free, in order"
+    );
+    assert!(frames
+        .iter()
+        .all(|f| f.get("seq").is_none() || f["sessionId"] == session_id.as_str()));
+    let cmd = frames
+        .iter()
+        .find(|f| f["eventType"] == "CmdOutputObservation")
+        .unwrap();
     assert_eq!(cmd["event"], "observation");
     assert_eq!(cmd["exitCode"], 0);
     assert!(cmd["content"].as_str().unwrap().contains("print('hi')"));
-    assert!(frames.iter().any(|f| f["type"] == "file_tree"), "file tree pushed after edits");
+    assert!(
+        frames.iter().any(|f| f["type"] == "file_tree"),
+        "file tree pushed after edits"
+    );
 
     // ping / pong and a malformed frame keep the connection usable.
     send(&mut ws, json!({"type": "ping"})).await;
@@ -130,7 +165,11 @@ async fn full_session_over_websocket() {
 
     // Follow-up continues the same conversation and the same seq.
     llm.push_steps([Step::text("Nothing else to do.")]);
-    send(&mut ws, json!({"type": "message", "content": "anything else?"})).await;
+    send(
+        &mut ws,
+        json!({"type": "message", "content": "anything else?"}),
+    )
+    .await;
     let more = until_status(&mut ws, &["completed", "failed"]).await;
     let s2 = seqs(&more);
     assert_eq!(s2[0], *s1.last().unwrap() + 1);
@@ -139,34 +178,98 @@ async fn full_session_over_websocket() {
     assert!(last_request.contains("make app.py") && last_request.contains("anything else?"));
 
     // The history holds every event the client saw.
-    let chat: Value = s.get(&format!("/api/v1/chats/{chat_id}"), "alice").send().await.unwrap().json().await.unwrap();
+    let chat: Value = s
+        .get(&format!("/api/v1/chats/{chat_id}"), "alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let stored = chat["messages"].as_array().unwrap().len() as u64;
     assert!(stored >= *s2.last().unwrap(), "stored {stored}");
 
     // Files API on the session, with traversal attempts.
-    let read = |path: &str| s.get(&format!("/api/v1/files/read?session_id={session_id}&path={path}"), "alice");
+    let read = |path: &str| {
+        s.get(
+            &format!("/api/v1/files/read?session_id={session_id}&path={path}"),
+            "alice",
+        )
+    };
     let ok: Value = read("/app.py").send().await.unwrap().json().await.unwrap();
     assert_eq!(ok["content"], "print('hi')\n");
-    let ok2: Value = read("/workspace/app.py").send().await.unwrap().json().await.unwrap();
+    let ok2: Value = read("/workspace/app.py")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ok2["content"], "print('hi')\n");
-    for bad in ["../../etc/passwd", "/etc/passwd", "/etc-link/passwd", "%2e%2e/%2e%2e/etc/passwd"] {
+    for bad in [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "/etc-link/passwd",
+        "%2e%2e/%2e%2e/etc/passwd",
+    ] {
         let r = read(bad).send().await.unwrap();
         assert!(r.status().is_client_error(), "{bad}: {}", r.status());
         let body = r.text().await.unwrap();
         assert!(!body.contains("root:x:0:0"), "{bad} leaked {body}");
     }
-    let tree: Value = s.get(&format!("/api/v1/files/list?session_id={session_id}"), "alice").send().await.unwrap().json().await.unwrap();
+    let tree: Value = s
+        .get(
+            &format!("/api/v1/files/list?session_id={session_id}"),
+            "alice",
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(tree["tree"].to_string().contains("app.py"));
-    assert!(!tree["tree"].to_string().contains("passwd"), "symlink not followed");
+    assert!(
+        !tree["tree"].to_string().contains("passwd"),
+        "symlink not followed"
+    );
 
     // Another user can neither read, list, attach nor stop.
-    let r = s.get(&format!("/api/v1/files/read?session_id={session_id}&path=/app.py"), "mallory").send().await.unwrap();
+    let r = s
+        .get(
+            &format!("/api/v1/files/read?session_id={session_id}&path=/app.py"),
+            "mallory",
+        )
+        .send()
+        .await
+        .unwrap();
     assert!(r.status() == 403 || r.status() == 404);
-    let r = s.get(&format!("/api/v1/files/list?session_id=../alice/{session_id}"), "mallory").send().await.unwrap();
+    let r = s
+        .get(
+            &format!("/api/v1/files/list?session_id=../alice/{session_id}"),
+            "mallory",
+        )
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_client_error());
-    let r = s.get(&format!("/api/v1/files/list?session_id=../alice/{session_id}"), "alice").send().await.unwrap();
+    let r = s
+        .get(
+            &format!("/api/v1/files/list?session_id=../alice/{session_id}"),
+            "alice",
+        )
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_client_error());
-    let list: Value = s.get("/api/v1/sessions", "mallory").send().await.unwrap().json().await.unwrap();
+    let list: Value = s
+        .get("/api/v1/sessions", "mallory")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["sessions"].as_array().unwrap().len(), 0);
     let r = s
         .http
@@ -177,7 +280,11 @@ async fn full_session_over_websocket() {
         .unwrap();
     assert_eq!(r.status(), 403);
     let mut spy = s.ws(Some(&s.token("mallory"))).await;
-    send(&mut spy, json!({"type": "attach", "sessionId": session_id, "since": 0})).await;
+    send(
+        &mut spy,
+        json!({"type": "attach", "sessionId": session_id, "since": 0}),
+    )
+    .await;
     let f = recv(&mut spy).await.unwrap();
     assert_eq!(f["type"], "error");
     assert!(recv(&mut spy).await.is_err(), "closed after refusal");
@@ -185,7 +292,11 @@ async fn full_session_over_websocket() {
     // Attach with `since` replays exactly the missed events.
     drop(ws);
     let mut again = s.ws(Some(&s.token("alice"))).await;
-    send(&mut again, json!({"type": "attach", "sessionId": session_id, "since": 3})).await;
+    send(
+        &mut again,
+        json!({"type": "attach", "sessionId": session_id, "since": 3}),
+    )
+    .await;
     let replay = recv(&mut again).await.unwrap();
     assert_eq!(replay["seq"], 4);
     send(&mut again, json!({"type": "stop"})).await;
@@ -210,7 +321,10 @@ async fn full_session_over_websocket() {
 async fn stop_over_websocket_interrupts_sleep() {
     let llm = ScriptedLlm::start(
         Format::OpenAi,
-        vec![Step::tool_call("execute_bash", json!({"command": "sleep 30"})), Step::text("ok")],
+        vec![
+            Step::tool_call("execute_bash", json!({"command": "sleep 30"})),
+            Step::text("ok"),
+        ],
     )
     .await;
     let s = Server::start(&llm).await;
@@ -226,7 +340,11 @@ async fn stop_over_websocket_interrupts_sleep() {
     let t = Instant::now();
     send(&mut ws, json!({"type": "stop"})).await;
     let frames = until_status(&mut ws, &["stopped", "completed", "failed"]).await;
-    assert!(t.elapsed() < Duration::from_secs(2), "stop took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "stop took {:?}",
+        t.elapsed()
+    );
     assert_eq!(frames.last().unwrap()["status"], "stopped");
     s.h.engine.shutdown().await;
 }

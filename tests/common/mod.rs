@@ -21,7 +21,10 @@ pub struct Harness {
 }
 
 /// Environment for an engine whose LLM is `llm`, sandboxed in the local test image.
-pub async fn env_for(llm: Option<&ScriptedLlm>, data_dir: &std::path::Path) -> HashMap<String, String> {
+pub async fn env_for(
+    llm: Option<&ScriptedLlm>,
+    data_dir: &std::path::Path,
+) -> HashMap<String, String> {
     let image = lucid_testkit::image::ensure_test_image().await;
     let mut vars: HashMap<String, String> = HashMap::new();
     vars.insert("LUCID_DATA_DIR".into(), data_dir.display().to_string());
@@ -29,7 +32,10 @@ pub async fn env_for(llm: Option<&ScriptedLlm>, data_dir: &std::path::Path) -> H
     vars.insert("SANDBOX_IMAGE".into(), image);
     vars.insert("DOCKER_NETWORK".into(), "none".into());
     vars.insert("SANDBOX_MEMORY_LIMIT".into(), "256m".into());
-    vars.insert("ENCRYPTION_KEY".into(), "e2e-encryption-key-0123456789".into());
+    vars.insert(
+        "ENCRYPTION_KEY".into(),
+        "e2e-encryption-key-0123456789".into(),
+    );
     if let Some(llm) = llm {
         let (provider, url_var, key_var) = match llm.format() {
             Format::Anthropic => ("anthropic", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"),
@@ -50,8 +56,14 @@ impl Harness {
         for (k, v) in extra {
             vars.insert(k.to_string(), v.to_string());
         }
-        let engine = Engine::start(Config::from_map(&vars).unwrap()).await.unwrap();
-        Harness { engine, data_dir, vars }
+        let engine = Engine::start(Config::from_map(&vars).unwrap())
+            .await
+            .unwrap();
+        Harness {
+            engine,
+            data_dir,
+            vars,
+        }
     }
 }
 
@@ -63,7 +75,9 @@ pub async fn collect_until_done(events: &mut EventStream, limit: Duration) -> Ve
             let done = matches!(
                 &event.kind,
                 EventKind::Status {
-                    status: SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Stopped,
+                    status: SessionStatus::Completed
+                        | SessionStatus::Failed
+                        | SessionStatus::Stopped,
                     ..
                 }
             );
@@ -81,7 +95,11 @@ pub async fn collect_until_done(events: &mut EventStream, limit: Duration) -> Ve
 /// Asserts seqs are 1..=n without gaps.
 pub fn assert_gap_free(events: &[Event]) {
     for (i, e) in events.iter().enumerate() {
-        assert_eq!(e.seq, i as u64 + 1, "gap or reorder at index {i}: {events:#?}");
+        assert_eq!(
+            e.seq,
+            i as u64 + 1,
+            "gap or reorder at index {i}: {events:#?}"
+        );
     }
 }
 
@@ -89,8 +107,13 @@ pub fn assert_gap_free(events: &[Event]) {
 pub async fn containers_of_session(session_id: &str) -> usize {
     use bollard::query_parameters::ListContainersOptionsBuilder;
     let docker = lucid_testkit::image::require_docker().await;
-    let filters: HashMap<String, Vec<String>> =
-        HashMap::from([("label".to_string(), vec![format!("lucid.session_id={session_id}")])]);
-    let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let filters: HashMap<String, Vec<String>> = HashMap::from([(
+        "label".to_string(),
+        vec![format!("lucid.session_id={session_id}")],
+    )]);
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
     docker.list_containers(Some(opts)).await.unwrap().len()
 }

@@ -202,7 +202,9 @@ impl Engine {
     async fn existing_workspace(&self, user: &User, session_id: &str) -> EngineResult<PathBuf> {
         let root = self.sessions.workspace_of(user, session_id).await?;
         if !root.is_dir() {
-            return Err(EngineError::not_found(format!("Session {session_id} not found.")));
+            return Err(EngineError::not_found(format!(
+                "Session {session_id} not found."
+            )));
         }
         Ok(root)
     }
@@ -228,12 +230,16 @@ impl Engine {
             .ok_or_else(|| {
                 EngineError::bad_request("The session has no repository: pass repoUrl.")
             })?;
-        let creds = self.integrations.credentials(user, provider).await?.ok_or_else(|| {
-            let p = provider.trim().to_ascii_lowercase();
-            EngineError::not_found(format!(
-                "No {p} token saved. Add one via POST /api/v1/integrations first."
-            ))
-        })?;
+        let creds = self
+            .integrations
+            .credentials(user, provider)
+            .await?
+            .ok_or_else(|| {
+                let p = provider.trim().to_ascii_lowercase();
+                EngineError::not_found(format!(
+                    "No {p} token saved. Add one via POST /api/v1/integrations first."
+                ))
+            })?;
         if req.repo_url.trim().is_empty() {
             req.repo_url = remote.clone();
         }
@@ -245,8 +251,13 @@ impl Engine {
             req.title.clone()
         };
         crate::git::commit_all(&workspace, &branch, &identity, &title).await?;
-        crate::git::push_branch(&workspace, &remote, &branch, Some(&creds.into_git_credentials()))
-            .await?;
+        crate::git::push_branch(
+            &workspace,
+            &remote,
+            &branch,
+            Some(&creds.into_git_credentials()),
+        )
+        .await?;
         req.branch = branch;
         req.title = title;
         self.integrations.create_pr(user, provider, req).await
@@ -270,7 +281,12 @@ impl Engine {
             active_sandboxes: self.backend.active_sandboxes(),
             active_sessions: self.sessions.active_count(),
             llm_model: crate::llm::provider::default_model_name(&self.config),
-            mode: if self.config.is_local_mode() { "local" } else { "supabase" }.into(),
+            mode: if self.config.is_local_mode() {
+                "local"
+            } else {
+                "supabase"
+            }
+            .into(),
             sandbox: sandbox.into(),
             lucid_version: env!("CARGO_PKG_VERSION").into(),
         }
@@ -281,9 +297,10 @@ impl Engine {
         if at.elapsed() < Duration::from_secs(5) {
             return cached;
         }
-        let fresh = tokio::time::timeout(Duration::from_secs(2), self.backend.is_docker_available())
-            .await
-            .unwrap_or(false);
+        let fresh =
+            tokio::time::timeout(Duration::from_secs(2), self.backend.is_docker_available())
+                .await
+                .unwrap_or(false);
         *self.docker_up.lock().expect("docker cache poisoned") = (fresh, std::time::Instant::now());
         fresh
     }

@@ -16,7 +16,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self { status, detail: detail.into() }
+        Self {
+            status,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -43,8 +46,11 @@ impl From<EngineError> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
-        let status =
-            if e.is_missing() { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+        let status = if e.is_missing() {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
         Self::new(status, e.to_string())
     }
 }

@@ -26,23 +26,43 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/", get(health::root))
         .route("/health", get(health::health))
         .route("/openapi.json", get(crate::openapi::openapi_json))
-        .route("/api/v1/sessions", post(sessions::create).get(sessions::list))
-        .route("/api/v1/sessions/{session_id}", get(sessions::get_one).delete(sessions::delete))
+        .route(
+            "/api/v1/sessions",
+            post(sessions::create).get(sessions::list),
+        )
+        .route(
+            "/api/v1/sessions/{session_id}",
+            get(sessions::get_one).delete(sessions::delete),
+        )
         .route("/api/v1/chats", get(chats::list))
         .route(
             "/api/v1/chats/{chat_id}",
-            get(chats::get_one).patch(chats::rename).delete(chats::delete),
+            get(chats::get_one)
+                .patch(chats::rename)
+                .delete(chats::delete),
         )
         .route("/api/v1/files/list", get(files::list))
         .route("/api/v1/files/read", get(files::read))
-        .route("/api/v1/integrations", post(integrations::save).get(integrations::list))
-        .route("/api/v1/integrations/{provider}", axum::routing::delete(integrations::delete))
-        .route("/api/v1/integrations/{provider}/repos", get(integrations::repos))
+        .route(
+            "/api/v1/integrations",
+            post(integrations::save).get(integrations::list),
+        )
+        .route(
+            "/api/v1/integrations/{provider}",
+            axum::routing::delete(integrations::delete),
+        )
+        .route(
+            "/api/v1/integrations/{provider}/repos",
+            get(integrations::repos),
+        )
         .route(
             "/api/v1/integrations/{provider}/repos/{repo}/branches",
             get(integrations::branches),
         )
-        .route("/api/v1/integrations/{provider}/pr", post(integrations::create_pr))
+        .route(
+            "/api/v1/integrations/{provider}/pr",
+            post(integrations::create_pr),
+        )
         .route("/api/v1/ws", get(crate::ws::upgrade))
         .fallback(health::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -52,12 +72,20 @@ pub fn router(engine: Arc<Engine>) -> Router {
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> =
-        origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([
             HeaderName::from_static("authorization"),
             HeaderName::from_static("content-type"),

@@ -32,12 +32,14 @@ where
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::new(StatusCode::BAD_REQUEST, format!("Malformed JSON body: {}", e.body_text()))
-        }
-        JsonRejection::JsonDataError(e) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("Invalid request body: {}", e.body_text()))
-        }
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Malformed JSON body: {}", e.body_text()),
+        ),
+        JsonRejection::JsonDataError(e) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("Invalid request body: {}", e.body_text()),
+        ),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Expected a JSON body with Content-Type: application/json",
@@ -49,7 +51,10 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
                     format!("Request body too large (max {MAX_BODY_BYTES} bytes)"),
                 )
             } else {
-                ApiError::new(e.status(), format!("Could not read the request body: {}", e.body_text()))
+                ApiError::new(
+                    e.status(),
+                    format!("Could not read the request body: {}", e.body_text()),
+                )
             }
         }
         other => ApiError::new(other.status(), other.body_text()),

@@ -69,17 +69,24 @@ impl Connection {
     }
 
     async fn send(&mut self, value: Value) -> bool {
-        self.tx.send(Message::Text(Utf8Bytes::from(value.to_string()))).await.is_ok()
+        self.tx
+            .send(Message::Text(Utf8Bytes::from(value.to_string())))
+            .await
+            .is_ok()
     }
 
     async fn send_error(&mut self, message: &str) -> bool {
-        self.send(json!({ "type": "error", "message": message })).await
+        self.send(json!({ "type": "error", "message": message }))
+            .await
     }
 
     async fn close(&mut self, code: u16, reason: &str) {
         let _ = self
             .tx
-            .send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) })))
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from(reason),
+            })))
             .await;
         let _ = self.tx.close().await;
     }
@@ -91,7 +98,9 @@ impl Connection {
             match self.rx.next().await? {
                 Ok(Message::Text(text)) => return Some(parse_frame(text.as_str())),
                 Ok(Message::Binary(_)) => {
-                    return Some(Err("Binary frames are not supported; send JSON text.".into()))
+                    return Some(Err(
+                        "Binary frames are not supported; send JSON text.".into()
+                    ))
                 }
                 Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
                 Ok(Message::Close(_)) | Err(_) => return None,
@@ -116,7 +125,8 @@ impl Connection {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
             Err(_) => {
-                self.send_error("Timeout waiting for initial configuration.").await;
+                self.send_error("Timeout waiting for initial configuration.")
+                    .await;
                 self.close(1008, "Timeout").await;
                 return;
             }
@@ -128,7 +138,8 @@ impl Connection {
             }
         }
         let Some(user) = user else {
-            self.send_error("Authentication required. Provide a valid JWT token.").await;
+            self.send_error("Authentication required. Provide a valid JWT token.")
+                .await;
             self.close(CLOSE_AUTH, "Authentication required").await;
             return;
         };
@@ -167,7 +178,12 @@ impl Connection {
     }
 
     async fn start_from(&mut self, user: &User, frame: Value) -> Option<Attachment> {
-        let task = frame.get("task").and_then(Value::as_str).unwrap_or("").trim().to_string();
+        let task = frame
+            .get("task")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim()
+            .to_string();
         if task.is_empty() {
             self.send_error("Missing required field: 'task'").await;
             self.close(CLOSE_MISSING_TASK, "Missing task").await;
@@ -208,7 +224,12 @@ impl Connection {
                 return None;
             }
         };
-        match self.engine.sessions().attach(user, &started.session_id, 0).await {
+        match self
+            .engine
+            .sessions()
+            .attach(user, &started.session_id, 0)
+            .await
+        {
             Ok(a) => Some(a),
             Err(e) => {
                 self.send_error(&e.message).await;
@@ -337,14 +358,20 @@ impl Connection {
                 }
             }
             "attach" => {
-                let target = frame.get("sessionId").and_then(Value::as_str).unwrap_or(session_id);
+                let target = frame
+                    .get("sessionId")
+                    .and_then(Value::as_str)
+                    .unwrap_or(session_id);
                 let since = frame.get("since").and_then(Value::as_u64).unwrap_or(0);
                 match sessions.attach(user, target, since).await {
                     Ok(a) => return FrameOutcome::Reattach(Box::new(a)),
                     Err(e) => self.send_error(&e.message).await,
                 }
             }
-            other => self.send_error(&format!("Unknown message type '{other}'.")).await,
+            other => {
+                self.send_error(&format!("Unknown message type '{other}'."))
+                    .await
+            }
         };
         if ok {
             FrameOutcome::Continue

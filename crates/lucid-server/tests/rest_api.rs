@@ -35,15 +35,25 @@ async fn seed_chat(server: &TestServer, user: &str, title: &str, messages: &[&st
                 "s",
                 i as u64 + 1,
                 if i == 0 {
-                    EventKind::UserMessage { content: m.to_string(), follow_up: false }
+                    EventKind::UserMessage {
+                        content: m.to_string(),
+                        follow_up: false,
+                    }
                 } else {
-                    EventKind::AssistantMessage { content: m.to_string() }
+                    EventKind::AssistantMessage {
+                        content: m.to_string(),
+                    }
                 },
             )
         })
         .collect();
     if !events.is_empty() {
-        server.engine.store().append_events(&u, &id, &events).await.unwrap();
+        server
+            .engine
+            .store()
+            .append_events(&u, &id, &events)
+            .await
+            .unwrap();
     }
     id
 }
@@ -55,7 +65,15 @@ async fn health_and_service_info() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ok"}));
 
-    let info: Value = s.http.get(s.url("/")).send().await.unwrap().json().await.unwrap();
+    let info: Value = s
+        .http
+        .get(s.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(info["service"], "Lucid AI Engine");
     assert_eq!(info["status"], "healthy");
     assert_eq!(info["mode"], "local");
@@ -75,7 +93,13 @@ async fn no_token_is_403_bad_token_is_401_valid_token_passes() {
     assert_eq!(r.status(), 403);
     assert!(r.json::<Value>().await.unwrap()["detail"].is_string());
 
-    let r = s.http.get(s.url("/api/v1/chats")).bearer_auth("bad.token").send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/api/v1/chats"))
+        .bearer_auth("bad.token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["detail"], "Invalid token");
 
@@ -84,7 +108,13 @@ async fn no_token_is_403_bad_token_is_401_valid_token_passes() {
         b"some-other-secret-entirely",
         std::time::Duration::from_secs(60),
     );
-    let r = s.http.get(s.url("/api/v1/chats")).bearer_auth(other).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/api/v1/chats"))
+        .bearer_auth(other)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     let r = s.get("/api/v1/chats", "user-a").send().await.unwrap();
@@ -113,7 +143,10 @@ async fn internal_key_path() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 401);
-    assert_eq!(bad.json::<Value>().await.unwrap()["detail"], "Invalid internal API key");
+    assert_eq!(
+        bad.json::<Value>().await.unwrap()["detail"],
+        "Invalid internal API key"
+    );
     // A present but invalid bearer is final even with a good internal key.
     let r = s
         .http
@@ -147,62 +180,159 @@ async fn chats_list_get_rename_delete_with_isolation() {
     let second = seed_chat(&s, "alice", "second", &["task two"]).await;
     let bobs = seed_chat(&s, "bob", "bob's", &["secret"]).await;
 
-    let list: Value = s.get("/api/v1/chats", "alice").send().await.unwrap().json().await.unwrap();
-    let ids: Vec<&str> = list["chats"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, vec![second.as_str(), first.as_str()], "most recently updated first");
+    let list: Value = s
+        .get("/api/v1/chats", "alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = list["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![second.as_str(), first.as_str()],
+        "most recently updated first"
+    );
     let chat = &list["chats"][0];
-    for field in ["id", "agentSessionId", "projectId", "title", "modelProvider", "isActive", "createdAt", "updatedAt"] {
+    for field in [
+        "id",
+        "agentSessionId",
+        "projectId",
+        "title",
+        "modelProvider",
+        "isActive",
+        "createdAt",
+        "updatedAt",
+    ] {
         assert!(chat.get(field).is_some(), "missing {field} in {chat}");
     }
     assert!(chat["createdAt"].as_str().unwrap().ends_with("+00:00"));
 
-    let page: Value =
-        s.get("/api/v1/chats?limit=1&offset=1", "alice").send().await.unwrap().json().await.unwrap();
+    let page: Value = s
+        .get("/api/v1/chats?limit=1&offset=1", "alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["chats"].as_array().unwrap().len(), 1);
     assert_eq!(page["chats"][0]["id"], first.as_str());
 
-    let detail: Value =
-        s.get(&format!("/api/v1/chats/{first}"), "alice").send().await.unwrap().json().await.unwrap();
+    let detail: Value = s
+        .get(&format!("/api/v1/chats/{first}"), "alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let messages = detail["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0]["content"], "hello");
     assert_eq!(messages[0]["role"], "user");
     assert_eq!(messages[0]["eventType"], "InitialTask");
     assert_eq!(messages[1]["role"], "assistant");
-    for field in ["id", "role", "content", "eventType", "metadataJson", "createdAt"] {
+    for field in [
+        "id",
+        "role",
+        "content",
+        "eventType",
+        "metadataJson",
+        "createdAt",
+    ] {
         assert!(messages[0].get(field).is_some(), "missing {field}");
     }
 
     // Bob sees none of Alice's chats and cannot touch them.
-    let bob_list: Value = s.get("/api/v1/chats", "bob").send().await.unwrap().json().await.unwrap();
+    let bob_list: Value = s
+        .get("/api/v1/chats", "bob")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(bob_list["chats"].as_array().unwrap().len(), 1);
     assert_eq!(bob_list["chats"][0]["id"], bobs.as_str());
     for r in [
-        s.get(&format!("/api/v1/chats/{first}"), "bob").send().await.unwrap(),
-        s.patch(&format!("/api/v1/chats/{first}"), "bob").json(&json!({"title": "x"})).send().await.unwrap(),
-        s.delete(&format!("/api/v1/chats/{first}"), "bob").send().await.unwrap(),
+        s.get(&format!("/api/v1/chats/{first}"), "bob")
+            .send()
+            .await
+            .unwrap(),
+        s.patch(&format!("/api/v1/chats/{first}"), "bob")
+            .json(&json!({"title": "x"}))
+            .send()
+            .await
+            .unwrap(),
+        s.delete(&format!("/api/v1/chats/{first}"), "bob")
+            .send()
+            .await
+            .unwrap(),
     ] {
         assert_eq!(r.status(), 404);
         assert_eq!(r.json::<Value>().await.unwrap()["detail"], "Chat not found");
     }
 
     // Rename.
-    for body in [json!({}), json!({"title": ""}), json!({"title": "   "}), json!({"title": 5})] {
-        let r = s.patch(&format!("/api/v1/chats/{first}"), "alice").json(&body).send().await.unwrap();
+    for body in [
+        json!({}),
+        json!({"title": ""}),
+        json!({"title": "   "}),
+        json!({"title": 5}),
+    ] {
+        let r = s
+            .patch(&format!("/api/v1/chats/{first}"), "alice")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400, "{body}");
-        assert_eq!(r.json::<Value>().await.unwrap()["detail"], "Missing 'title'");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["detail"],
+            "Missing 'title'"
+        );
     }
-    let r = s.patch(&format!("/api/v1/chats/{first}"), "alice").json(&json!({"title": "New title"})).send().await.unwrap();
+    let r = s
+        .patch(&format!("/api/v1/chats/{first}"), "alice")
+        .json(&json!({"title": "New title"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "updated", "id": first, "title": "New title"}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"status": "updated", "id": first, "title": "New title"})
+    );
 
     // Delete.
-    let r = s.delete(&format!("/api/v1/chats/{first}"), "alice").send().await.unwrap();
+    let r = s
+        .delete(&format!("/api/v1/chats/{first}"), "alice")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "deleted", "id": first}));
-    let r = s.delete(&format!("/api/v1/chats/{first}"), "alice").send().await.unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"status": "deleted", "id": first})
+    );
+    let r = s
+        .delete(&format!("/api/v1/chats/{first}"), "alice")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    let r = s.get(&format!("/api/v1/chats/{first}"), "alice").send().await.unwrap();
+    let r = s
+        .get(&format!("/api/v1/chats/{first}"), "alice")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
 }
 
@@ -210,11 +340,22 @@ async fn chats_list_get_rename_delete_with_isolation() {
 async fn chat_pagination_bounds_are_validated() {
     let s = TestServer::start(&[]).await;
     for query in ["limit=0", "limit=101", "offset=-1", "limit=abc"] {
-        let r = s.get(&format!("/api/v1/chats?{query}"), "alice").send().await.unwrap();
+        let r = s
+            .get(&format!("/api/v1/chats?{query}"), "alice")
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_client_error(), "{query}: {}", r.status());
-        assert!(r.json::<Value>().await.unwrap()["detail"].is_string(), "{query}");
+        assert!(
+            r.json::<Value>().await.unwrap()["detail"].is_string(),
+            "{query}"
+        );
     }
-    let r = s.get("/api/v1/chats?limit=100", "alice").send().await.unwrap();
+    let r = s
+        .get("/api/v1/chats?limit=100", "alice")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -224,34 +365,86 @@ async fn bad_bodies_get_clear_errors_and_write_nothing() {
     let chat = seed_chat(&s, "alice", "keep me", &["x"]).await;
     let path = format!("/api/v1/chats/{chat}");
 
-    let r = s.patch(&path, "alice").header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let r = s
+        .patch(&path, "alice")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains("Malformed JSON"));
+    assert!(r.json::<Value>().await.unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("Malformed JSON"));
 
-    let r = s.patch(&path, "alice").header("content-type", "application/json").body("[1,2]").send().await.unwrap();
+    let r = s
+        .patch(&path, "alice")
+        .header("content-type", "application/json")
+        .body("[1,2]")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422);
 
-    let r = s.patch(&path, "alice").body("title=x").send().await.unwrap();
+    let r = s
+        .patch(&path, "alice")
+        .body("title=x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 415);
 
     let huge = format!("{{\"title\": \"{}\"}}", "a".repeat(2 * 1024 * 1024));
-    let r = s.patch(&path, "alice").header("content-type", "application/json").body(huge).send().await.unwrap();
+    let r = s
+        .patch(&path, "alice")
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
-    assert!(r.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains("too large"));
+    assert!(r.json::<Value>().await.unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("too large"));
 
-    let detail: Value = s.get(&path, "alice").send().await.unwrap().json().await.unwrap();
+    let detail: Value = s
+        .get(&path, "alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(detail["title"], "keep me", "nothing was written");
 
-    let r = s.post("/api/v1/sessions", "alice").header("content-type", "application/json").body("{\"task\": 5}").send().await.unwrap();
+    let r = s
+        .post("/api/v1/sessions", "alice")
+        .header("content-type", "application/json")
+        .body("{\"task\": 5}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422);
-    let r = s.post("/api/v1/sessions", "alice").json(&json!({"repoUrl": "x"})).send().await.unwrap();
+    let r = s
+        .post("/api/v1/sessions", "alice")
+        .json(&json!({"repoUrl": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422, "task is required");
 }
 
 #[tokio::test]
 async fn session_request_errors() {
     let s = TestServer::start(&[]).await;
-    let r = s.post("/api/v1/sessions", "alice").json(&json!({"task": "  "})).send().await.unwrap();
+    let r = s
+        .post("/api/v1/sessions", "alice")
+        .json(&json!({"task": "  "}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let r = s
         .post("/api/v1/sessions", "alice")
@@ -260,22 +453,49 @@ async fn session_request_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains("skynet"));
-    let r = s.post("/api/v1/sessions", "alice").json(&json!({"task": "t", "modelProvider": "anthropic"})).send().await.unwrap();
+    assert!(r.json::<Value>().await.unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("skynet"));
+    let r = s
+        .post("/api/v1/sessions", "alice")
+        .json(&json!({"task": "t", "modelProvider": "anthropic"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400, "no API key anywhere");
-    let r = s.delete("/api/v1/sessions/nonexistent-id", "alice").send().await.unwrap();
+    let r = s
+        .delete("/api/v1/sessions/nonexistent-id", "alice")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let r = s.get("/api/v1/sessions", "alice").send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"sessions": []}));
     // No chat rows were created by the refused requests.
-    let chats: Value = s.get("/api/v1/chats", "alice").send().await.unwrap().json().await.unwrap();
+    let chats: Value = s
+        .get("/api/v1/chats", "alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(chats["chats"].as_array().unwrap().len(), 0);
 }
 
 #[tokio::test]
 async fn openapi_document_lists_the_routes() {
     let s = TestServer::start(&[]).await;
-    let doc: Value = s.http.get(s.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = s
+        .http
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let paths = doc["paths"].as_object().unwrap();
     for p in [
         "/health",

@@ -64,9 +64,13 @@ impl Default for AgentLimits {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TurnOutcome {
     /// The model called `finish`.
-    Finished { message: String },
+    Finished {
+        message: String,
+    },
     /// The model answered with text and no tool call.
-    Replied { text: String },
+    Replied {
+        text: String,
+    },
     /// The user stopped the turn.
     Stopped,
     TimedOut,
@@ -79,7 +83,10 @@ pub enum TurnOutcome {
 
 impl TurnOutcome {
     pub fn is_success(&self) -> bool {
-        matches!(self, TurnOutcome::Finished { .. } | TurnOutcome::Replied { .. })
+        matches!(
+            self,
+            TurnOutcome::Finished { .. } | TurnOutcome::Replied { .. }
+        )
     }
 }
 
@@ -147,7 +154,9 @@ impl Agent {
         sink: &dyn EventSink,
         cancel: &CancellationToken,
     ) -> EngineResult<TurnOutcome> {
-        self.history.push(Message::User { content: user_text.to_string() });
+        self.history.push(Message::User {
+            content: user_text.to_string(),
+        });
         let deadline = Instant::now() + self.limits.turn_timeout;
         // One token for "stop or timeout": children of the user's token plus a timer.
         let turn_cancel = cancel.child_token();
@@ -209,10 +218,15 @@ impl Agent {
                 tool_calls: response.tool_calls.clone(),
             });
             if let Some(text) = &text {
-                sink.emit(EventKind::AssistantMessage { content: text.clone() }).await?;
+                sink.emit(EventKind::AssistantMessage {
+                    content: text.clone(),
+                })
+                .await?;
             }
             if response.tool_calls.is_empty() {
-                return Ok(TurnOutcome::Replied { text: text.unwrap_or_default() });
+                return Ok(TurnOutcome::Replied {
+                    text: text.unwrap_or_default(),
+                });
             }
 
             let calls = response.tool_calls;
@@ -304,22 +318,44 @@ impl Agent {
             EXECUTE_BASH => self.run_bash(call, sink, cancel).await,
             STR_REPLACE_EDITOR => self.run_editor(call, sink).await,
             THINK => {
-                let thought = tools::str_arg(&call.arguments, "thought").unwrap_or("").to_string();
-                sink.emit(EventKind::Thought { call_id: call.id.clone(), thought }).await?;
-                Ok(("Your thought has been logged.".into(), false, StepEnd::Continue))
+                let thought = tools::str_arg(&call.arguments, "thought")
+                    .unwrap_or("")
+                    .to_string();
+                sink.emit(EventKind::Thought {
+                    call_id: call.id.clone(),
+                    thought,
+                })
+                .await?;
+                Ok((
+                    "Your thought has been logged.".into(),
+                    false,
+                    StepEnd::Continue,
+                ))
             }
             FINISH => {
-                let message = tools::str_arg(&call.arguments, "message").unwrap_or("").to_string();
-                sink.emit(EventKind::Finish { call_id: call.id.clone(), message: message.clone() })
-                    .await?;
-                Ok(("Task marked as finished.".into(), false, StepEnd::Finish(message)))
+                let message = tools::str_arg(&call.arguments, "message")
+                    .unwrap_or("")
+                    .to_string();
+                sink.emit(EventKind::Finish {
+                    call_id: call.id.clone(),
+                    message: message.clone(),
+                })
+                .await?;
+                Ok((
+                    "Task marked as finished.".into(),
+                    false,
+                    StepEnd::Finish(message),
+                ))
             }
             other => {
                 let message = format!(
                     "Unknown tool `{other}`. Available tools: execute_bash, str_replace_editor, \
                      think, finish."
                 );
-                sink.emit(EventKind::Error { message: message.clone() }).await?;
+                sink.emit(EventKind::Error {
+                    message: message.clone(),
+                })
+                .await?;
                 Ok((message, true, StepEnd::Continue))
             }
         }
@@ -333,15 +369,25 @@ impl Agent {
     ) -> EngineResult<(String, bool, StepEnd)> {
         let command = match tools::str_arg(&call.arguments, "command") {
             Ok(c) if !c.trim().is_empty() => c.to_string(),
-            Ok(_) => return Ok(("The `command` parameter is empty.".into(), true, StepEnd::Continue)),
+            Ok(_) => {
+                return Ok((
+                    "The `command` parameter is empty.".into(),
+                    true,
+                    StepEnd::Continue,
+                ))
+            }
             Err(e) => return Ok((e, true, StepEnd::Continue)),
         };
         let timeout = tools::timeout_arg(&call.arguments);
-        sink.emit(EventKind::CommandRun { call_id: call.id.clone(), command: command.clone() })
-            .await?;
+        sink.emit(EventKind::CommandRun {
+            call_id: call.id.clone(),
+            command: command.clone(),
+        })
+        .await?;
 
         let sandbox = Arc::clone(&self.sandbox);
-        let exec = sandbox.exec(&command, timeout);
+        let exec_command = command.clone();
+        let exec = sandbox.exec(&exec_command, timeout);
         tokio::pin!(exec);
         let result = tokio::select! {
             r = &mut exec => r,
@@ -377,7 +423,10 @@ impl Agent {
                     ));
                 }
                 let status = if out.timed_out {
-                    format!("[command timed out after {} s and was killed]", timeout.as_secs())
+                    format!(
+                        "[command timed out after {} s and was killed]",
+                        timeout.as_secs()
+                    )
                 } else if out.interrupted {
                     "[command interrupted]".to_string()
                 } else {
@@ -391,7 +440,15 @@ impl Agent {
                 }
                 text.push_str(&status);
                 let failed = out.exit_code != Some(0);
-                Ok((text, failed, if stopped { StepEnd::Stopped } else { StepEnd::Continue }))
+                Ok((
+                    text,
+                    failed,
+                    if stopped {
+                        StepEnd::Stopped
+                    } else {
+                        StepEnd::Continue
+                    },
+                ))
             }
             Err(e) => {
                 let message = format!("The sandbox could not run the command: {e}");
@@ -405,7 +462,15 @@ impl Agent {
                     interrupted: stopped,
                 })
                 .await?;
-                Ok((message, true, if stopped { StepEnd::Stopped } else { StepEnd::Continue }))
+                Ok((
+                    message,
+                    true,
+                    if stopped {
+                        StepEnd::Stopped
+                    } else {
+                        StepEnd::Continue
+                    },
+                ))
             }
         }
     }
@@ -415,9 +480,18 @@ impl Agent {
         call: &ToolCall,
         sink: &dyn EventSink,
     ) -> EngineResult<(String, bool, StepEnd)> {
-        let command =
-            call.arguments.get("command").and_then(Value::as_str).unwrap_or("").to_string();
-        let path = call.arguments.get("path").and_then(Value::as_str).unwrap_or("").to_string();
+        let command = call
+            .arguments
+            .get("command")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let path = call
+            .arguments
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         sink.emit(EventKind::FileEdit {
             call_id: call.id.clone(),
             command: command.clone(),
@@ -436,7 +510,11 @@ impl Agent {
             ok,
         })
         .await?;
-        Ok((truncate_for_model(&output, MODEL_OUTPUT_MAX_CHARS), !ok, StepEnd::Continue))
+        Ok((
+            truncate_for_model(&output, MODEL_OUTPUT_MAX_CHARS),
+            !ok,
+            StepEnd::Continue,
+        ))
     }
 }
 

@@ -19,12 +19,12 @@ impl StuckDetector {
             self.recent.clear();
             return false;
         }
-        self.recent.push_back((call.to_string(), result.to_string()));
+        self.recent
+            .push_back((call.to_string(), result.to_string()));
         while self.recent.len() > STUCK_REPEATS {
             self.recent.pop_front();
         }
-        self.recent.len() == STUCK_REPEATS
-            && self.recent.iter().all(|step| *step == self.recent[0])
+        self.recent.len() == STUCK_REPEATS && self.recent.iter().all(|step| *step == self.recent[0])
     }
 }
 

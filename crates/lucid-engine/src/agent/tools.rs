@@ -98,15 +98,23 @@ mod tests {
 
     #[test]
     fn timeout_is_clamped() {
-        assert_eq!(timeout_arg(&json!({})).as_secs(), DEFAULT_COMMAND_TIMEOUT_SECS);
+        assert_eq!(
+            timeout_arg(&json!({})).as_secs(),
+            DEFAULT_COMMAND_TIMEOUT_SECS
+        );
         assert_eq!(timeout_arg(&json!({"timeout": 0})).as_secs(), 1);
-        assert_eq!(timeout_arg(&json!({"timeout": 99999})).as_secs(), MAX_COMMAND_TIMEOUT_SECS);
+        assert_eq!(
+            timeout_arg(&json!({"timeout": 99999})).as_secs(),
+            MAX_COMMAND_TIMEOUT_SECS
+        );
         assert_eq!(timeout_arg(&json!({"timeout": 2.5})).as_secs(), 2);
     }
 
     #[test]
     fn str_arg_names_the_missing_field() {
         assert_eq!(str_arg(&json!({"command": "ls"}), "command").unwrap(), "ls");
-        assert!(str_arg(&json!({}), "command").unwrap_err().contains("`command`"));
+        assert!(str_arg(&json!({}), "command")
+            .unwrap_err()
+            .contains("`command`"));
     }
 }

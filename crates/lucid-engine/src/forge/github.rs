@@ -109,13 +109,13 @@ impl GithubClient {
         let paged: Paged<GhRepo> = fetch_pages(
             self.max_pages,
             "GitHub repository list",
-            async |page: usize| {
+            |page: usize| {
                 let req = self.request(reqwest::Method::GET, "/user/repos").query(&[
                     ("sort", "updated"),
                     ("per_page", per_page.as_str()),
                     ("page", page.to_string().as_str()),
                 ]);
-                self.send(req, token).await
+                self.send(req, token)
             },
             has_next_page,
         )
@@ -138,12 +138,12 @@ impl GithubClient {
         let paged: Paged<GhBranch> = fetch_pages(
             self.max_pages,
             "GitHub branch list",
-            async |page: usize| {
+            |page: usize| {
                 let req = self.request(reqwest::Method::GET, &path).query(&[
                     ("per_page", per_page.as_str()),
                     ("page", page.to_string().as_str()),
                 ]);
-                self.send(req, token).await
+                self.send(req, token)
             },
             has_next_page,
         )

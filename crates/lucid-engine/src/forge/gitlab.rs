@@ -113,14 +113,14 @@ impl GitlabClient {
         let paged: Paged<GlProject> = fetch_pages(
             self.max_pages,
             "GitLab project list",
-            async |page: usize| {
+            |page: usize| {
                 let req = self.request(reqwest::Method::GET, "/projects").query(&[
                     ("membership", "true"),
                     ("order_by", "last_activity_at"),
                     ("per_page", per_page.as_str()),
                     ("page", page.to_string().as_str()),
                 ]);
-                self.send(req, token).await
+                self.send(req, token)
             },
             has_next_page,
         )
@@ -142,12 +142,12 @@ impl GitlabClient {
         let paged: Paged<GlBranch> = fetch_pages(
             self.max_pages,
             "GitLab branch list",
-            async |page: usize| {
+            |page: usize| {
                 let req = self.request(reqwest::Method::GET, &path).query(&[
                     ("per_page", per_page.as_str()),
                     ("page", page.to_string().as_str()),
                 ]);
-                self.send(req, token).await
+                self.send(req, token)
             },
             has_next_page,
         )

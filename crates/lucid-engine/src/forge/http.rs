@@ -234,7 +234,7 @@ fn clean(text: &str, token: &str) -> String {
 ///
 /// `request(page)` builds the request of one page; `has_next(headers, items_on_page)` decides
 /// from the forge's pagination headers whether another page exists.
-pub(crate) async fn fetch_pages<T, F, N>(
+pub(crate) async fn fetch_pages<T, F, Fut, N>(
     max_pages: usize,
     what: &str,
     mut request: F,
@@ -242,7 +242,10 @@ pub(crate) async fn fetch_pages<T, F, N>(
 ) -> Result<Paged<T>, ForgeError>
 where
     T: DeserializeOwned,
-    F: AsyncFnMut(usize) -> Result<Response, ForgeError>,
+    // A plain closure returning a future (not `AsyncFnMut`): the futures of async closures
+    // are not provably `Send` for every lifetime, which axum handlers require.
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ForgeError>>,
     N: Fn(&HeaderMap, usize) -> bool,
 {
     let mut items = Vec::new();

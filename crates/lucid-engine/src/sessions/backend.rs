@@ -9,6 +9,30 @@ use crate::sandbox::docker::DockerSandboxes;
 use crate::sandbox::local::LocalSandbox;
 use crate::sandbox::{Sandbox, SandboxError};
 
+/// What `lucid doctor` learns about the Docker daemon.
+#[derive(Debug, Clone)]
+pub struct DockerProbe {
+    pub server_version: String,
+    pub image_present: bool,
+}
+
+/// Checks that the daemon answers and whether the sandbox image is present (no side effects).
+pub async fn probe_docker(
+    config: &crate::config::SandboxConfig,
+) -> Result<DockerProbe, SandboxError> {
+    let docker = DockerSandboxes::connect(config, "doctor".to_string()).await?;
+    let version = docker
+        .docker()
+        .version()
+        .await
+        .map_err(|e| SandboxError::DockerUnavailable(e.to_string()))?;
+    let image_present = docker.docker().inspect_image(&config.image).await.is_ok();
+    Ok(DockerProbe {
+        server_version: version.version.unwrap_or_default(),
+        image_present,
+    })
+}
+
 pub enum SandboxBackend {
     Docker(Arc<DockerSandboxes>),
     Local,
@@ -27,14 +51,12 @@ impl SandboxBackend {
                 SandboxBackend::Local
             }
             SandboxMode::Docker => {
-                match DockerSandboxes::connect(&config.sandbox, &config.workspace_base, instance_id)
-                    .await
-                {
+                match DockerSandboxes::connect(&config.sandbox, instance_id).await {
                     Ok(docker) => {
-                        match docker.cleanup_orphans().await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::info!(removed = n, "removed orphaned sandboxes"),
-                            Err(e) => tracing::warn!(error = %e, "orphan cleanup failed"),
+                        let docker = docker.with_workspace_base(config.workspace_base.clone());
+                        let removed = docker.cleanup_orphans().await;
+                        if removed > 0 {
+                            tracing::info!(removed, "removed orphaned sandboxes");
                         }
                         SandboxBackend::Docker(Arc::new(docker))
                     }

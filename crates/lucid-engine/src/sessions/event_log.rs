@@ -74,7 +74,10 @@ impl EventLog {
             chat_id,
             user,
             store,
-            producer: Mutex::new(Producer { next_seq: last + 1, queue: Some(tx) }),
+            producer: Mutex::new(Producer {
+                next_seq: last + 1,
+                queue: Some(tx),
+            }),
             tail: std::sync::Mutex::new(Tail {
                 persisted: last,
                 recent: VecDeque::new(),
@@ -100,7 +103,10 @@ impl EventLog {
             chat_id,
             user,
             store,
-            producer: Mutex::new(Producer { next_seq: last + 1, queue: None }),
+            producer: Mutex::new(Producer {
+                next_seq: last + 1,
+                queue: None,
+            }),
             tail: std::sync::Mutex::new(Tail {
                 persisted: last,
                 recent: VecDeque::new(),
@@ -129,7 +135,10 @@ impl EventLog {
             .queue
             .as_ref()
             .ok_or_else(|| EngineError::internal("event log is closed"))?;
-        queue.send(event).await.map_err(|_| EngineError::internal("event log writer stopped"))?;
+        queue
+            .send(event)
+            .await
+            .map_err(|_| EngineError::internal("event log writer stopped"))?;
         producer.next_seq += 1;
         Ok(seq)
     }
@@ -172,15 +181,28 @@ impl EventLog {
             Some(live) => live.subscribe(),
             None => broadcast::channel(1).1,
         };
-        let recent: Vec<Event> = tail.recent.iter().filter(|e| e.seq > since).cloned().collect();
-        let oldest_recent = tail.recent.front().map(|e| e.seq).unwrap_or(tail.persisted + 1);
+        let recent: Vec<Event> = tail
+            .recent
+            .iter()
+            .filter(|e| e.seq > since)
+            .cloned()
+            .collect();
+        let oldest_recent = tail
+            .recent
+            .front()
+            .map(|e| e.seq)
+            .unwrap_or(tail.persisted + 1);
         drop(tail);
         EventStream {
             log: Arc::clone(self),
             rx,
             last_seq: since,
             pending: recent.into(),
-            needs_store_until: if since + 1 < oldest_recent { Some(oldest_recent) } else { None },
+            needs_store_until: if since + 1 < oldest_recent {
+                Some(oldest_recent)
+            } else {
+                None
+            },
             catching_up: false,
         }
     }
@@ -201,7 +223,10 @@ impl EventLog {
                 }
             }
         }
-        Ok(self.store.events_since(&self.user, &self.chat_id, since, limit).await?)
+        Ok(self
+            .store
+            .events_since(&self.user, &self.chat_id, since, limit)
+            .await?)
     }
 
     fn publish(&self, events: Vec<Event>) {
@@ -240,7 +265,11 @@ async fn writer(log: Arc<EventLog>, mut rx: mpsc::Receiver<Event>) {
         }
         let mut delay = Duration::from_millis(50);
         loop {
-            match log.store.append_events(&log.user, &log.chat_id, &batch).await {
+            match log
+                .store
+                .append_events(&log.user, &log.chat_id, &batch)
+                .await
+            {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(
@@ -283,7 +312,12 @@ impl EventStream {
                     let page = self
                         .log
                         .store
-                        .events_since(&self.log.user, &self.log.chat_id, self.last_seq, REPLAY_PAGE)
+                        .events_since(
+                            &self.log.user,
+                            &self.log.chat_id,
+                            self.last_seq,
+                            REPLAY_PAGE,
+                        )
                         .await?;
                     if page.is_empty() {
                         self.needs_store_until = None;

@@ -109,7 +109,9 @@ impl LiveSession {
             user_id: self.user.id.clone(),
             task: crate::events::truncate_chars(&self.task, 80),
             is_alive: !*self.done.borrow(),
-            created_at: self.created_at.to_rfc3339_opts(SecondsFormat::Micros, false),
+            created_at: self
+                .created_at
+                .to_rfc3339_opts(SecondsFormat::Micros, false),
             chat_id: self.chat_id.clone(),
             status,
         }
@@ -166,12 +168,20 @@ impl Sessions {
         }
         // Resolve the model first: a bad provider or a missing key is the caller's error.
         let model = self.deps.resolve_model(&req)?;
-        let repo_url = req.repo_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
+        let repo_url = req
+            .repo_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty());
         if let Some(url) = repo_url {
             crate::git::validate_clone_url(url, self.deps.config.is_local_mode())
                 .map_err(|e| EngineError::bad_request(e.to_string()))?;
         }
-        let branch = req.branch.as_deref().map(str::trim).filter(|b| !b.is_empty());
+        let branch = req
+            .branch
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty());
 
         let session_id = uuid::Uuid::new_v4().to_string();
         let chat_id = uuid::Uuid::new_v4().to_string();
@@ -242,11 +252,19 @@ impl Sessions {
                 map.lock().expect("sessions poisoned").remove(&session.id);
             }
         });
-        Ok(StartedSession { session_id, chat_id: chat.id })
+        Ok(StartedSession {
+            session_id,
+            chat_id: chat.id,
+        })
     }
 
     fn find(&self, session_id: &str) -> Option<Arc<LiveSession>> {
-        self.deps.live.lock().expect("sessions poisoned").get(session_id).cloned()
+        self.deps
+            .live
+            .lock()
+            .expect("sessions poisoned")
+            .get(session_id)
+            .cloned()
     }
 
     /// A live session owned by `user`: 404 when unknown, 403 when another user's.
@@ -255,7 +273,9 @@ impl Sessions {
             .find(session_id)
             .ok_or_else(|| EngineError::not_found(format!("Session {session_id} not found.")))?;
         if session.user.id != user.id {
-            return Err(EngineError::forbidden("Not authorized to access this session."));
+            return Err(EngineError::forbidden(
+                "Not authorized to access this session.",
+            ));
         }
         Ok(session)
     }
@@ -263,8 +283,11 @@ impl Sessions {
     /// The caller's live sessions, oldest first.
     pub fn list(&self, user: &User) -> Vec<SessionSummary> {
         let map = self.deps.live.lock().expect("sessions poisoned");
-        let mut items: Vec<_> =
-            map.values().filter(|s| s.user.id == user.id).map(|s| s.summary()).collect();
+        let mut items: Vec<_> = map
+            .values()
+            .filter(|s| s.user.id == user.id)
+            .map(|s| s.summary())
+            .collect();
         items.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         items
     }
@@ -273,7 +296,9 @@ impl Sessions {
     pub async fn get(&self, user: &User, session_id: &str) -> EngineResult<SessionSummary> {
         if let Some(s) = self.find(session_id) {
             if s.user.id != user.id {
-                return Err(EngineError::not_found(format!("Session {session_id} not found.")));
+                return Err(EngineError::not_found(format!(
+                    "Session {session_id} not found."
+                )));
             }
             return Ok(s.summary());
         }
@@ -288,7 +313,9 @@ impl Sessions {
             user_id: user.id.clone(),
             task: crate::events::truncate_chars(chat.title.as_deref().unwrap_or(""), 80),
             is_alive: false,
-            created_at: chat.created_at.to_rfc3339_opts(SecondsFormat::Micros, false),
+            created_at: chat
+                .created_at
+                .to_rfc3339_opts(SecondsFormat::Micros, false),
             chat_id: chat.id,
             status: SessionStatus::Stopped,
         })
@@ -315,7 +342,11 @@ impl Sessions {
     /// Interrupts the running step (LLM request or command). The session stays for follow-ups.
     pub fn stop(&self, user: &User, session_id: &str) -> EngineResult<()> {
         let session = self.owned(user, session_id)?;
-        session.turn_cancel.lock().expect("session poisoned").cancel();
+        session
+            .turn_cancel
+            .lock()
+            .expect("session poisoned")
+            .cancel();
         Ok(())
     }
 
@@ -332,7 +363,11 @@ impl Sessions {
     }
 
     async fn shutdown_session(session: &Arc<LiveSession>) {
-        session.turn_cancel.lock().expect("session poisoned").cancel();
+        session
+            .turn_cancel
+            .lock()
+            .expect("session poisoned")
+            .cancel();
         let _ = session.control.send(Control::Shutdown);
         let mut done = session.done.clone();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(15), async {
@@ -347,10 +382,17 @@ impl Sessions {
 
     /// Attaches to a session's events after `since` (0 = from the start). Finished sessions
     /// replay their stored history and the stream ends.
-    pub async fn attach(&self, user: &User, session_id: &str, since: u64) -> EngineResult<Attachment> {
+    pub async fn attach(
+        &self,
+        user: &User,
+        session_id: &str,
+        since: u64,
+    ) -> EngineResult<Attachment> {
         if let Some(session) = self.find(session_id) {
             if session.user.id != user.id {
-                return Err(EngineError::forbidden("Not authorized to access this session."));
+                return Err(EngineError::forbidden(
+                    "Not authorized to access this session.",
+                ));
             }
             session.attached.fetch_add(1, Ordering::SeqCst);
             if let Ok(mut d) = session.detached_since.lock() {
@@ -360,7 +402,9 @@ impl Sessions {
             return Ok(Attachment {
                 summary: session.summary(),
                 events,
-                guard: AttachGuard { session: Some(session) },
+                guard: AttachGuard {
+                    session: Some(session),
+                },
             });
         }
         let summary = self.get(user, session_id).await?;
@@ -371,17 +415,25 @@ impl Sessions {
             session_id.to_string(),
         )
         .await?;
-        Ok(Attachment { summary, events: log.subscribe(since), guard: AttachGuard { session: None } })
+        Ok(Attachment {
+            summary,
+            events: log.subscribe(since),
+            guard: AttachGuard { session: None },
+        })
     }
 
     /// The host workspace of one of the caller's sessions (live or finished).
     pub async fn workspace_of(&self, user: &User, session_id: &str) -> EngineResult<PathBuf> {
         if !crate::workspace::is_safe_id(session_id) {
-            return Err(EngineError::not_found(format!("Session {session_id} not found.")));
+            return Err(EngineError::not_found(format!(
+                "Session {session_id} not found."
+            )));
         }
         if let Some(s) = self.find(session_id) {
             if s.user.id != user.id {
-                return Err(EngineError::forbidden("Not authorized to access this session."));
+                return Err(EngineError::forbidden(
+                    "Not authorized to access this session.",
+                ));
             }
             return Ok(s.workspace.clone());
         }
@@ -401,7 +453,9 @@ impl Sessions {
 
     /// Waits until a session has ended (used by `lucid run` and tests).
     pub async fn wait_ended(&self, session_id: &str) {
-        let Some(session) = self.find(session_id) else { return };
+        let Some(session) = self.find(session_id) else {
+            return;
+        };
         let mut done = session.done.clone();
         while !*done.borrow() {
             if done.changed().await.is_err() {
@@ -412,8 +466,12 @@ impl Sessions {
 
     /// Stops every session and releases every sandbox (engine shutdown).
     pub async fn shutdown_all(&self) {
-        let sessions: Vec<_> =
-            self.deps.live.lock().map(|m| m.values().cloned().collect()).unwrap_or_default();
+        let sessions: Vec<_> = self
+            .deps
+            .live
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
         futures::future::join_all(sessions.iter().map(Self::shutdown_session)).await;
     }
 }

@@ -38,7 +38,9 @@ impl SessionDeps {
     pub fn resolve_model(&self, req: &StartSession) -> EngineResult<ResolvedModel> {
         crate::llm::provider::resolve_provider(
             &self.config,
-            req.model_provider.as_deref().filter(|p| !p.trim().is_empty()),
+            req.model_provider
+                .as_deref()
+                .filter(|p| !p.trim().is_empty()),
             req.model.as_deref().filter(|m| !m.trim().is_empty()),
             req.api_key.as_deref().filter(|k| !k.trim().is_empty()),
             self.http.clone(),
@@ -64,7 +66,14 @@ async fn emit(session: &LiveSession, kind: EventKind) {
 
 async fn set_status(session: &LiveSession, status: SessionStatus, message: impl Into<String>) {
     session.status.send_replace(status);
-    emit(session, EventKind::Status { status, message: message.into() }).await;
+    emit(
+        session,
+        EventKind::Status {
+            status,
+            message: message.into(),
+        },
+    )
+    .await;
 }
 
 pub(crate) async fn run_session(
@@ -73,21 +82,50 @@ pub(crate) async fn run_session(
     plan: SessionPlan,
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
-    emit(&session, EventKind::UserMessage { content: plan.task.clone(), follow_up: false }).await;
-    set_status(&session, SessionStatus::Initializing, "Setting up agent workspace...").await;
+    emit(
+        &session,
+        EventKind::UserMessage {
+            content: plan.task.clone(),
+            follow_up: false,
+        },
+    )
+    .await;
+    set_status(
+        &session,
+        SessionStatus::Initializing,
+        "Setting up agent workspace...",
+    )
+    .await;
 
     let mut agent = match prepare(&deps, &session, &plan).await {
         Ok(agent) => Some(agent),
         Err(message) => {
-            emit(&session, EventKind::Error { message: message.clone() }).await;
+            emit(
+                &session,
+                EventKind::Error {
+                    message: message.clone(),
+                },
+            )
+            .await;
             set_status(&session, SessionStatus::Failed, message).await;
             None
         }
     };
 
     if let Some(agent) = agent.as_mut() {
-        set_status(&session, SessionStatus::Ready, "Agent session ready. Starting task...").await;
-        run_turn(&session, agent, &plan.task, deps.config.conversation_timeout).await;
+        set_status(
+            &session,
+            SessionStatus::Ready,
+            "Agent session ready. Starting task...",
+        )
+        .await;
+        run_turn(
+            &session,
+            agent,
+            &plan.task,
+            deps.config.conversation_timeout,
+        )
+        .await;
         idle_loop(&deps, &session, agent, &mut control).await;
         if let Err(e) = agent.sandbox().shutdown().await {
             tracing::warn!(session = %session.id, error = %e, "sandbox shutdown failed");
@@ -95,7 +133,11 @@ pub(crate) async fn run_session(
     }
 
     session.log.close().await;
-    if let Err(e) = deps.store.set_chat_active(&session.user, &session.chat_id, false).await {
+    if let Err(e) = deps
+        .store
+        .set_chat_active(&session.user, &session.chat_id, false)
+        .await
+    {
         tracing::warn!(session = %session.id, error = %e, "could not mark chat inactive");
     }
     // Drop the session from the live map (the manager also does this when the task ends).
@@ -114,7 +156,13 @@ async fn prepare(
         .map_err(|e| format!("Could not create the workspace: {e}"))?;
 
     if let Some(url) = &plan.repo_url {
-        emit(session, EventKind::Progress { message: format!("Cloning {url}...") }).await;
+        emit(
+            session,
+            EventKind::Progress {
+                message: format!("Cloning {url}..."),
+            },
+        )
+        .await;
         let creds = clone_credentials(deps, session, url, plan.git_token.as_deref()).await;
         let progress_session = Arc::clone(session);
         let progress = move |line: String| {
@@ -196,7 +244,11 @@ async fn clone_credentials(
             token: token.to_string(),
         });
     }
-    match deps.integrations.credentials_for_repo_url(&session.user, url).await {
+    match deps
+        .integrations
+        .credentials_for_repo_url(&session.user, url)
+        .await
+    {
         Ok(found) => found.map(|c| c.into_git_credentials()),
         Err(e) => {
             tracing::warn!(session = %session.id, error = %e, "could not read stored credentials");
@@ -220,27 +272,55 @@ async fn run_turn(session: &LiveSession, agent: &mut Agent, text: &str, timeout:
         TurnOutcome::Stopped => set_status(session, SessionStatus::Stopped, "Agent stopped.").await,
         TurnOutcome::TimedOut => {
             let message = format!("Agent timed out after {}s.", timeout.as_secs());
-            emit(session, EventKind::Error { message: message.clone() }).await;
+            emit(
+                session,
+                EventKind::Error {
+                    message: message.clone(),
+                },
+            )
+            .await;
             set_status(session, SessionStatus::Failed, message).await
         }
         TurnOutcome::MaxIterations => {
             let message = "The agent reached its iteration limit (MAX_ITERATIONS) before \
                            finishing."
                 .to_string();
-            emit(session, EventKind::Error { message: message.clone() }).await;
+            emit(
+                session,
+                EventKind::Error {
+                    message: message.clone(),
+                },
+            )
+            .await;
             set_status(session, SessionStatus::Failed, message).await
         }
         TurnOutcome::BudgetExceeded => {
             let message = "The agent reached its token budget.".to_string();
-            emit(session, EventKind::Error { message: message.clone() }).await;
+            emit(
+                session,
+                EventKind::Error {
+                    message: message.clone(),
+                },
+            )
+            .await;
             set_status(session, SessionStatus::Failed, message).await
         }
         TurnOutcome::Stuck => {
-            set_status(session, SessionStatus::Failed, "The agent was stuck and was stopped.")
-                .await
+            set_status(
+                session,
+                SessionStatus::Failed,
+                "The agent was stuck and was stopped.",
+            )
+            .await
         }
         TurnOutcome::Failed(message) => {
-            emit(session, EventKind::Error { message: message.clone() }).await;
+            emit(
+                session,
+                EventKind::Error {
+                    message: message.clone(),
+                },
+            )
+            .await;
             set_status(session, SessionStatus::Failed, message).await
         }
     }
@@ -268,8 +348,14 @@ async fn idle_loop(
         };
         match message {
             Some(Control::FollowUp(text)) => {
-                emit(session, EventKind::UserMessage { content: text.clone(), follow_up: true })
-                    .await;
+                emit(
+                    session,
+                    EventKind::UserMessage {
+                        content: text.clone(),
+                        follow_up: true,
+                    },
+                )
+                .await;
                 run_turn(session, agent, &text, deps.config.conversation_timeout).await;
             }
             Some(Control::Shutdown) | None => return,
@@ -293,5 +379,3 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
-
-

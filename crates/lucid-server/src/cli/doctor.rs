@@ -30,12 +30,19 @@ pub async fn doctor() -> anyhow::Result<i32> {
         Ok(c) => {
             r.ok(&format!(
                 "{} mode",
-                if c.is_local_mode() { "local (embedded store, no account)" } else { "Supabase" }
+                if c.is_local_mode() {
+                    "local (embedded store, no account)"
+                } else {
+                    "Supabase"
+                }
             ));
             c
         }
         Err(e) => {
-            r.fail(&e.to_string(), "correct the environment / .env and run again");
+            r.fail(
+                &e.to_string(),
+                "correct the environment / .env and run again",
+            );
             return Ok(1);
         }
     };
@@ -61,9 +68,15 @@ pub async fn doctor() -> anyhow::Result<i32> {
     match SqliteStore::open(&config.database_path()) {
         Ok(store) => match store.ping().await {
             Ok(()) => r.ok(&format!("database {}", config.database_path().display())),
-            Err(e) => r.fail(&format!("database: {e}"), "check the file's permissions and free disk space"),
+            Err(e) => r.fail(
+                &format!("database: {e}"),
+                "check the file's permissions and free disk space",
+            ),
         },
-        Err(e) => r.fail(&format!("database: {e}"), "check the file's permissions and free disk space"),
+        Err(e) => r.fail(
+            &format!("database: {e}"),
+            "check the file's permissions and free disk space",
+        ),
     }
 
     println!("sandbox");
@@ -72,7 +85,7 @@ pub async fn doctor() -> anyhow::Result<i32> {
             "SANDBOX_MODE=local: commands run on this machine without isolation",
             "unset SANDBOX_MODE to use Docker sandboxes",
         ),
-        SandboxMode::Docker => match lucid_engine::sandbox::docker::DockerSandboxes::probe(&config.sandbox).await {
+        SandboxMode::Docker => match lucid_engine::sessions::backend::probe_docker(&config.sandbox).await {
             Ok(probe) => {
                 r.ok(&format!("Docker {} reachable", probe.server_version));
                 if probe.image_present {
@@ -93,7 +106,11 @@ pub async fn doctor() -> anyhow::Result<i32> {
 
     println!("LLM providers");
     let providers = [
-        ("anthropic", config.anthropic_api_key.is_some(), "ANTHROPIC_API_KEY"),
+        (
+            "anthropic",
+            config.anthropic_api_key.is_some(),
+            "ANTHROPIC_API_KEY",
+        ),
         ("google", config.google_api_key.is_some(), "GOOGLE_API_KEY"),
         ("openai", config.llm_base_url.is_some(), "LLM_BASE_URL"),
     ];

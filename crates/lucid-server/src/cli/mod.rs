@@ -7,7 +7,11 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "lucid", version, about = "Lucid: an AI software engineer in a Docker sandbox")]
+#[command(
+    name = "lucid",
+    version,
+    about = "Lucid: an AI software engineer in a Docker sandbox"
+)]
 pub struct Cli {
     /// More logging (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -35,7 +39,10 @@ pub fn init_tracing(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LUCID_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Runs a subcommand and returns the process exit code.

@@ -38,7 +38,9 @@ const EXCERPT_LINES: usize = 6;
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let config = Config::from_env().context("invalid configuration")?;
-    let engine = Engine::start(config).await.context("engine failed to start")?;
+    let engine = Engine::start(config)
+        .await
+        .context("engine failed to start")?;
     let user = User::with_id(LOCAL_USER_ID);
     let started = engine
         .sessions()
@@ -61,7 +63,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
 
-    let mut printer = Printer { start: Instant::now(), full: args.full_output };
+    let mut printer = Printer {
+        start: Instant::now(),
+        full: args.full_output,
+    };
     eprintln!("session {} (chat {})", started.session_id, started.chat_id);
     let mut stopping = false;
     let mut outcome: Option<SessionStatus> = None;
@@ -123,13 +128,25 @@ impl Printer {
         let t = fmt_elapsed(self.start.elapsed());
         let mut out = std::io::stdout().lock();
         let _ = match &event.kind {
-            EventKind::Status { status, message } => writeln!(out, "[{t}] [{}] {message}", status.as_str()),
+            EventKind::Status { status, message } => {
+                writeln!(out, "[{t}] [{}] {message}", status.as_str())
+            }
             EventKind::UserMessage { content, .. } => writeln!(out, "[{t}] > {content}"),
             EventKind::AssistantMessage { content } => writeln!(out, "[{t}] lucid: {content}"),
             EventKind::Thought { thought, .. } => writeln!(out, "[{t}] (thinking) {thought}"),
             EventKind::CommandRun { command, .. } => writeln!(out, "[{t}] $ {command}"),
-            EventKind::CommandOutput { output, exit_code, timed_out, interrupted, .. } => {
-                let body = if self.full { output.trim_end().to_string() } else { excerpt(output) };
+            EventKind::CommandOutput {
+                output,
+                exit_code,
+                timed_out,
+                interrupted,
+                ..
+            } => {
+                let body = if self.full {
+                    output.trim_end().to_string()
+                } else {
+                    excerpt(output)
+                };
                 if !body.is_empty() {
                     let _ = writeln!(out, "{}", indent(&body));
                 }
@@ -141,12 +158,19 @@ impl Printer {
                 };
                 writeln!(out, "    [{status}]")
             }
-            EventKind::FileEdit { command, path, .. } => writeln!(out, "[{t}] edit: {command} {path}"),
-            EventKind::FileEditResult { ok: false, output, .. } => writeln!(out, "    [edit failed] {}", first_line(output)),
+            EventKind::FileEdit { command, path, .. } => {
+                writeln!(out, "[{t}] edit: {command} {path}")
+            }
+            EventKind::FileEditResult {
+                ok: false, output, ..
+            } => writeln!(out, "    [edit failed] {}", first_line(output)),
             EventKind::FileEditResult { .. } => Ok(()),
             EventKind::Finish { message, .. } => writeln!(out, "[{t}] finished: {message}"),
             EventKind::Usage(u) => {
-                let cost = u.total_cost_usd.map(|c| format!(" · ${c:.4}")).unwrap_or_default();
+                let cost = u
+                    .total_cost_usd
+                    .map(|c| format!(" · ${c:.4}"))
+                    .unwrap_or_default();
                 writeln!(
                     out,
                     "[{t}] tokens: {} in ({} cached) / {} out{cost}",
@@ -174,7 +198,10 @@ fn excerpt(output: &str) -> String {
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn first_line(text: &str) -> &str {

@@ -40,7 +40,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         println!("{token}");
         return Ok(0);
     }
-    let engine = Engine::start(config.clone()).await.context("engine failed to start")?;
+    let engine = Engine::start(config.clone())
+        .await
+        .context("engine failed to start")?;
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -51,18 +53,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     }
     eprintln!(
         "Lucid listening on http://{local} ({} mode, data in {})",
-        if config.is_local_mode() { "local" } else { "Supabase" },
+        if config.is_local_mode() {
+            "local"
+        } else {
+            "Supabase"
+        },
         config.data_dir.display()
     );
-    let app = lucid_server::router(engine.clone());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let app = crate::router(engine.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     eprintln!("Shutting down: stopping sessions and removing sandboxes...");
     engine.shutdown().await;
     Ok(0)
 }
 
 fn print_token(config: &Config, user: &str, ttl: Duration) -> anyhow::Result<String> {
-    lucid_engine::engine::issue_local_token(config, user, ttl).map_err(|e| anyhow::anyhow!(e.message))
+    lucid_engine::engine::issue_local_token(config, user, ttl)
+        .map_err(|e| anyhow::anyhow!(e.message))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -31,7 +31,11 @@ pub async fn list(
     AuthUser(user): AuthUser,
     Query(page): Query<Page>,
 ) -> ApiResult<Json<ChatList>> {
-    let chats = state.engine.chats().list(&user, page.limit, page.offset).await?;
+    let chats = state
+        .engine
+        .chats()
+        .list(&user, page.limit, page.offset)
+        .await?;
     Ok(Json(ChatList { chats }))
 }
 
@@ -60,7 +64,9 @@ pub async fn rename(
     // A non-string title is treated like a missing one (the original's 400 "Missing 'title'").
     let title = body.get("title").and_then(Value::as_str);
     let title = state.engine.chats().rename(&user, &chat_id, title).await?;
-    Ok(Json(json!({ "status": "updated", "id": chat_id, "title": title })))
+    Ok(Json(
+        json!({ "status": "updated", "id": chat_id, "title": title }),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/chats/{chat_id}", responses((status = 200), (status = 404)))]

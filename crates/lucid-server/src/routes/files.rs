@@ -21,7 +21,9 @@ pub async fn list(
     AuthUser(user): AuthUser,
     Query(params): Query<ListParams>,
 ) -> ApiResult<Json<FileTree>> {
-    Ok(Json(state.engine.list_files(&user, &params.session_id).await?))
+    Ok(Json(
+        state.engine.list_files(&user, &params.session_id).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -37,5 +39,10 @@ pub async fn read(
     AuthUser(user): AuthUser,
     Query(params): Query<ReadParams>,
 ) -> ApiResult<Json<FileContent>> {
-    Ok(Json(state.engine.read_file(&user, &params.session_id, &params.path).await?))
+    Ok(Json(
+        state
+            .engine
+            .read_file(&user, &params.session_id, &params.path)
+            .await?,
+    ))
 }

@@ -32,7 +32,9 @@ pub async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
 ) -> ApiResult<Json<IntegrationList>> {
-    Ok(Json(IntegrationList { integrations: state.engine.integrations().list(&user).await? }))
+    Ok(Json(IntegrationList {
+        integrations: state.engine.integrations().list(&user).await?,
+    }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/integrations/{provider}", responses((status = 200), (status = 400), (status = 404)))]
@@ -42,7 +44,9 @@ pub async fn delete(
     Path(provider): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let provider = state.engine.integrations().delete(&user, &provider).await?;
-    Ok(Json(json!({ "status": "disconnected", "provider": provider })))
+    Ok(Json(
+        json!({ "status": "disconnected", "provider": provider }),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/integrations/{provider}/repos", responses((status = 200, body = ReposResponse), (status = 404), (status = 502)))]
@@ -51,7 +55,9 @@ pub async fn repos(
     AuthUser(user): AuthUser,
     Path(provider): Path<String>,
 ) -> ApiResult<Json<ReposResponse>> {
-    Ok(Json(state.engine.integrations().repos(&user, &provider).await?))
+    Ok(Json(
+        state.engine.integrations().repos(&user, &provider).await?,
+    ))
 }
 
 /// Branches of a repository; `repo` is the URL-encoded full name (`owner%2Frepo`).
@@ -61,7 +67,13 @@ pub async fn branches(
     AuthUser(user): AuthUser,
     Path((provider, repo)): Path<(String, String)>,
 ) -> ApiResult<Json<BranchesResponse>> {
-    Ok(Json(state.engine.integrations().branches(&user, &provider, &repo).await?))
+    Ok(Json(
+        state
+            .engine
+            .integrations()
+            .branches(&user, &provider, &repo)
+            .await?,
+    ))
 }
 
 /// Opens a PR/MR; with `sessionId` the session's changes are committed and pushed first.

@@ -34,7 +34,9 @@ pub struct SessionList {
 
 #[utoipa::path(get, path = "/api/v1/sessions", responses((status = 200, body = SessionList)))]
 pub async fn list(State(state): State<AppState>, AuthUser(user): AuthUser) -> Json<SessionList> {
-    Json(SessionList { sessions: state.engine.sessions().list(&user) })
+    Json(SessionList {
+        sessions: state.engine.sessions().list(&user),
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{session_id}", responses((status = 200, body = SessionSummary), (status = 404)))]

@@ -28,10 +28,16 @@ impl TestServer {
     pub async fn start(extra: &[(&str, &str)]) -> TestServer {
         let data_dir = tempfile::tempdir().unwrap();
         let mut vars: HashMap<String, String> = HashMap::new();
-        vars.insert("LUCID_DATA_DIR".into(), data_dir.path().display().to_string());
+        vars.insert(
+            "LUCID_DATA_DIR".into(),
+            data_dir.path().display().to_string(),
+        );
         vars.insert("LUCID_JWT_SECRET".into(), SECRET.into());
         vars.insert("INTERNAL_API_KEY".into(), INTERNAL_KEY.into());
-        vars.insert("ENCRYPTION_KEY".into(), "test_key_32chars_minimum_length!".into());
+        vars.insert(
+            "ENCRYPTION_KEY".into(),
+            "test_key_32chars_minimum_length!".into(),
+        );
         vars.insert("DOCKER_NETWORK".into(), "none".into());
         for (k, v) in extra {
             vars.insert(k.to_string(), v.to_string());
@@ -44,8 +50,18 @@ impl TestServer {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap();
-        TestServer { base, engine, data_dir, http, task }
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        TestServer {
+            base,
+            engine,
+            data_dir,
+            http,
+            task,
+        }
     }
 
     pub fn token(&self, user: &str) -> String {
@@ -65,10 +81,14 @@ impl TestServer {
     }
 
     pub fn patch(&self, path: &str, user: &str) -> reqwest::RequestBuilder {
-        self.http.patch(self.url(path)).bearer_auth(self.token(user))
+        self.http
+            .patch(self.url(path))
+            .bearer_auth(self.token(user))
     }
 
     pub fn delete(&self, path: &str, user: &str) -> reqwest::RequestBuilder {
-        self.http.delete(self.url(path)).bearer_auth(self.token(user))
+        self.http
+            .delete(self.url(path))
+            .bearer_auth(self.token(user))
     }
 }
