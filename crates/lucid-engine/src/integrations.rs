@@ -785,6 +785,29 @@ fn github_host_score(repo: &RepoUrl, api_url: &str) -> u8 {
     }
 }
 
+impl ForgeCredentials {
+    /// Credentials for host-side git over HTTPS (token as the password).
+    pub fn into_git_credentials(self) -> crate::git::GitCredentials {
+        crate::git::GitCredentials {
+            username: crate::git::TOKEN_ONLY_USERNAME.to_string(),
+            token: self.token,
+        }
+    }
+
+    /// The identity commits are made with: the forge account recorded at save time, with the
+    /// forge's no-reply address.
+    pub fn git_identity(&self) -> crate::git::GitIdentity {
+        let user = self.username.clone().filter(|u| !u.is_empty());
+        let name = user.clone().unwrap_or_else(|| "Lucid".to_string());
+        let email = match (&self.provider, user) {
+            (Provider::Github, Some(u)) => format!("{u}@users.noreply.github.com"),
+            (Provider::Gitlab, Some(u)) => format!("{u}@users.noreply.gitlab.com"),
+            _ => "lucid@localhost".to_string(),
+        };
+        crate::git::GitIdentity { name, email }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -1794,28 +1817,5 @@ mod tests {
         })
         .unwrap();
         assert!(v.get("gitlabUrl").is_none());
-    }
-}
-
-impl ForgeCredentials {
-    /// Credentials for host-side git over HTTPS (token as the password).
-    pub fn into_git_credentials(self) -> crate::git::GitCredentials {
-        crate::git::GitCredentials {
-            username: crate::git::TOKEN_ONLY_USERNAME.to_string(),
-            token: self.token,
-        }
-    }
-
-    /// The identity commits are made with: the forge account recorded at save time, with the
-    /// forge's no-reply address.
-    pub fn git_identity(&self) -> crate::git::GitIdentity {
-        let user = self.username.clone().filter(|u| !u.is_empty());
-        let name = user.clone().unwrap_or_else(|| "Lucid".to_string());
-        let email = match (&self.provider, user) {
-            (Provider::Github, Some(u)) => format!("{u}@users.noreply.github.com"),
-            (Provider::Gitlab, Some(u)) => format!("{u}@users.noreply.gitlab.com"),
-            _ => "lucid@localhost".to_string(),
-        };
-        crate::git::GitIdentity { name, email }
     }
 }
