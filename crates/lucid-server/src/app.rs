@@ -67,8 +67,14 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .fallback(health::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// The request span records the method and the path only: query strings may carry a token
+/// (`/api/v1/ws?token=...`) and must never reach the logs.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
