@@ -270,41 +270,7 @@ async fn run_turn(session: &LiveSession, agent: &mut Agent, text: &str, timeout:
             set_status(session, SessionStatus::Completed, "Agent task completed.").await
         }
         TurnOutcome::Stopped => set_status(session, SessionStatus::Stopped, "Agent stopped.").await,
-        TurnOutcome::TimedOut => {
-            let message = format!("Agent timed out after {}s.", timeout.as_secs());
-            emit(
-                session,
-                EventKind::Error {
-                    message: message.clone(),
-                },
-            )
-            .await;
-            set_status(session, SessionStatus::Failed, message).await
-        }
-        TurnOutcome::MaxIterations => {
-            let message = "The agent reached its iteration limit (MAX_ITERATIONS) before \
-                           finishing."
-                .to_string();
-            emit(
-                session,
-                EventKind::Error {
-                    message: message.clone(),
-                },
-            )
-            .await;
-            set_status(session, SessionStatus::Failed, message).await
-        }
-        TurnOutcome::BudgetExceeded => {
-            let message = "The agent reached its token budget.".to_string();
-            emit(
-                session,
-                EventKind::Error {
-                    message: message.clone(),
-                },
-            )
-            .await;
-            set_status(session, SessionStatus::Failed, message).await
-        }
+        // The stuck detector already explained itself in an error event.
         TurnOutcome::Stuck => {
             set_status(
                 session,
@@ -313,17 +279,37 @@ async fn run_turn(session: &LiveSession, agent: &mut Agent, text: &str, timeout:
             )
             .await
         }
-        TurnOutcome::Failed(message) => {
-            emit(
+        TurnOutcome::TimedOut => {
+            fail(
                 session,
-                EventKind::Error {
-                    message: message.clone(),
-                },
+                format!("Agent timed out after {}s.", timeout.as_secs()),
             )
-            .await;
-            set_status(session, SessionStatus::Failed, message).await
+            .await
         }
+        TurnOutcome::MaxIterations => {
+            fail(
+                session,
+                "The agent reached its iteration limit (MAX_ITERATIONS) before finishing.".into(),
+            )
+            .await
+        }
+        TurnOutcome::BudgetExceeded => {
+            fail(session, "The agent reached its token budget.".into()).await
+        }
+        TurnOutcome::Failed(message) => fail(session, message).await,
     }
+}
+
+/// Reports a failed turn: an error event, then the `failed` status with the same message.
+async fn fail(session: &LiveSession, message: String) {
+    emit(
+        session,
+        EventKind::Error {
+            message: message.clone(),
+        },
+    )
+    .await;
+    set_status(session, SessionStatus::Failed, message).await
 }
 
 /// Waits for follow-ups; ends on shutdown or when nobody is attached for the grace period.
