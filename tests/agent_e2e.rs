@@ -330,3 +330,93 @@ async fn llm_429_then_success_is_retried() {
     drop(attachment);
     h.engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_state_exit_codes_and_huge_output_reach_the_model_correctly() {
+    let llm = ScriptedLlm::start(
+        Format::OpenAi,
+        vec![
+            Step::tool_call("execute_bash", json!({"command": "mkdir -p /tmp/w && cd /tmp/w && export FOO=bar"})),
+            Step::tool_call("execute_bash", json!({"command": "pwd; echo \"foo=$FOO\"; exit_with() { return $1; }; exit_with 3"})),
+            Step::tool_call("execute_bash", json!({"command": "head -c 10000000 /dev/zero | tr '\\0' 'a'"})),
+            Step::tool_call("finish", json!({"message": "done"})),
+        ],
+    )
+    .await;
+    let h = Harness::start(Some(&llm), &[]).await;
+    let user = User::with_id("shell-user");
+    let started = h
+        .engine
+        .sessions()
+        .start(
+            &user,
+            StartSession {
+                task: "shell".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut attachment = h
+        .engine
+        .sessions()
+        .attach(&user, &started.session_id, 0)
+        .await
+        .unwrap();
+    let events = collect_until_done(&mut attachment.events, Duration::from_secs(120)).await;
+    assert!(matches!(
+        events.last().unwrap().kind,
+        EventKind::Status {
+            status: SessionStatus::Completed,
+            ..
+        }
+    ));
+    let requests = llm.requests();
+    // Request 3 carries the result of command 2: cwd and exported variable persisted, exit 3.
+    let third = requests[2].to_string();
+    assert!(third.contains("/tmp/w"), "{third}");
+    assert!(third.contains("foo=bar"), "{third}");
+    assert!(third.contains("[exit code: 3]"), "{third}");
+    // Request 4 carries the 10 MB output, truncated for the model (head and tail kept).
+    let fourth = &requests[3];
+    let tool_msg = fourth["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "tool")
+        .unwrap();
+    let content = tool_msg["content"].as_str().unwrap();
+    assert!(content.len() < 40_000, "model saw {} bytes", content.len());
+    assert!(
+        content.contains("characters omitted"),
+        "{}",
+        &content[..200]
+    );
+    assert!(
+        content.contains("10000000 bytes"),
+        "tells the model how big it was"
+    );
+    // The stored event keeps the output up to the cap and the real size.
+    let (stored, total) = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CommandOutput {
+                output,
+                total_bytes,
+                ..
+            } => Some((output.len(), *total_bytes)),
+            _ => None,
+        })
+        .last()
+        .unwrap();
+    assert_eq!(total, 10_000_000);
+    assert_eq!(stored, lucid_engine::sandbox::OUTPUT_STORE_CAP_BYTES);
+    drop(attachment);
+    h.engine
+        .sessions()
+        .destroy(&user, &started.session_id)
+        .await
+        .unwrap();
+    h.engine.shutdown().await;
+}
