@@ -676,7 +676,17 @@ async fn an_unreachable_forge_is_a_clear_error() {
     })))
     .await;
     assert_eq!(status, 200);
+    let addr = gl.addr();
     drop(gl);
+    // Wait until the port is closed and the fake's idle keep-alive connections (which shut
+    // down once the server is gone) have had time to close.
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let (status, body) = send(s.get("/api/v1/integrations/gitlab/repos", "gina")).await;
     assert_eq!(status, 502, "{body}");
     assert!(
