@@ -117,3 +117,98 @@ pub async fn containers_of_session(session_id: &str) -> usize {
         .build();
     docker.list_containers(Some(opts)).await.unwrap().len()
 }
+
+/// Creates bare repository `full_name` (`owner/repo`, served at
+/// `git.url_for(full_name)` = `http://127.0.0.1:<port>/owner/repo.git`) with the content of
+/// [`lucid_testkit::git_server::GitServer::create_repo`], which only takes flat names: the
+/// repository is seeded under a flat name and copied to the nested path.
+pub async fn create_nested_repo(
+    git: &lucid_testkit::git_server::GitServer,
+    full_name: &str,
+    files: &[(&str, &str)],
+    branches: &[&str],
+) {
+    let seed = format!("seed-{}", uuid::Uuid::new_v4().simple());
+    git.create_repo(&seed, files, branches).await.unwrap();
+    let target = git.bare_path(full_name);
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    let out = tokio::process::Command::new("git")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .args(["clone", "--quiet", "--bare", "--"])
+        .arg(git.bare_path(&seed))
+        .arg(&target)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    git.git_in_repo(full_name, &["config", "http.receivepack", "true"])
+        .await
+        .unwrap();
+}
+
+/// Every regular file under `dir` (recursively, symlinks not followed).
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(ty) = entry.file_type() else { continue };
+            if ty.is_dir() {
+                stack.push(entry.path());
+            } else if ty.is_file() {
+                out.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+/// Fails if any file under `dir` contains `secret`; returns how many files were checked.
+pub fn assert_secret_absent_under(dir: &std::path::Path, secret: &str) -> usize {
+    let files = files_under(dir);
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "secret found in {}",
+            file.display()
+        );
+    }
+    files.len()
+}
+
+/// `docker inspect` of the (single) container of a session, as JSON text.
+pub async fn inspect_session_container(session_id: &str) -> serde_json::Value {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let docker = lucid_testkit::image::require_docker().await;
+    let filters: HashMap<String, Vec<String>> = HashMap::from([(
+        "label".to_string(),
+        vec![format!("lucid.session_id={session_id}")],
+    )]);
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let list = docker.list_containers(Some(opts)).await.unwrap();
+    assert_eq!(
+        list.len(),
+        1,
+        "containers of session {session_id}: {list:?}"
+    );
+    let id = list[0].id.clone().unwrap();
+    let inspect = docker
+        .inspect_container(
+            &id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .unwrap();
+    serde_json::to_value(inspect).unwrap()
+}

@@ -163,6 +163,16 @@ pub async fn push_branch(
 /// `allow_local` permits local paths and `file://` URLs: right for a single-user machine,
 /// wrong for a server whose users must not read the host's files.
 pub fn validate_clone_url(url: &str, allow_local: bool) -> Result<(), GitError> {
+    split_clone_url(url, allow_local).map(|_| ())
+}
+
+/// Validates a repository URL like [`validate_clone_url`] and splits it into the URL git is
+/// given (userinfo removed: the form to store, show and push to) and the credentials that
+/// were embedded in its userinfo, if any.
+pub fn split_clone_url(
+    url: &str,
+    allow_local: bool,
+) -> Result<(String, Option<GitCredentials>), GitError> {
     let parsed = url::RepoUrl::parse(url)?;
     if !allow_local && parsed.kind == url::RemoteKind::Local {
         return Err(GitError::InvalidUrl {
@@ -170,7 +180,7 @@ pub fn validate_clone_url(url: &str, allow_local: bool) -> Result<(), GitError> 
             reason: "local repositories are not allowed on this server".to_string(),
         });
     }
-    Ok(())
+    Ok((parsed.clean, parsed.embedded))
 }
 
 /// The username sent with a forge token over HTTPS (GitHub and GitLab accept it for PATs).

@@ -168,15 +168,23 @@ impl Sessions {
         }
         // Resolve the model first: a bad provider or a missing key is the caller's error.
         let model = self.deps.resolve_model(&req)?;
-        let repo_url = req
+        // Credentials in the URL's userinfo serve the clone only: the URL without them is what
+        // is stored, shown in events, given to the model and pushed to.
+        let (repo_url, url_credentials) = match req
             .repo_url
             .as_deref()
             .map(str::trim)
-            .filter(|u| !u.is_empty());
-        if let Some(url) = repo_url {
-            crate::git::validate_clone_url(url, self.deps.config.is_local_mode())
-                .map_err(|e| EngineError::bad_request(e.to_string()))?;
-        }
+            .filter(|u| !u.is_empty())
+        {
+            Some(url) => {
+                let (clean, creds) =
+                    crate::git::split_clone_url(url, self.deps.config.is_local_mode())
+                        .map_err(|e| EngineError::bad_request(e.to_string()))?;
+                (Some(clean), creds)
+            }
+            None => (None, None),
+        };
+        let repo_url = repo_url.as_deref();
         let branch = req
             .branch
             .as_deref()
@@ -240,7 +248,15 @@ impl Sessions {
             task,
             repo_url: repo_url.map(str::to_string),
             branch: branch.map(str::to_string),
-            git_token: req.git_token.filter(|t| !t.is_empty()),
+            git_credentials: req
+                .git_token
+                .filter(|t| !t.is_empty())
+                .map(|token| crate::git::GitCredentials {
+                    username: crate::git::default_username_for(repo_url.unwrap_or_default())
+                        .to_string(),
+                    token,
+                })
+                .or(url_credentials),
             model,
         };
         let deps = Arc::clone(&self.deps);

@@ -53,7 +53,8 @@ pub(crate) struct SessionPlan {
     pub task: String,
     pub repo_url: Option<String>,
     pub branch: Option<String>,
-    pub git_token: Option<String>,
+    /// The request's token, else credentials from the repository URL's userinfo.
+    pub git_credentials: Option<crate::git::GitCredentials>,
     pub model: ResolvedModel,
 }
 
@@ -163,7 +164,7 @@ async fn prepare(
             },
         )
         .await;
-        let creds = clone_credentials(deps, session, url, plan.git_token.as_deref()).await;
+        let creds = clone_credentials(deps, session, url, plan.git_credentials.as_ref()).await;
         let progress_session = Arc::clone(session);
         let progress = move |line: String| {
             let s = Arc::clone(&progress_session);
@@ -236,13 +237,10 @@ async fn clone_credentials(
     deps: &SessionDeps,
     session: &LiveSession,
     url: &str,
-    token: Option<&str>,
+    given: Option<&crate::git::GitCredentials>,
 ) -> Option<crate::git::GitCredentials> {
-    if let Some(token) = token {
-        return Some(crate::git::GitCredentials {
-            username: crate::git::default_username_for(url).to_string(),
-            token: token.to_string(),
-        });
+    if let Some(creds) = given {
+        return Some(creds.clone());
     }
     match deps
         .integrations
