@@ -400,6 +400,7 @@ async fn shell_state_exit_codes_and_huge_output_reach_the_model_correctly() {
     // The stored event keeps the output up to the cap and the real size.
     let (stored, total) = events
         .iter()
+        .rev()
         .filter_map(|e| match &e.kind {
             EventKind::CommandOutput {
                 output,
@@ -408,7 +409,7 @@ async fn shell_state_exit_codes_and_huge_output_reach_the_model_correctly() {
             } => Some((output.len(), *total_bytes)),
             _ => None,
         })
-        .last()
+        .next()
         .unwrap();
     assert_eq!(total, 10_000_000);
     assert_eq!(stored, lucid_engine::sandbox::OUTPUT_STORE_CAP_BYTES);
