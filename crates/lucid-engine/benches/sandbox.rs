@@ -131,7 +131,10 @@ async fn main() {
     println!();
     let a = report("(a) session start -> sandbox ready", &mut starts);
     report("    (sandbox shutdown, for reference)", &mut shutdowns);
-    let b = report("(b) exec(\"true\") via the persistent shell", &mut round_trips);
+    let b = report(
+        "(b) exec(\"true\") via the persistent shell",
+        &mut round_trips,
+    );
     let c = report("(c) fresh docker exec of `true` (baseline)", &mut fresh);
     let ratio = c.as_secs_f64() / b.as_secs_f64();
     println!("\nratio (c)/(b): {ratio:.1}x faster through the persistent shell");
