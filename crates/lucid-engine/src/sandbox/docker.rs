@@ -387,6 +387,8 @@ impl DockerSandboxes {
         if let Ok(mut active) = self.active.lock() {
             active.insert(id, Arc::downgrade(&sandbox));
         }
+        tracing::info!(container = %sandbox.name, session = session_id,
+            mode = ?sandbox.shell_mode(), "sandbox started");
         Ok(sandbox)
     }
 
@@ -747,6 +749,7 @@ impl Sandbox for DockerSandbox {
         if let Ok(mut active) = self.registry.lock() {
             active.remove(&self.container_id);
         }
+        tracing::info!(container = %self.name, "sandbox removed");
         Ok(())
     }
 }
