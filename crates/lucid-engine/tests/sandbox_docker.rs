@@ -572,7 +572,15 @@ async fn orphan_cleanup_only_touches_this_instance() {
         .create("live", "u", workspace.path())
         .await
         .unwrap();
-    assert_eq!(restarted.cleanup_orphans().await, 2);
+    // Dropped without shutdown: no longer owned, so an orphan too.
+    let dropped = restarted
+        .create("dropped", "u", workspace.path())
+        .await
+        .unwrap();
+    drop(dropped);
+    assert_eq!(restarted.active_count(), 2);
+    assert_eq!(restarted.cleanup_orphans().await, 3);
+    assert_eq!(restarted.active_count(), 1);
     assert!(containers_with_label(&docker, LABEL_INSTANCE, &instance)
         .await
         .contains(&live.container_id().to_string()));

@@ -387,6 +387,8 @@ impl DockerSandboxes {
         if let Ok(mut active) = self.active.lock() {
             active.insert(id, Arc::downgrade(&sandbox));
         }
+        tracing::info!(container = %sandbox.name, session = session_id,
+            mode = ?sandbox.shell_mode(), "sandbox started");
         Ok(sandbox)
     }
 
@@ -413,12 +415,18 @@ impl DockerSandboxes {
         let live = self
             .active
             .lock()
-            .map(|active| active.contains_key(&id))
+            .map(|active| active.get(&id).is_some_and(|s| s.strong_count() > 0))
             .unwrap_or(true);
         if !ours || live || id.is_empty() {
             return false;
         }
-        self.force_remove(&id).await
+        let removed = self.force_remove(&id).await;
+        if removed {
+            if let Ok(mut active) = self.active.lock() {
+                active.remove(&id);
+            }
+        }
+        removed
     }
 
     async fn force_remove(&self, id: &str) -> bool {
@@ -426,7 +434,7 @@ impl DockerSandboxes {
     }
 
     /// Removes the containers of this engine instance that no live sandbox owns (left by a
-    /// crash or a kill). Containers of other instances are never touched. Returns how many
+    /// crash or a kill, or by a [`DockerSandbox`] dropped without [`Sandbox::shutdown`]). Containers of other instances are never touched. Returns how many
     /// were removed.
     pub async fn cleanup_orphans(&self) -> usize {
         let filters = HashMap::from([(
@@ -447,10 +455,17 @@ impl DockerSandboxes {
                 return 0;
             }
         };
+        // Sandboxes dropped without a shutdown no longer own their container.
         let live: Vec<String> = self
             .active
             .lock()
-            .map(|active| active.keys().cloned().collect())
+            .map(|active| {
+                active
+                    .iter()
+                    .filter(|(_, sandbox)| sandbox.strong_count() > 0)
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         let orphans = containers
             .into_iter()
@@ -458,7 +473,11 @@ impl DockerSandboxes {
             .filter(|id| !live.contains(id));
         let removed = futures::future::join_all(orphans.map(|id| async move {
             let ok = self.force_remove(&id).await;
-            if !ok {
+            if ok {
+                if let Ok(mut active) = self.active.lock() {
+                    active.remove(&id);
+                }
+            } else {
                 tracing::warn!(container = %id, "could not remove an orphaned sandbox");
             }
             ok
@@ -730,6 +749,7 @@ impl Sandbox for DockerSandbox {
         if let Ok(mut active) = self.registry.lock() {
             active.remove(&self.container_id);
         }
+        tracing::info!(container = %self.name, "sandbox removed");
         Ok(())
     }
 }
