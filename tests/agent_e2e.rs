@@ -421,3 +421,62 @@ async fn shell_state_exit_codes_and_huge_output_reach_the_model_correctly() {
         .unwrap();
     h.engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_mode_is_clearly_labelled_and_works_without_docker_isolation() {
+    // A secret in the engine's own environment must not reach the agent's commands.
+    // (Other tests in this binary build their config from maps, not the environment.)
+    std::env::set_var("ANTHROPIC_API_KEY", "sk-engine-secret-must-not-leak");
+    let llm = ScriptedLlm::start(
+        Format::Anthropic,
+        vec![
+            Step::tool_call(
+                "str_replace_editor",
+                json!({"command": "create", "path": "note.txt", "file_text": "local\n"}),
+            ),
+            Step::tool_call(
+                "execute_bash",
+                json!({"command": "cat note.txt; echo \"key=${ANTHROPIC_API_KEY:-unset}\""}),
+            ),
+            Step::tool_call("finish", json!({"message": "ok"})),
+        ],
+    )
+    .await;
+    let h = Harness::start(Some(&llm), &[("SANDBOX_MODE", "local")]).await;
+    let user = User::with_id("local-user");
+    let started = h
+        .engine
+        .sessions()
+        .start(
+            &user,
+            StartSession {
+                task: "local".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut attachment = h
+        .engine
+        .sessions()
+        .attach(&user, &started.session_id, 0)
+        .await
+        .unwrap();
+    let events = collect_until_done(&mut attachment.events, Duration::from_secs(60)).await;
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Progress { message } if message.contains("without a sandbox"))));
+    let output = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::CommandOutput { output, .. } => Some(output.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(output.contains("local"), "{output}");
+    assert!(
+        output.contains("key=unset"),
+        "engine secrets must not reach commands: {output}"
+    );
+    assert_eq!(containers_of_session(&started.session_id).await, 0);
+    drop(attachment);
+    h.engine.shutdown().await;
+}
