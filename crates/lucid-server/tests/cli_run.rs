@@ -258,3 +258,57 @@ async fn ctrl_c_stops_the_agent_and_removes_the_sandbox() {
     assert_eq!(chats.len(), 1);
     assert!(!chats[0].is_active);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_without_a_provider_key_fails_before_starting() {
+    let dirs = TestDirs::new();
+    let env = lucid_env(&dirs, None).await;
+    let mut run = Lucid::spawn(&["run", "anything"], &env, &dirs);
+    let status = run.wait_exit(Duration::from_secs(60)).await;
+    let (stdout, stderr) = (run.stdout(), run.stderr());
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("no API key for anthropic: set ANTHROPIC_API_KEY"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("session "), "no session started: {stderr}");
+    assert_eq!(dirs.containers().await.len(), 0);
+    // Nothing half-written: no chat was recorded.
+    let store = SqliteStore::open(&dirs.data().join("lucid.sqlite3")).expect("open the store");
+    let chats = store
+        .list_chats(&User::with_id("local"), 10, 0)
+        .await
+        .unwrap();
+    assert!(chats.is_empty(), "{chats:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_without_docker_fails_clearly() {
+    let llm = ScriptedLlm::start(Format::Anthropic, vec![Step::text("unused")]).await;
+    let dirs = TestDirs::new();
+    let mut env = lucid_env(&dirs, Some(&llm)).await;
+    env.push((
+        "DOCKER_HOST".to_string(),
+        "unix:///nonexistent.sock".to_string(),
+    ));
+    let mut run = Lucid::spawn(&["run", "anything"], &env, &dirs);
+    let status = run.wait_exit(Duration::from_secs(60)).await;
+    let (stdout, stderr) = (run.stdout(), run.stderr());
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let error = stdout
+        .lines()
+        .find(|l| l.contains("] error: "))
+        .unwrap_or_else(|| panic!("no error line:\n{stdout}"));
+    assert!(error.contains("Docker is not available"), "{error}");
+    assert!(error.contains("Start Docker"), "{error}");
+    assert!(stderr.contains("failed after"), "{stderr}");
+    assert_eq!(llm.request_count(), 0, "no LLM call without a sandbox");
+}

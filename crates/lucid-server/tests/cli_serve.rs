@@ -8,10 +8,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use cli_support::*;
+use futures::{SinkExt, StreamExt};
 use lucid_engine::store::{SqliteStore, Store};
 use lucid_engine::User;
 use lucid_testkit::llm::{Format, ScriptedLlm, Step};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 const SHORT: Duration = Duration::from_secs(30);
 
@@ -210,6 +212,24 @@ async fn sigint_stops_running_sessions_and_removes_their_sandboxes() {
     assert_eq!(listed["sessions"][0]["sessionId"], session_id.as_str());
     assert_eq!(listed["sessions"][0]["isAlive"], true);
 
+    // A client follows the session while the server shuts down.
+    let (mut ws, _) = tokio_tungstenite::connect_async(served.ws_url(&token))
+        .await
+        .expect("WebSocket connect");
+    ws.send(Message::Text(
+        json!({"type": "attach", "sessionId": session_id, "since": 0})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let first = tokio::time::timeout(SHORT, ws.next())
+        .await
+        .expect("a replayed frame")
+        .expect("open")
+        .expect("frame");
+    assert!(first.is_text(), "{first:?}");
+
     let sent = Instant::now();
     served.process.signal("INT");
     let status = served.process.wait_exit(SHORT).await;
@@ -222,6 +242,16 @@ async fn sigint_stops_running_sessions_and_removes_their_sandboxes() {
     );
     assert!(stderr.contains("Shutting down"), "{stderr}");
     assert_eq!(dirs.containers().await.len(), 0, "sandbox left behind");
+    // The client's stream ended (the last frames may report the stop).
+    let ended = tokio::time::timeout(SHORT, async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the WebSocket stayed open after shutdown");
 
     // The history stays, inactive.
     let store = SqliteStore::open(&dirs.data().join("lucid.sqlite3")).unwrap();
