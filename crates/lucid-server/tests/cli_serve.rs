@@ -85,6 +85,42 @@ async fn printed_token_is_accepted_by_a_later_serve_and_sigterm_stops_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_runs_agree_on_one_secret() {
+    // Several `--print-token` (and a server) started at once on a fresh data directory must
+    // all end up with the one secret that is stored.
+    const RUNS: usize = 8;
+    let dirs = TestDirs::new();
+    let env = lucid_env(&dirs, None).await;
+    let runs = (0..RUNS).map(|_| Lucid::run(&["serve", "--print-token"], &env, &dirs, SHORT));
+    let outs = futures::future::join_all(runs).await;
+    let mut tokens = Vec::new();
+    for out in outs {
+        assert_eq!(out.code(), Some(0), "{out:#?}");
+        tokens.push(out.stdout.trim().to_string());
+    }
+    let leftovers: Vec<String> = std::fs::read_dir(dirs.data())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("jwt-secret") && name != "jwt-secret")
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    let mut served = Served::start(&env, &dirs).await;
+    let client = http();
+    for token in &tokens {
+        let r = client
+            .get(served.url("/api/v1/chats"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "a printed token is not accepted");
+    }
+    served.process.signal("TERM");
+    assert_eq!(served.process.wait_exit(SHORT).await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn print_token_refuses_bad_user_ids() {
     let dirs = TestDirs::new();
     let env = base_env(&dirs);
