@@ -312,3 +312,80 @@ async fn run_without_docker_fails_clearly() {
     assert!(stderr.contains("failed after"), "{stderr}");
     assert_eq!(llm.request_count(), 0, "no LLM call without a sandbox");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_beside_a_running_serve_leaves_its_sessions_alone() {
+    // One script for both: the server's session sleeps, then the run finishes at once.
+    let llm = ScriptedLlm::start(
+        Format::Anthropic,
+        vec![
+            Step::tool_call("execute_bash", json!({"command": "sleep 30"})),
+            Step::tool_call("finish", json!({"message": "quick one"})),
+        ],
+    )
+    .await;
+    let dirs = TestDirs::new();
+    let env = lucid_env(&dirs, Some(&llm)).await;
+    let token = print_token(&env, &dirs).await;
+    let mut served = Served::start(&env, &dirs).await;
+    let client = http();
+    let started: serde_json::Value = client
+        .post(served.url("/api/v1/sessions"))
+        .bearer_auth(&token)
+        .json(&json!({"task": "sleep a while"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session_id = started["sessionId"]
+        .as_str()
+        .expect("sessionId")
+        .to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while llm.request_count() < 1 || dirs.containers().await.len() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server_container = dirs.containers().await[0].id.clone();
+
+    // A `lucid run` on the same data directory, to its end.
+    let out = Lucid::run(&["run", "quick"], &env, &dirs, Duration::from_secs(60)).await;
+    assert_eq!(out.code(), Some(0), "{out:#?}");
+
+    // The server's session and its sandbox are untouched.
+    let left = dirs.containers().await;
+    assert_eq!(left.len(), 1, "{left:#?}");
+    assert_eq!(left[0].id, server_container);
+    assert_eq!(
+        left[0].state.map(|s| s.to_string()).as_deref(),
+        Some("running")
+    );
+    let one: serde_json::Value = client
+        .get(served.url(&format!("/api/v1/sessions/{session_id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["isAlive"], true, "{one:#}");
+    let store = SqliteStore::open(&dirs.data().join("lucid.sqlite3")).expect("open the store");
+    let chat = store
+        .chat_by_session(&User::with_id("local"), &session_id)
+        .await
+        .unwrap()
+        .expect("chat");
+    assert!(chat.is_active, "the server's live chat was marked inactive");
+
+    served.process.signal("TERM");
+    let status = served.process.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0));
+    assert!(dirs.containers().await.is_empty());
+}

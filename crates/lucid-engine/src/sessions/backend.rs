@@ -41,8 +41,14 @@ pub enum SandboxBackend {
 }
 
 impl SandboxBackend {
-    /// Connects according to the configuration and reaps this instance's orphaned containers.
-    pub async fn connect(config: &Config, instance_id: String) -> SandboxBackend {
+    /// Connects according to the configuration and, with `reap_orphans`, removes this
+    /// instance's containers left by a previous run (only safe when no other engine of the
+    /// same instance is running).
+    pub async fn connect(
+        config: &Config,
+        instance_id: String,
+        reap_orphans: bool,
+    ) -> SandboxBackend {
         match config.sandbox.mode {
             SandboxMode::Local => {
                 tracing::warn!(
@@ -54,9 +60,11 @@ impl SandboxBackend {
                 match DockerSandboxes::connect(&config.sandbox, instance_id).await {
                     Ok(docker) => {
                         let docker = docker.with_workspace_base(config.workspace_base.clone());
-                        let removed = docker.cleanup_orphans().await;
-                        if removed > 0 {
-                            tracing::info!(removed, "removed orphaned sandboxes");
+                        if reap_orphans {
+                            let removed = docker.cleanup_orphans().await;
+                            if removed > 0 {
+                                tracing::info!(removed, "removed orphaned sandboxes");
+                            }
                         }
                         SandboxBackend::Docker(Arc::new(docker))
                     }
