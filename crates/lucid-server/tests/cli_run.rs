@@ -308,6 +308,11 @@ async fn run_without_docker_fails_clearly() {
         .find(|l| l.contains("] error: "))
         .unwrap_or_else(|| panic!("no error line:\n{stdout}"));
     assert!(error.contains("Docker is not available"), "{error}");
+    assert_eq!(
+        error.matches("Docker is not available").count(),
+        1,
+        "said once: {error}"
+    );
     assert!(error.contains("Start Docker"), "{error}");
     assert!(stderr.contains("failed after"), "{stderr}");
     assert_eq!(llm.request_count(), 0, "no LLM call without a sandbox");

@@ -70,8 +70,14 @@ impl SandboxBackend {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "Docker is not available");
+                        // The reason is wrapped in `DockerUnavailable` again when a session
+                        // asks for a sandbox: keep only the inner text to avoid repeating it.
+                        let reason = match e {
+                            SandboxError::DockerUnavailable(reason) => reason,
+                            other => other.to_string(),
+                        };
                         SandboxBackend::Unavailable(format!(
-                            "{e}. Start Docker, or set SANDBOX_MODE=local to run commands \
+                            "{reason}. Start Docker, or set SANDBOX_MODE=local to run commands \
                              without isolation."
                         ))
                     }
