@@ -394,3 +394,32 @@ async fn run_beside_a_running_serve_leaves_its_sessions_alone() {
     assert_eq!(status.code(), Some(0));
     assert!(dirs.containers().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_agent_and_removes_the_sandbox() {
+    let llm = ScriptedLlm::start(
+        Format::Gemini,
+        vec![Step::tool_call(
+            "execute_bash",
+            json!({"command": "sleep 30"}),
+        )],
+    )
+    .await;
+    let dirs = TestDirs::new();
+    let env = lucid_env(&dirs, Some(&llm)).await;
+    let mut run = Lucid::spawn(&["run", "sleep a while"], &env, &dirs);
+    run.wait_for_line(
+        Stream::Stdout,
+        |l| l.ends_with("] $ sleep 30"),
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!(dirs.containers().await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run.signal("TERM");
+    let status = run.wait_exit(Duration::from_secs(15)).await;
+    let (stdout, stderr) = (run.stdout(), run.stderr());
+    assert_ne!(code_of(status), 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("[stopped]"), "{stdout}");
+    assert_eq!(dirs.containers().await.len(), 0, "container left behind");
+}
