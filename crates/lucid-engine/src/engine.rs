@@ -76,6 +76,56 @@ pub struct Engine {
     backend: Arc<SandboxBackend>,
     /// Cached Docker availability for `GET /` (refreshed in the background).
     docker_up: Arc<Mutex<(bool, std::time::Instant)>>,
+    /// Shared lock on `<data_dir>/engine.lock`, held while the engine lives.
+    _data_lock: std::fs::File,
+}
+
+/// The lock file telling engines on one data directory about each other.
+const DATA_LOCK_FILE: &str = "engine.lock";
+
+/// Locks the data directory for start-up. Returns the lock file and whether this engine is
+/// alone: then it holds the lock exclusively, and everything marked active or running for
+/// this instance was left by a previous run. Otherwise it holds a shared lock beside the
+/// engines already running. A killed process's lock is released by the OS.
+async fn lock_data_dir(data_dir: &std::path::Path) -> EngineResult<(std::fs::File, bool)> {
+    let path = data_dir.join(DATA_LOCK_FILE);
+    let lock_error = |e: std::io::Error| {
+        EngineError::unavailable(format!("cannot lock {}: {e}", path.display()))
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => Ok((file, true)),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            // Waits at most for another engine's own start-up recovery.
+            let file = tokio::task::spawn_blocking(move || file.lock_shared().map(|_| file))
+                .await
+                .map_err(|e| EngineError::internal(format!("lock task failed: {e}")))?
+                .map_err(lock_error)?;
+            Ok((file, false))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(lock_error(e)),
+    }
+}
+
+/// After start-up recovery, trades the exclusive lock for a shared one so other engines can
+/// start beside this one.
+async fn share_data_lock(file: std::fs::File, alone: bool) -> EngineResult<std::fs::File> {
+    if !alone {
+        return Ok(file);
+    }
+    tokio::task::spawn_blocking(move || {
+        file.unlock()?;
+        file.lock_shared()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| EngineError::internal(format!("lock task failed: {e}")))?
+    .map_err(|e| EngineError::unavailable(format!("cannot lock the data directory: {e}")))
 }
 
 impl Engine {
@@ -93,15 +143,21 @@ impl Engine {
         };
         let auth = Authenticator::new(jwt_secret.into_bytes(), config.internal_api_key.clone());
 
+        let (data_lock, alone) = lock_data_dir(&config.data_dir).await?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_path())?);
-        let stale = store.deactivate_all_chats().await?;
-        if stale > 0 {
-            tracing::info!(count = stale, "marked sessions of a previous run inactive");
+        // What a crashed previous run left is only recognisable when no other engine (a
+        // `lucid serve` beside a `lucid run`) is using this data directory right now.
+        if alone {
+            let stale = store.deactivate_all_chats().await?;
+            if stale > 0 {
+                tracing::info!(count = stale, "marked sessions of a previous run inactive");
+            }
         }
 
         let instance_id = crate::sandbox::docker::load_or_create_instance_id(&config.data_dir)
             .map_err(|e| EngineError::unavailable(format!("cannot store the instance id: {e}")))?;
-        let backend = Arc::new(SandboxBackend::connect(&config, instance_id).await);
+        let backend = Arc::new(SandboxBackend::connect(&config, instance_id, alone).await);
+        let data_lock = share_data_lock(data_lock, alone).await?;
         let docker_up = backend.is_docker_available().await;
 
         let http = reqwest::Client::builder()
@@ -130,6 +186,7 @@ impl Engine {
             sessions: Sessions::new(deps),
             backend,
             docker_up: Arc::new(Mutex::new((docker_up, std::time::Instant::now()))),
+            _data_lock: data_lock,
         }))
     }
 

@@ -41,8 +41,14 @@ pub enum SandboxBackend {
 }
 
 impl SandboxBackend {
-    /// Connects according to the configuration and reaps this instance's orphaned containers.
-    pub async fn connect(config: &Config, instance_id: String) -> SandboxBackend {
+    /// Connects according to the configuration and, with `reap_orphans`, removes this
+    /// instance's containers left by a previous run (only safe when no other engine of the
+    /// same instance is running).
+    pub async fn connect(
+        config: &Config,
+        instance_id: String,
+        reap_orphans: bool,
+    ) -> SandboxBackend {
         match config.sandbox.mode {
             SandboxMode::Local => {
                 tracing::warn!(
@@ -54,16 +60,24 @@ impl SandboxBackend {
                 match DockerSandboxes::connect(&config.sandbox, instance_id).await {
                     Ok(docker) => {
                         let docker = docker.with_workspace_base(config.workspace_base.clone());
-                        let removed = docker.cleanup_orphans().await;
-                        if removed > 0 {
-                            tracing::info!(removed, "removed orphaned sandboxes");
+                        if reap_orphans {
+                            let removed = docker.cleanup_orphans().await;
+                            if removed > 0 {
+                                tracing::info!(removed, "removed orphaned sandboxes");
+                            }
                         }
                         SandboxBackend::Docker(Arc::new(docker))
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "Docker is not available");
+                        // The reason is wrapped in `DockerUnavailable` again when a session
+                        // asks for a sandbox: keep only the inner text to avoid repeating it.
+                        let reason = match e {
+                            SandboxError::DockerUnavailable(reason) => reason,
+                            other => other.to_string(),
+                        };
                         SandboxBackend::Unavailable(format!(
-                            "{e}. Start Docker, or set SANDBOX_MODE=local to run commands \
+                            "{reason}. Start Docker, or set SANDBOX_MODE=local to run commands \
                              without isolation."
                         ))
                     }

@@ -1,6 +1,6 @@
-//! `lucid run "task"`: one session in the terminal with live progress. Ctrl-C stops the agent
-//! cleanly (the sandbox is removed); the exit code says whether the task succeeded; the history
-//! stays in the store.
+//! `lucid run "task"`: one session in the terminal with live progress. Ctrl-C (or SIGTERM)
+//! stops the agent cleanly (the sandbox is removed); the exit code says whether the task
+//! succeeded; the history stays in the store.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -70,7 +70,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     eprintln!("session {} (chat {})", started.session_id, started.chat_id);
     let mut stopping = false;
     let mut outcome: Option<SessionStatus> = None;
-    let ctrl_c = tokio::signal::ctrl_c();
+    // Ctrl-C or SIGTERM: stop the agent and remove the sandbox before exiting.
+    let ctrl_c = super::serve::shutdown_signal();
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {

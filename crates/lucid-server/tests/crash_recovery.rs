@@ -1,0 +1,239 @@
+//! Crash recovery of `lucid serve`: a server killed with SIGKILL in the middle of a session,
+//! then restarted on the same data directory, still has every event its WebSocket client was
+//! shown, marks the chat inactive, no longer lists the session as alive, replays the history
+//! over WebSocket, and removes the container its previous run left behind.
+
+mod cli_support;
+
+use std::time::{Duration, Instant};
+
+use cli_support::*;
+use futures::{SinkExt, StreamExt};
+use lucid_testkit::llm::{Format, ScriptedLlm, Step};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const STEPS: usize = 5;
+
+fn script() -> Vec<Step> {
+    let mut steps: Vec<Step> = (1..=STEPS)
+        .map(|n| {
+            Step::tool_call(
+                "execute_bash",
+                json!({ "command": format!("echo step {n}") }),
+            )
+        })
+        .collect();
+    steps.push(Step::tool_call(
+        "execute_bash",
+        json!({"command": "sleep 30"}),
+    ));
+    steps.push(Step::tool_call(
+        "finish",
+        json!({"message": "never reached"}),
+    ));
+    steps
+}
+
+/// Next frame as JSON; `Err(code)` once the server closed (1006 for a dropped connection).
+async fn recv(ws: &mut Ws) -> Result<Value, u16> {
+    let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
+        .await
+        .expect("no frame within 60 s");
+    match msg {
+        Some(Ok(Message::Text(t))) => Ok(serde_json::from_str(t.as_str()).expect("JSON frame")),
+        Some(Ok(Message::Close(frame))) => Err(frame.map(|f| u16::from(f.code)).unwrap_or(1005)),
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Box::pin(recv(ws)).await,
+        Some(Ok(other)) => panic!("unexpected frame {other:?}"),
+        Some(Err(_)) | None => Err(1006),
+    }
+}
+
+/// What a frame with a `seq` says, in the stored message's terms: (seq, eventType, content).
+fn frame_view(frame: &Value) -> (u64, String, String) {
+    let seq = frame["seq"].as_u64().expect("seq");
+    if frame["type"] == "status" {
+        (
+            seq,
+            "AgentStateChanged".to_string(),
+            frame["message"].as_str().unwrap_or_default().to_string(),
+        )
+    } else {
+        (
+            seq,
+            frame["eventType"].as_str().unwrap_or_default().to_string(),
+            frame["content"].as_str().unwrap_or_default().to_string(),
+        )
+    }
+}
+
+async fn get_json(url: &str, token: &str) -> Value {
+    let r = http().get(url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 200, "GET {url}");
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_server_keeps_history_and_its_restart_reaps_the_orphan() {
+    let llm = ScriptedLlm::start(Format::OpenAi, script()).await;
+    let dirs = TestDirs::new();
+    let env = lucid_env(&dirs, Some(&llm)).await;
+    let token = print_token(&env, &dirs).await;
+    let mut first = Served::start(&env, &dirs).await;
+    let instance = dirs.instance_id();
+
+    // A client follows a task live and keeps every frame that carries a seq.
+    let (mut ws, _) = tokio_tungstenite::connect_async(first.ws_url(&token))
+        .await
+        .expect("WebSocket connect");
+    ws.send(Message::Text(
+        json!({"task": "echo a few steps, then wait"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let mut received: Vec<Value> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let frame = recv(&mut ws)
+            .await
+            .unwrap_or_else(|code| panic!("closed {code}; got {received:#?}"));
+        let sleeping = frame["eventType"] == "CmdRunAction" && frame["command"] == "sleep 30";
+        if frame.get("seq").is_some() {
+            received.push(frame);
+        }
+        if sleeping {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no sleep step: {received:#?}");
+    }
+    let outputs: Vec<String> = received
+        .iter()
+        .filter(|f| f["eventType"] == "CmdOutputObservation")
+        .map(|f| f["content"].as_str().unwrap().trim().to_string())
+        .collect();
+    let expected: Vec<String> = (1..=STEPS).map(|n| format!("step {n}")).collect();
+    assert_eq!(outputs, expected);
+    let session_id = received[0]["sessionId"].as_str().unwrap().to_string();
+    let chat_id = received[0]["chatId"].as_str().unwrap().to_string();
+    let seqs: Vec<u64> = received
+        .iter()
+        .map(|f| f["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+
+    // The sandbox is busy with `sleep 30` when the server dies without any clean-up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = dirs.containers().await;
+    assert_eq!(before.len(), 1, "{before:#?}");
+    assert_eq!(
+        before[0].state.map(|s| s.to_string()).as_deref(),
+        Some("running")
+    );
+    first.process.signal("KILL");
+    let status = first.process.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(code_of(status), 128 + 9);
+    assert_eq!(recv(&mut ws).await.err(), Some(1006), "connection dropped");
+    assert_eq!(
+        dirs.containers().await.len(),
+        1,
+        "the orphan is still there"
+    );
+    let llm_requests = llm.request_count();
+
+    // Restart on the same data directory: same instance, orphan gone once it serves.
+    let mut second = Served::start(&env, &dirs).await;
+    assert_eq!(dirs.instance_id(), instance);
+    let left = dirs.containers().await;
+    assert!(left.is_empty(), "orphan not reaped: {left:#?}");
+
+    // Every event the client saw is in the history, with the same content.
+    let chat = get_json(&second.url(&format!("/api/v1/chats/{chat_id}")), &token).await;
+    assert_eq!(chat["isActive"], false, "{chat:#}");
+    assert_eq!(chat["agentSessionId"], session_id.as_str());
+    let messages = chat["messages"].as_array().unwrap();
+    let stored: Vec<(u64, String, String)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["metadataJson"]["seq"].as_u64().expect("stored seq"),
+                m["eventType"].as_str().unwrap_or_default().to_string(),
+                m["content"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let stored_seqs: Vec<u64> = stored.iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(
+        stored_seqs,
+        (1..=stored.len() as u64).collect::<Vec<_>>(),
+        "stored history is gap-free"
+    );
+    assert!(stored.len() >= received.len());
+    for frame in &received {
+        let view = frame_view(frame);
+        assert_eq!(
+            stored[(view.0 - 1) as usize],
+            view,
+            "stored event differs from what the client saw"
+        );
+    }
+
+    // The session is not alive any more, but still known.
+    let sessions = get_json(&second.url("/api/v1/sessions"), &token).await;
+    assert!(
+        !sessions["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["sessionId"] == session_id.as_str() && s["isAlive"] == true),
+        "{sessions:#}"
+    );
+    let one = get_json(
+        &second.url(&format!("/api/v1/sessions/{session_id}")),
+        &token,
+    )
+    .await;
+    assert_eq!(one["isAlive"], false, "{one:#}");
+    let chats = get_json(&second.url("/api/v1/chats"), &token).await;
+    assert_eq!(chats["chats"][0]["id"], chat_id.as_str());
+    assert_eq!(chats["chats"][0]["isActive"], false);
+
+    // Attaching replays the stored history, then the stream ends.
+    let (mut again, _) = tokio_tungstenite::connect_async(second.ws_url(&token))
+        .await
+        .expect("WebSocket connect");
+    again
+        .send(Message::Text(
+            json!({"type": "attach", "sessionId": session_id, "since": 0})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let mut replayed = Vec::new();
+    let close = loop {
+        match recv(&mut again).await {
+            Ok(frame) if frame.get("seq").is_some() => replayed.push(frame_view(&frame)),
+            Ok(_) => {}
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(close, 1000);
+    assert_eq!(replayed, stored);
+
+    // The restarted server neither resumed the agent nor created a sandbox.
+    assert_eq!(llm.request_count(), llm_requests);
+    assert!(dirs.containers().await.is_empty());
+
+    second.process.signal("TERM");
+    let status = second.process.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "{}", second.process.stderr());
+}
