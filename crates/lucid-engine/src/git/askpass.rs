@@ -116,8 +116,11 @@ mod tests {
     use std::process::Command;
 
     fn run(askpass: &Askpass, prompt: &str, env: &[(&str, &str)]) -> (bool, String) {
-        let mut cmd = Command::new(askpass.script());
-        cmd.arg(prompt);
+        // Run through `sh` rather than exec'ing the file: a parallel test forking while the
+        // script was being written could hold a write handle and make exec fail (ETXTBSY).
+        // (git runs the helper much later, after that window; its mode is checked below.)
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg(askpass.script()).arg(prompt);
         for var in [
             USERNAME_VAR,
             PASSWORD_VAR,
