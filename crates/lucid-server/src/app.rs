@@ -78,13 +78,7 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
-        .allow_credentials(true)
+    let layer = CorsLayer::new()
         .allow_methods([
             Method::GET,
             Method::POST,
@@ -97,5 +91,16 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("content-type"),
             HeaderName::from_static("x-user-id"),
             HeaderName::from_static("x-internal-key"),
-        ])
+        ]);
+    if origins.iter().any(|o| o == "*") {
+        // Any origin, without credentials (browsers refuse `*` with credentials).
+        return layer.allow_origin(AllowOrigin::any());
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    layer
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
 }

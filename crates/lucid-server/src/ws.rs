@@ -29,6 +29,13 @@ pub const INIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest accepted frame.
 const MAX_FRAME_BYTES: usize = 1024 * 1024;
 
+/// How often the server pings a connected client.
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// A client silent for this long (no frame, no pong) is considered gone.
+const CLIENT_SILENCE_LIMIT: Duration = Duration::from_secs(90);
+/// A send that takes longer (client not reading) drops the connection.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
 const CLOSE_AUTH: u16 = 4010;
 const CLOSE_MISSING_TASK: u16 = 4001;
 
@@ -60,12 +67,19 @@ struct Connection {
     engine: std::sync::Arc<Engine>,
     tx: Sender,
     rx: Receiver,
+    /// When the client last sent anything (frames, pings, pongs).
+    last_seen: std::time::Instant,
 }
 
 impl Connection {
     fn new(engine: std::sync::Arc<Engine>, socket: WebSocket) -> Self {
         let (tx, rx) = socket.split();
-        Self { engine, tx, rx }
+        Self {
+            engine,
+            tx,
+            rx,
+            last_seen: std::time::Instant::now(),
+        }
     }
 
     async fn send(&mut self, value: Value) -> bool {
@@ -95,7 +109,9 @@ impl Connection {
     /// `None` when the client went away.
     async fn next_frame(&mut self) -> Option<Result<Value, String>> {
         loop {
-            match self.rx.next().await? {
+            let message = self.rx.next().await?;
+            self.last_seen = std::time::Instant::now();
+            match message {
                 Ok(Message::Text(text)) => return Some(parse_frame(text.as_str())),
                 Ok(Message::Binary(_)) => {
                     return Some(Err(
@@ -260,8 +276,22 @@ impl Connection {
     async fn stream(mut self, user: User, mut attachment: Attachment) {
         let mut session_id = attachment.summary.session_id.clone();
         let mut chat_id = attachment.summary.chat_id.clone();
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
         loop {
             tokio::select! {
+                _ = ping.tick() => {
+                    // Half-open connections would otherwise keep the session attached forever.
+                    if self.last_seen.elapsed() > CLIENT_SILENCE_LIMIT {
+                        tracing::info!(session = %session_id, "closing a silent WebSocket client");
+                        self.close(1001, "No response").await;
+                        return;
+                    }
+                    let ping = self.tx.send(Message::Ping(Default::default()));
+                    if !matches!(tokio::time::timeout(SEND_TIMEOUT, ping).await, Ok(Ok(()))) {
+                        return;
+                    }
+                }
                 event = attachment.events.next() => match event {
                     Ok(Some(event)) => {
                         let mut frame = event.to_wire();

@@ -233,7 +233,8 @@ impl Agent {
             let mut finish = None;
             let mut stopped = false;
             for (i, call) in calls.iter().enumerate() {
-                if stopped {
+                if stopped || cancel.is_cancelled() {
+                    stopped = true;
                     self.push_result(call, "Not run: the user stopped the agent.", true);
                     continue;
                 }
@@ -389,16 +390,25 @@ impl Agent {
         let exec_command = command.clone();
         let exec = sandbox.exec(&exec_command, timeout);
         tokio::pin!(exec);
+        // `biased`: the command is polled first, so it has started (and can be interrupted)
+        // even when the stop arrived before it.
         let result = tokio::select! {
+            biased;
             r = &mut exec => r,
             _ = cancel.cancelled() => {
-                sandbox.interrupt().await;
-                match tokio::time::timeout(INTERRUPT_GRACE, &mut exec).await {
-                    Ok(r) => r,
-                    Err(_) => Err(crate::sandbox::SandboxError::ShellGone(
-                        "the command did not stop after an interrupt".into(),
-                    )),
+                let mut outcome = None;
+                for _ in 0..2 {
+                    sandbox.interrupt().await;
+                    if let Ok(r) = tokio::time::timeout(INTERRUPT_GRACE / 2, &mut exec).await {
+                        outcome = Some(r);
+                        break;
+                    }
                 }
+                outcome.unwrap_or_else(|| {
+                    Err(crate::sandbox::SandboxError::ShellGone(
+                        "the command did not stop after an interrupt".into(),
+                    ))
+                })
             }
         };
         let stopped = cancel.is_cancelled();

@@ -33,7 +33,7 @@ pub(crate) use runner::SessionDeps;
 pub const MAX_MESSAGE_CHARS: usize = 100_000;
 
 /// What a caller asks for when starting a session.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StartSession {
     pub task: String,
@@ -54,6 +54,23 @@ pub struct StartSession {
     /// Forge token for cloning this repository (else the stored integration is used).
     #[serde(default)]
     pub git_token: Option<String>,
+}
+
+impl std::fmt::Debug for StartSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys and tokens are never printed.
+        f.debug_struct("StartSession")
+            .field("task", &self.task)
+            .field(
+                "repo_url",
+                &self.repo_url.as_deref().map(crate::git::redact_url),
+            )
+            .field("branch", &self.branch)
+            .field("model_provider", &self.model_provider)
+            .field("model", &self.model)
+            .field("project_id", &self.project_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A started session.
@@ -80,8 +97,19 @@ pub struct SessionSummary {
 }
 
 enum Control {
-    FollowUp(String),
+    /// A follow-up, with the stop generation current when it was queued: a stop issued after
+    /// it was queued cancels it too.
+    FollowUp(String, u64),
     Shutdown,
+}
+
+/// Cancellation state of a session's turns. `stop` and the start of a turn take the same lock,
+/// so a stop can never fall between two turns and be lost.
+pub(crate) struct TurnControl {
+    /// Cancels the current (or next) turn; replaced when a follow-up turn starts.
+    pub(crate) current: CancellationToken,
+    /// Incremented by every stop.
+    pub(crate) stop_generation: u64,
 }
 
 pub(crate) struct LiveSession {
@@ -93,8 +121,11 @@ pub(crate) struct LiveSession {
     workspace: PathBuf,
     log: Arc<EventLog>,
     control: mpsc::UnboundedSender<Control>,
-    /// Cancels the running turn; replaced for each turn.
-    turn_cancel: Mutex<CancellationToken>,
+    /// Cancels the running turn (see [`TurnControl`]).
+    turns: Mutex<TurnControl>,
+    /// Cancelled once when the session is destroyed or the engine shuts down; aborts setup and
+    /// every turn.
+    shutdown: CancellationToken,
     status: watch::Sender<SessionStatus>,
     attached: AtomicUsize,
     detached_since: Mutex<Option<Instant>>,
@@ -221,6 +252,7 @@ impl Sessions {
         .await?;
 
         let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
         let (status_tx, _) = watch::channel(SessionStatus::Initializing);
         let (done_tx, done_rx) = watch::channel(false);
         let session = Arc::new(LiveSession {
@@ -232,7 +264,11 @@ impl Sessions {
             workspace,
             log,
             control: control_tx,
-            turn_cancel: Mutex::new(CancellationToken::new()),
+            turns: Mutex::new(TurnControl {
+                current: shutdown.child_token(),
+                stop_generation: 0,
+            }),
+            shutdown,
             status: status_tx,
             attached: AtomicUsize::new(0),
             detached_since: Mutex::new(Some(Instant::now())),
@@ -349,20 +385,23 @@ impl Sessions {
             )));
         }
         let session = self.owned(user, session_id)?;
+        let generation = session
+            .turns
+            .lock()
+            .expect("session poisoned")
+            .stop_generation;
         session
             .control
-            .send(Control::FollowUp(content.to_string()))
+            .send(Control::FollowUp(content.to_string(), generation))
             .map_err(|_| EngineError::not_found(format!("Session {session_id} has ended.")))
     }
 
     /// Interrupts the running step (LLM request or command). The session stays for follow-ups.
     pub fn stop(&self, user: &User, session_id: &str) -> EngineResult<()> {
         let session = self.owned(user, session_id)?;
-        session
-            .turn_cancel
-            .lock()
-            .expect("session poisoned")
-            .cancel();
+        let mut turns = session.turns.lock().expect("session poisoned");
+        turns.stop_generation += 1;
+        turns.current.cancel();
         Ok(())
     }
 
@@ -374,26 +413,30 @@ impl Sessions {
             }
             _ => e,
         })?;
-        Self::shutdown_session(&session).await;
-        Ok(())
+        if Self::shutdown_session(&session).await {
+            Ok(())
+        } else {
+            Err(EngineError::new(
+                crate::error::ErrorKind::Conflict,
+                "The session is still stopping; try again in a moment.",
+            ))
+        }
     }
 
-    async fn shutdown_session(session: &Arc<LiveSession>) {
-        session
-            .turn_cancel
-            .lock()
-            .expect("session poisoned")
-            .cancel();
+    /// Cancels everything the session does and waits for it to end. Returns whether it ended.
+    async fn shutdown_session(session: &Arc<LiveSession>) -> bool {
+        session.shutdown.cancel();
         let _ = session.control.send(Control::Shutdown);
         let mut done = session.done.clone();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        tokio::time::timeout(std::time::Duration::from_secs(15), async {
             while !*done.borrow() {
                 if done.changed().await.is_err() {
                     break;
                 }
             }
         })
-        .await;
+        .await
+        .is_ok()
     }
 
     /// Attaches to a session's events after `since` (0 = from the start). Finished sessions

@@ -98,17 +98,14 @@ pub(crate) async fn run_session(
     )
     .await;
 
-    let mut agent = match prepare(&deps, &session, &plan).await {
+    let prepared = tokio::select! {
+        r = prepare(&deps, &session, &plan) => r,
+        _ = session.shutdown.cancelled() => Err("The session was stopped during setup.".to_string()),
+    };
+    let mut agent = match prepared {
         Ok(agent) => Some(agent),
         Err(message) => {
-            emit(
-                &session,
-                EventKind::Error {
-                    message: message.clone(),
-                },
-            )
-            .await;
-            set_status(&session, SessionStatus::Failed, message).await;
+            fail(&session, message).await;
             None
         }
     };
@@ -120,14 +117,27 @@ pub(crate) async fn run_session(
             "Agent session ready. Starting task...",
         )
         .await;
+        // The first turn uses the token created with the session, so a stop issued during
+        // setup stops it.
+        let first = session
+            .turns
+            .lock()
+            .expect("session poisoned")
+            .current
+            .clone();
         run_turn(
             &session,
             agent,
             &plan.task,
             deps.config.conversation_timeout,
+            first,
         )
         .await;
         idle_loop(&deps, &session, agent, &mut control).await;
+    }
+    // Nothing queued from now on is processed: refuse it instead of dropping it silently.
+    control.close();
+    if let Some(agent) = agent.as_mut() {
         if let Err(e) = agent.sandbox().shutdown().await {
             tracing::warn!(session = %session.id, error = %e, "sandbox shutdown failed");
         }
@@ -165,20 +175,17 @@ async fn prepare(
         )
         .await;
         let creds = clone_credentials(deps, session, url, plan.git_credentials.as_ref()).await;
-        let progress_session = Arc::clone(session);
-        let progress = move |line: String| {
-            let s = Arc::clone(&progress_session);
-            tokio::spawn(async move { emit(&s, EventKind::Progress { message: line }).await });
-        };
-        crate::git::clone_repo(
+        let (progress, forwarder) = progress_forwarder(session);
+        let cloned = crate::git::clone_repo(
             url,
             plan.branch.as_deref(),
             &session.workspace,
             creds.as_ref(),
             progress,
         )
-        .await
-        .map_err(|e| format!("Could not clone {url}: {e}"))?;
+        .await;
+        let _ = forwarder.await;
+        cloned.map_err(|e| format!("Could not clone {url}: {e}"))?;
     }
 
     let sandbox = start_sandbox(deps, session).await?;
@@ -209,16 +216,14 @@ async fn start_sandbox(
     deps: &SessionDeps,
     session: &Arc<LiveSession>,
 ) -> Result<Arc<dyn Sandbox>, String> {
-    let progress_session = Arc::clone(session);
-    let progress = move |line: String| {
-        let s = Arc::clone(&progress_session);
-        tokio::spawn(async move { emit(&s, EventKind::Progress { message: line }).await });
-    };
-    let sandbox = deps
+    let (progress, forwarder) = progress_forwarder(session);
+    let created = deps
         .backend
         .create(&session.id, &session.user.id, &session.workspace, &progress)
-        .await
-        .map_err(|e| format!("Could not start the sandbox: {e}"))?;
+        .await;
+    drop(progress);
+    let _ = forwarder.await;
+    let sandbox = created.map_err(|e| format!("Could not start the sandbox: {e}"))?;
     if sandbox.kind() == SandboxKind::Local {
         emit(
             session,
@@ -231,6 +236,28 @@ async fn start_sandbox(
         .await;
     }
     Ok(sandbox)
+}
+
+/// A progress callback for setup steps and the task that turns its lines into events, in
+/// order and coalesced (a burst of lines, e.g. an image pull, keeps only its latest line).
+/// Drop the callback, then await the task, before emitting anything else.
+fn progress_forwarder(
+    session: &Arc<LiveSession>,
+) -> (
+    impl Fn(String) + Send + Sync + 'static,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let session = Arc::clone(session);
+    let task = tokio::spawn(async move {
+        while let Some(mut line) = rx.recv().await {
+            while let Ok(newer) = rx.try_recv() {
+                line = newer;
+            }
+            emit(&session, EventKind::Progress { message: line }).await;
+        }
+    });
+    (move |line: String| drop(tx.send(line)), task)
 }
 
 async fn clone_credentials(
@@ -255,9 +282,13 @@ async fn clone_credentials(
     }
 }
 
-async fn run_turn(session: &LiveSession, agent: &mut Agent, text: &str, timeout: Duration) {
-    let cancel = CancellationToken::new();
-    *session.turn_cancel.lock().expect("session poisoned") = cancel.clone();
+async fn run_turn(
+    session: &LiveSession,
+    agent: &mut Agent,
+    text: &str,
+    timeout: Duration,
+    cancel: CancellationToken,
+) {
     set_status(session, SessionStatus::Running, "Agent is working...").await;
     let outcome = match agent.run_turn(text, session.log.as_ref(), &cancel).await {
         Ok(outcome) => outcome,
@@ -331,7 +362,7 @@ async fn idle_loop(
             }
         };
         match message {
-            Some(Control::FollowUp(text)) => {
+            Some(Control::FollowUp(text, generation)) => {
                 emit(
                     session,
                     EventKind::UserMessage {
@@ -340,7 +371,24 @@ async fn idle_loop(
                     },
                 )
                 .await;
-                run_turn(session, agent, &text, deps.config.conversation_timeout).await;
+                // Install the turn's token under the lock `stop` takes: a stop issued after
+                // this follow-up was queued cancels it, a later one cancels the new token.
+                let cancel = {
+                    let mut turns = session.turns.lock().expect("session poisoned");
+                    turns.current = session.shutdown.child_token();
+                    if turns.stop_generation != generation {
+                        turns.current.cancel();
+                    }
+                    turns.current.clone()
+                };
+                run_turn(
+                    session,
+                    agent,
+                    &text,
+                    deps.config.conversation_timeout,
+                    cancel,
+                )
+                .await;
             }
             Some(Control::Shutdown) | None => return,
         }
