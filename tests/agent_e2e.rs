@@ -480,3 +480,128 @@ async fn local_mode_is_clearly_labelled_and_works_without_docker_isolation() {
     drop(attachment);
     h.engine.shutdown().await;
 }
+
+fn slow_script() -> Vec<Step> {
+    vec![
+        Step::tool_call(
+            "execute_bash",
+            json!({"command": "sleep 25; echo ran-anyway"}),
+        ),
+        Step::tool_call("finish", json!({"message": "done"})),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_right_after_start_ends_the_session_during_setup() {
+    let llm = ScriptedLlm::start(Format::Anthropic, slow_script()).await;
+    let h = Harness::start(Some(&llm), &[]).await;
+    let user = User::with_id("early-destroy");
+    let started = h
+        .engine
+        .sessions()
+        .start(
+            &user,
+            StartSession {
+                task: "t".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    h.engine
+        .sessions()
+        .destroy(&user, &started.session_id)
+        .await
+        .unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "destroy took {:?}",
+        t0.elapsed()
+    );
+    let summary = h
+        .engine
+        .sessions()
+        .get(&user, &started.session_id)
+        .await
+        .unwrap();
+    assert!(!summary.is_alive);
+    assert_eq!(llm.request_count(), 0, "the agent never ran");
+    assert_eq!(containers_of_session(&started.session_id).await, 0);
+    h.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_right_after_start_is_honoured() {
+    let llm = ScriptedLlm::start(Format::Anthropic, slow_script()).await;
+    let h = Harness::start(Some(&llm), &[]).await;
+    let user = User::with_id("early-stop");
+    let started = h
+        .engine
+        .sessions()
+        .start(
+            &user,
+            StartSession {
+                task: "t".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    h.engine
+        .sessions()
+        .stop(&user, &started.session_id)
+        .unwrap();
+    let mut a = h
+        .engine
+        .sessions()
+        .attach(&user, &started.session_id, 0)
+        .await
+        .unwrap();
+    let events = collect_until_done(&mut a.events, Duration::from_secs(60)).await;
+    assert!(matches!(
+        events.last().unwrap().kind,
+        EventKind::Status {
+            status: SessionStatus::Stopped,
+            ..
+        }
+    ));
+    assert_eq!(llm.request_count(), 0, "the agent ran after stop");
+    drop(a);
+    h.engine
+        .sessions()
+        .destroy(&user, &started.session_id)
+        .await
+        .unwrap();
+    h.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_chat_of_a_starting_session_ends_it() {
+    let llm = ScriptedLlm::start(Format::Anthropic, slow_script()).await;
+    let h = Harness::start(Some(&llm), &[]).await;
+    let user = User::with_id("early-delete");
+    let started = h
+        .engine
+        .sessions()
+        .start(
+            &user,
+            StartSession {
+                task: "t".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    h.engine.delete_chat(&user, &started.chat_id).await.unwrap();
+    let ended = tokio::time::timeout(
+        Duration::from_secs(20),
+        h.engine.sessions().wait_ended(&started.session_id),
+    )
+    .await
+    .is_ok();
+    assert!(ended);
+    assert!(h.engine.sessions().list(&user).is_empty());
+    assert_eq!(containers_of_session(&started.session_id).await, 0);
+    h.engine.shutdown().await;
+}
