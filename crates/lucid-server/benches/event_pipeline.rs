@@ -12,7 +12,8 @@
 //!    with one subscriber that read its 200 events), after closing them all, and the same
 //!    for a second round of 1,000: the second round must not grow RSS materially.
 //!
-//! Run: `cargo bench -p lucid-server --bench event_pipeline` (release profile). Any lost,
+//! Run: `cargo bench -p lucid-server --bench event_pipeline` (release profile; append
+//! `-- throughput` or `-- memory` to run one part). Any lost,
 //! duplicated or reordered event panics, so a broken pipeline fails the benchmark.
 
 use std::future::Future;
@@ -537,13 +538,27 @@ async fn memory() {
     }
 }
 
+/// Which parts to run: every non-flag argument is a filter (`throughput`, `memory`); none
+/// runs both. Flags such as the `--bench` that cargo passes are ignored.
+fn selected(part: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| part.contains(f.as_str()))
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     rt.block_on(async {
-        throughput().await;
-        memory().await;
+        if selected("throughput") {
+            throughput().await;
+        }
+        if selected("memory") {
+            memory().await;
+        }
     });
 }

@@ -301,8 +301,11 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(());
         }
-        let (user_id, chat_id, events) = (user.id.clone(), chat_id.to_string(), events.to_vec());
-        self.write(move |c| events::append(c, &user_id, &chat_id, &events))
+        // Rendering the rows here (instead of copying the events to the blocking pool) keeps
+        // the writer connection busy only with SQL.
+        let rows = events::new_rows(events)?;
+        let (user_id, chat_id) = (user.id.clone(), chat_id.to_string());
+        self.write(move |c| events::append(c, &user_id, &chat_id, &rows))
             .await
     }
 
