@@ -27,10 +27,11 @@ const QUEUE_CAPACITY: usize = 1024;
 const MAX_BATCH: usize = 512;
 /// Persisted events kept in memory for live subscribers and fast replay, at most this many…
 const RECENT_CAPACITY: usize = 2048;
-/// …and at most about this many bytes, so a session printing large outputs stays small.
+/// …and at most about this many bytes, so a session printing large outputs stays small (a
+/// writer batch of typical events, ~250 KiB, fits several times).
 /// Everything in memory is already in the store: a subscriber that needs an evicted event
 /// reads it from there.
-const RECENT_MAX_BYTES: usize = 4 * 1024 * 1024;
+const RECENT_MAX_BYTES: usize = 1024 * 1024;
 /// Events a subscriber takes at once, from memory or from the store.
 const REPLAY_PAGE: u32 = 1000;
 
@@ -207,7 +208,7 @@ impl EventLog {
             log: Arc::clone(self),
             wake: self.wake.subscribe(),
             last_seq: since,
-            pending: VecDeque::new(),
+            pending: Vec::new().into_iter(),
         }
     }
 
@@ -311,7 +312,7 @@ fn approx_size(event: &Event) -> usize {
 }
 
 async fn writer(log: Arc<EventLog>, mut rx: mpsc::Receiver<Event>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut batch = Vec::new();
     loop {
         batch.clear();
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
@@ -348,8 +349,9 @@ pub struct EventStream {
     /// Signals that the log published events or closed.
     wake: watch::Receiver<u64>,
     last_seq: u64,
-    /// Events read but not yet returned.
-    pending: VecDeque<Event>,
+    /// Events read but not yet returned; its buffer is released as soon as it is drained,
+    /// so an idle subscriber holds no copies.
+    pending: std::vec::IntoIter<Event>,
 }
 
 impl EventStream {
@@ -357,12 +359,13 @@ impl EventStream {
     /// Cancel-safe: dropping the future loses nothing.
     pub async fn next(&mut self) -> EngineResult<Option<Event>> {
         loop {
-            while let Some(event) = self.pending.pop_front() {
+            for event in self.pending.by_ref() {
                 if event.seq > self.last_seq {
                     self.last_seq = event.seq;
                     return Ok(Some(event));
                 }
             }
+            self.pending = Vec::new().into_iter();
             // Mark the current signal as seen *before* looking, so anything published after
             // the look wakes `changed()` below.
             self.wake.borrow_and_update();
@@ -370,7 +373,7 @@ impl EventStream {
             if persisted > self.last_seq {
                 let page = self.log.replay(self.last_seq, REPLAY_PAGE).await?;
                 if page.iter().any(|e| e.seq > self.last_seq) {
-                    self.pending.extend(page);
+                    self.pending = page.into_iter();
                     continue;
                 }
                 // The store no longer has them (the chat was deleted under a live session):
@@ -383,7 +386,7 @@ impl EventStream {
                 );
                 let newer = self.log.in_memory_after(self.last_seq);
                 if !newer.is_empty() {
-                    self.pending.extend(newer);
+                    self.pending = newer.into_iter();
                     continue;
                 }
             }
@@ -534,7 +537,7 @@ mod tests {
         let f = Fixture::new();
         f.chat("c").await;
         let log = f.open("c").await;
-        let big = 512 * 1024;
+        let big = 200 * 1024;
         for seq in 1..=20 {
             log.emit(output(seq, big)).await.unwrap();
         }
