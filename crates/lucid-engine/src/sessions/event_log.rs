@@ -4,15 +4,17 @@
 //! `emit` assigns the next `seq` and queues the event on a bounded channel (backpressure: a
 //! producer waits rather than anything being dropped). One writer task per session takes
 //! whatever is queued (up to a batch), appends it to the store in one transaction — retrying
-//! until it succeeds — and only then publishes it to live subscribers and the in-memory tail.
-//! A client therefore never sees an event that is not in the history, and a crash loses
-//! nothing a client was shown.
+//! until it succeeds — and only then adds it to the in-memory tail and wakes the live
+//! subscribers, which read it from there (or from the store once it has been evicted from
+//! memory). A client therefore never sees an event that is not in the history, a crash loses
+//! nothing a client was shown, and a slow subscriber costs memory for nothing but its own
+//! current page.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, Mutex, Notify};
+use tokio::sync::{mpsc, watch, Mutex, Notify};
 
 use crate::auth::User;
 use crate::error::{EngineError, EngineResult};
@@ -23,20 +25,47 @@ use crate::store::Store;
 const QUEUE_CAPACITY: usize = 1024;
 /// Largest batch written in one transaction.
 const MAX_BATCH: usize = 512;
-/// Persisted events kept in memory for fast replay; must exceed QUEUE_CAPACITY + MAX_BATCH so
-/// anything evicted from it is already in the store.
+/// Persisted events kept in memory for live subscribers and fast replay, at most this many…
 const RECENT_CAPACITY: usize = 2048;
-/// Live fan-out buffer; a subscriber that falls further behind catches up from the log.
-const LIVE_CAPACITY: usize = 4096;
-/// Page size when replaying from the store.
+/// …and at most about this many bytes, so a session printing large outputs stays small (a
+/// writer batch of typical events, ~250 KiB, fits several times).
+/// Everything in memory is already in the store: a subscriber that needs an evicted event
+/// reads it from there.
+const RECENT_MAX_BYTES: usize = 1024 * 1024;
+/// Events a subscriber takes at once, from memory or from the store.
 const REPLAY_PAGE: u32 = 1000;
 
 struct Tail {
     /// Highest persisted seq.
     persisted: u64,
+    /// The latest persisted events, consecutive and oldest first.
     recent: VecDeque<Event>,
+    /// Approximate heap footprint of `recent` (see [`approx_size`]).
+    recent_bytes: usize,
     /// Set when the writer stopped (log closed and drained).
     closed: bool,
+}
+
+impl Tail {
+    fn new(persisted: u64, closed: bool) -> Self {
+        Tail {
+            persisted,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
+            closed,
+        }
+    }
+
+    /// Up to `limit` events after `since` from memory, or `None` when memory does not reach
+    /// back to `since + 1` (the store has them).
+    fn after(&self, since: u64, limit: usize) -> Option<Vec<Event>> {
+        let front = self.recent.front()?;
+        if front.seq > since + 1 {
+            return None;
+        }
+        let start = self.recent.partition_point(|e| e.seq <= since);
+        Some(self.recent.range(start..).take(limit).cloned().collect())
+    }
 }
 
 /// The event log of one session.
@@ -48,8 +77,10 @@ pub struct EventLog {
     /// Next seq to assign, and the queue sender (taken on close).
     producer: Mutex<Producer>,
     tail: std::sync::Mutex<Tail>,
-    /// Live fan-out; dropped when the log closes so subscribers see the end.
-    live: std::sync::Mutex<Option<broadcast::Sender<Event>>>,
+    /// Wakes subscribers whenever events are published or the log closes. Subscribers read
+    /// the events themselves from the tail (or the store), so the live fan-out holds no
+    /// copies of its own and a slow subscriber can never be overrun.
+    wake: watch::Sender<u64>,
     drained: Notify,
 }
 
@@ -68,7 +99,6 @@ impl EventLog {
     ) -> EngineResult<Arc<EventLog>> {
         let last = store.last_seq(&user, &chat_id).await?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let log = Arc::new(EventLog {
             session_id,
             chat_id,
@@ -78,12 +108,8 @@ impl EventLog {
                 next_seq: last + 1,
                 queue: Some(tx),
             }),
-            tail: std::sync::Mutex::new(Tail {
-                persisted: last,
-                recent: VecDeque::new(),
-                closed: false,
-            }),
-            live: std::sync::Mutex::new(Some(live)),
+            tail: std::sync::Mutex::new(Tail::new(last, false)),
+            wake: watch::Sender::new(last),
             drained: Notify::new(),
         });
         tokio::spawn(writer(Arc::clone(&log), rx));
@@ -107,12 +133,8 @@ impl EventLog {
                 next_seq: last + 1,
                 queue: None,
             }),
-            tail: std::sync::Mutex::new(Tail {
-                persisted: last,
-                recent: VecDeque::new(),
-                closed: true,
-            }),
-            live: std::sync::Mutex::new(None),
+            tail: std::sync::Mutex::new(Tail::new(last, true)),
+            wake: watch::Sender::new(last),
             drained: Notify::new(),
         }))
     }
@@ -171,77 +193,74 @@ impl EventLog {
         self.tail.lock().map(|t| t.closed).unwrap_or(true)
     }
 
+    /// Highest persisted seq and whether the log is closed, read together.
+    fn state(&self) -> (u64, bool) {
+        self.tail
+            .lock()
+            .map(|t| (t.persisted, t.closed))
+            .unwrap_or((0, true))
+    }
+
     /// Subscribes from `since` (exclusive): every persisted event after it, then live events,
     /// in order, without gaps or duplicates.
     pub fn subscribe(self: &Arc<Self>, since: u64) -> EventStream {
-        // The receiver is created while holding the tail lock, so every event published after
-        // the snapshot below reaches it.
-        let tail = self.tail.lock().expect("event log tail poisoned");
-        let rx = match self.live.lock().expect("event log live poisoned").as_ref() {
-            Some(live) => live.subscribe(),
-            None => broadcast::channel(1).1,
-        };
-        let recent: Vec<Event> = tail
-            .recent
-            .iter()
-            .filter(|e| e.seq > since)
-            .cloned()
-            .collect();
-        let oldest_recent = tail
-            .recent
-            .front()
-            .map(|e| e.seq)
-            .unwrap_or(tail.persisted + 1);
-        drop(tail);
         EventStream {
             log: Arc::clone(self),
-            rx,
+            wake: self.wake.subscribe(),
             last_seq: since,
-            pending: recent.into(),
-            needs_store_until: if since + 1 < oldest_recent {
-                Some(oldest_recent)
-            } else {
-                None
-            },
-            catching_up: false,
+            pending: Vec::new().into_iter(),
         }
     }
 
     /// Persisted events after `since`, oldest first, at most `limit` (memory first, then store).
     pub async fn replay(&self, since: u64, limit: u32) -> EngineResult<Vec<Event>> {
-        {
-            let tail = self.tail.lock().expect("event log tail poisoned");
-            if let Some(front) = tail.recent.front() {
-                if front.seq <= since + 1 {
-                    return Ok(tail
-                        .recent
-                        .iter()
-                        .filter(|e| e.seq > since)
-                        .take(limit as usize)
-                        .cloned()
-                        .collect());
-                }
-            }
+        let from_memory = self
+            .tail
+            .lock()
+            .expect("event log tail poisoned")
+            .after(since, limit as usize);
+        match from_memory {
+            Some(events) => Ok(events),
+            None => Ok(self
+                .store
+                .events_since(&self.user, &self.chat_id, since, limit)
+                .await?),
         }
-        Ok(self
-            .store
-            .events_since(&self.user, &self.chat_id, since, limit)
-            .await?)
     }
 
+    /// Whatever events after `since` memory holds, even if it does not reach back to
+    /// `since + 1`.
+    fn in_memory_after(&self, since: u64) -> Vec<Event> {
+        let tail = self.tail.lock().expect("event log tail poisoned");
+        let start = tail.recent.partition_point(|e| e.seq <= since);
+        tail.recent
+            .range(start..)
+            .take(REPLAY_PAGE as usize)
+            .cloned()
+            .collect()
+    }
+
+    /// Makes a persisted batch visible: appends it to the in-memory tail (evicting the oldest
+    /// events beyond the count and size budgets) and wakes every subscriber.
     fn publish(&self, events: Vec<Event>) {
-        let mut tail = self.tail.lock().expect("event log tail poisoned");
-        for event in events {
-            tail.persisted = event.seq;
-            tail.recent.push_back(event.clone());
-            if tail.recent.len() > RECENT_CAPACITY {
-                tail.recent.pop_front();
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return;
+        };
+        {
+            let mut tail = self.tail.lock().expect("event log tail poisoned");
+            for event in events {
+                tail.recent_bytes += approx_size(&event);
+                tail.recent.push_back(event);
             }
-            // No receivers is fine: the event is in the log.
-            if let Some(live) = self.live.lock().expect("event log live poisoned").as_ref() {
-                let _ = live.send(event);
+            while tail.recent.len() > RECENT_CAPACITY || tail.recent_bytes > RECENT_MAX_BYTES {
+                match tail.recent.pop_front() {
+                    Some(evicted) => tail.recent_bytes -= approx_size(&evicted),
+                    None => break,
+                }
             }
+            tail.persisted = last;
         }
+        self.wake.send_replace(last);
     }
 
     fn mark_closed(&self) {
@@ -249,15 +268,51 @@ impl EventLog {
             tail.closed = true;
             // Finished sessions keep nothing in memory; replay reads the store.
             tail.recent = VecDeque::new();
-            // Dropping the sender ends every live stream once it has delivered what it has.
-            self.live.lock().expect("event log live poisoned").take();
+            tail.recent_bytes = 0;
         }
+        // Every stream delivers what is left (from the store) and then ends.
+        self.wake.send_modify(|_| {});
         self.drained.notify_waiters();
     }
 }
 
+/// Approximate memory held by an event: its inline size plus its strings.
+fn approx_size(event: &Event) -> usize {
+    let strings = match &event.kind {
+        EventKind::Status { message, .. }
+        | EventKind::Progress { message }
+        | EventKind::Error { message } => message.len(),
+        EventKind::UserMessage { content, .. } | EventKind::AssistantMessage { content } => {
+            content.len()
+        }
+        EventKind::Thought { call_id, thought } => call_id.len() + thought.len(),
+        EventKind::CommandRun { call_id, command } => call_id.len() + command.len(),
+        EventKind::CommandOutput {
+            call_id,
+            command,
+            output,
+            ..
+        } => call_id.len() + command.len() + output.len(),
+        EventKind::FileEdit {
+            call_id,
+            command,
+            path,
+        } => call_id.len() + command.len() + path.len(),
+        EventKind::FileEditResult {
+            call_id,
+            command,
+            path,
+            output,
+            ..
+        } => call_id.len() + command.len() + path.len() + output.len(),
+        EventKind::Finish { call_id, message } => call_id.len() + message.len(),
+        EventKind::Usage(usage) => usage.model.len(),
+    };
+    std::mem::size_of::<Event>() + event.session_id.len() + strings
+}
+
 async fn writer(log: Arc<EventLog>, mut rx: mpsc::Receiver<Event>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut batch = Vec::new();
     loop {
         batch.clear();
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
@@ -291,13 +346,12 @@ async fn writer(log: Arc<EventLog>, mut rx: mpsc::Receiver<Event>) {
 /// An ordered stream of a session's events from some point on.
 pub struct EventStream {
     log: Arc<EventLog>,
-    rx: broadcast::Receiver<Event>,
+    /// Signals that the log published events or closed.
+    wake: watch::Receiver<u64>,
     last_seq: u64,
-    pending: VecDeque<Event>,
-    /// When set, events in `(last_seq, until)` must first be read from the store.
-    needs_store_until: Option<u64>,
-    /// Set after the live receiver lagged: re-read the log until caught up.
-    catching_up: bool,
+    /// Events read but not yet returned; its buffer is released as soon as it is drained,
+    /// so an idle subscriber holds no copies.
+    pending: std::vec::IntoIter<Event>,
 }
 
 impl EventStream {
@@ -305,63 +359,313 @@ impl EventStream {
     /// Cancel-safe: dropping the future loses nothing.
     pub async fn next(&mut self) -> EngineResult<Option<Event>> {
         loop {
-            if let Some(until) = self.needs_store_until {
-                if self.last_seq + 1 >= until {
-                    self.needs_store_until = None;
-                } else {
-                    let page = self
-                        .log
-                        .store
-                        .events_since(
-                            &self.log.user,
-                            &self.log.chat_id,
-                            self.last_seq,
-                            REPLAY_PAGE,
-                        )
-                        .await?;
-                    if page.is_empty() {
-                        self.needs_store_until = None;
-                    }
-                    for e in page {
-                        if e.seq < until {
-                            self.pending.push_back(e);
-                        }
-                    }
-                }
-            }
-            while let Some(event) = self.pending.pop_front() {
+            for event in self.pending.by_ref() {
                 if event.seq > self.last_seq {
                     self.last_seq = event.seq;
                     return Ok(Some(event));
                 }
             }
-            if self.needs_store_until.is_some() {
-                continue;
-            }
-            if self.catching_up {
-                let missed = self.log.replay(self.last_seq, REPLAY_PAGE).await?;
-                self.catching_up = missed.len() == REPLAY_PAGE as usize;
-                self.pending.extend(missed);
-                continue;
-            }
-            match self.rx.recv().await {
-                Ok(event) => {
-                    if event.seq > self.last_seq {
-                        self.last_seq = event.seq;
-                        return Ok(Some(event));
-                    }
+            self.pending = Vec::new().into_iter();
+            // Mark the current signal as seen *before* looking, so anything published after
+            // the look wakes `changed()` below.
+            self.wake.borrow_and_update();
+            let (persisted, closed) = self.log.state();
+            if persisted > self.last_seq {
+                let page = self.log.replay(self.last_seq, REPLAY_PAGE).await?;
+                if page.iter().any(|e| e.seq > self.last_seq) {
+                    self.pending = page.into_iter();
+                    continue;
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    // Fell behind the live buffer: catch up from the log.
-                    self.catching_up = true;
+                // The store no longer has them (the chat was deleted under a live session):
+                // go on with whatever newer events memory still holds.
+                tracing::warn!(
+                    session = %self.log.session_id,
+                    since = self.last_seq,
+                    persisted,
+                    "persisted events are missing from the store"
+                );
+                let newer = self.log.in_memory_after(self.last_seq);
+                if !newer.is_empty() {
+                    self.pending = newer.into_iter();
+                    continue;
                 }
-                Err(broadcast::error::RecvError::Closed) => return Ok(None),
             }
+            if closed {
+                return Ok(None);
+            }
+            // The sender lives as long as the log this stream holds, so this cannot fail.
+            let _ = self.wake.changed().await;
         }
     }
 
     /// Seq of the last event returned.
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewChat, SqliteStore};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: SqliteStore,
+        user: User,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(&dir.path().join("lucid.sqlite3")).unwrap();
+            Fixture {
+                _dir: dir,
+                store,
+                user: User::with_id("u1"),
+            }
+        }
+
+        async fn chat(&self, chat_id: &str) {
+            self.store
+                .create_chat(
+                    &self.user,
+                    NewChat {
+                        id: chat_id.into(),
+                        agent_session_id: Some(format!("s-{chat_id}")),
+                        ..NewChat::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+
+        async fn open(&self, chat_id: &str) -> Arc<EventLog> {
+            EventLog::open(
+                Arc::new(self.store.clone()),
+                self.user.clone(),
+                chat_id.into(),
+                format!("s-{chat_id}"),
+            )
+            .await
+            .unwrap()
+        }
+    }
+
+    fn output(seq: u64, bytes: usize) -> EventKind {
+        EventKind::CommandOutput {
+            call_id: format!("c{seq}"),
+            command: "make".into(),
+            output: format!("{seq:08}").repeat(bytes / 8),
+            exit_code: Some(0),
+            total_bytes: bytes as u64,
+            timed_out: false,
+            interrupted: false,
+        }
+    }
+
+    async fn emit_n(log: &EventLog, from: u64, to: u64) {
+        for seq in from..=to {
+            assert_eq!(log.emit(output(seq, 64)).await.unwrap(), seq);
+        }
+    }
+
+    /// Reads until the end, asserting consecutive seqs starting after `since`.
+    async fn read_all(stream: &mut EventStream, since: u64) -> u64 {
+        let mut last = since;
+        while let Some(e) = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("stream stalled")
+            .unwrap()
+        {
+            assert_eq!(e.seq, last + 1, "gap-free, in order, no duplicates");
+            last = e.seq;
+        }
+        last
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn live_subscriber_sees_every_event_only_after_it_is_stored() {
+        let f = Fixture::new();
+        f.chat("c").await;
+        let log = f.open("c").await;
+        let mut stream = log.subscribe(0);
+        let (store, user) = (f.store.clone(), f.user.clone());
+        let reader = tokio::spawn(async move {
+            let mut last = 0;
+            while let Some(e) = stream.next().await.unwrap() {
+                assert_eq!(e.seq, last + 1);
+                let stored = store.last_seq(&user, "c").await.unwrap();
+                assert!(stored >= e.seq, "event {} published before stored", e.seq);
+                last = e.seq;
+            }
+            last
+        });
+        emit_n(&log, 1, 5000).await;
+        log.close().await;
+        assert_eq!(reader.await.unwrap(), 5000);
+        assert_eq!(log.last_persisted(), 5000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn late_and_slow_subscribers_catch_up_from_the_store() {
+        let f = Fixture::new();
+        f.chat("c").await;
+        let log = f.open("c").await;
+        // Subscribed from the start but not read while far more than memory holds goes by.
+        let mut slow = log.subscribe(0);
+        emit_n(&log, 1, 3 * RECENT_CAPACITY as u64).await;
+        while log.last_persisted() < 3 * RECENT_CAPACITY as u64 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut late = log.subscribe(10);
+        emit_n(
+            &log,
+            3 * RECENT_CAPACITY as u64 + 1,
+            3 * RECENT_CAPACITY as u64 + 10,
+        )
+        .await;
+        log.close().await;
+        let end = 3 * RECENT_CAPACITY as u64 + 10;
+        assert_eq!(read_all(&mut slow, 0).await, end);
+        assert_eq!(read_all(&mut late, 10).await, end);
+        assert_eq!(log.replay(end - 5, 100).await.unwrap().len(), 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_tail_respects_its_byte_budget() {
+        let f = Fixture::new();
+        f.chat("c").await;
+        let log = f.open("c").await;
+        let big = 200 * 1024;
+        for seq in 1..=20 {
+            log.emit(output(seq, big)).await.unwrap();
+        }
+        while log.last_persisted() < 20 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        {
+            let tail = log.tail.lock().unwrap();
+            assert!(tail.recent_bytes <= RECENT_MAX_BYTES);
+            assert!(tail.recent.len() < 20 && !tail.recent.is_empty());
+            let sum: usize = tail.recent.iter().map(approx_size).sum();
+            assert_eq!(sum, tail.recent_bytes);
+        }
+        // Evicted events are still served, in full, from the store.
+        let mut stream = log.subscribe(0);
+        for seq in 1..=20 {
+            let e = stream.next().await.unwrap().unwrap();
+            assert_eq!(e.seq, seq);
+            assert_eq!(e.kind, output(seq, big));
+        }
+        log.close().await;
+        assert!(stream.next().await.unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancelled_next_calls_lose_nothing() {
+        let f = Fixture::new();
+        f.chat("c").await;
+        let log = f.open("c").await;
+        let mut stream = log.subscribe(0);
+        let producer = {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                for seq in 1..=2000 {
+                    log.emit(output(seq, 64)).await.unwrap();
+                    if seq % 100 == 0 {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+                log.close().await;
+            })
+        };
+        let mut last = 0;
+        let mut cancelled = 0;
+        loop {
+            tokio::select! {
+                e = stream.next() => match e.unwrap() {
+                    Some(e) => {
+                        assert_eq!(e.seq, last + 1);
+                        last = e.seq;
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep(Duration::from_micros(200)) => cancelled += 1,
+            }
+        }
+        producer.await.unwrap();
+        assert_eq!(last, 2000);
+        assert!(cancelled > 0, "the test must actually cancel some waits");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_store_blocks_producers_and_loses_nothing() {
+        let f = Fixture::new();
+        // No chat yet: every append fails and the writer retries.
+        let log = f.open("c").await;
+        let mut stream = log.subscribe(0);
+        let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let producer = {
+            let (log, accepted) = (Arc::clone(&log), Arc::clone(&accepted));
+            tokio::spawn(async move {
+                for seq in 1..=3000 {
+                    log.emit(output(seq, 64)).await.unwrap();
+                    accepted.store(seq, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let queued = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            queued <= (QUEUE_CAPACITY + MAX_BATCH + 1) as u64,
+            "{queued} events accepted"
+        );
+        assert!(!producer.is_finished(), "the producer waits (backpressure)");
+        assert_eq!(log.last_persisted(), 0);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), stream.next())
+                .await
+                .is_err(),
+            "nothing is published before it is stored"
+        );
+        // The store recovers: the writer's retry goes through and everything follows.
+        f.chat("c").await;
+        tokio::time::timeout(Duration::from_secs(30), producer)
+            .await
+            .unwrap()
+            .unwrap();
+        log.close().await;
+        assert_eq!(read_all(&mut stream, 0).await, 3000);
+        assert_eq!(f.store.last_seq(&f.user, "c").await.unwrap(), 3000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reopening_continues_and_closed_views_replay() {
+        let f = Fixture::new();
+        f.chat("c").await;
+        let log = f.open("c").await;
+        emit_n(&log, 1, 3).await;
+        log.close().await;
+        let err = log.emit(output(4, 8)).await.unwrap_err();
+        assert!(err.message.contains("closed"));
+
+        let again = f.open("c").await;
+        assert_eq!(again.last_assigned().await, 3);
+        emit_n(&again, 4, 5).await;
+        again.close().await;
+
+        let view = EventLog::closed(
+            Arc::new(f.store.clone()),
+            f.user.clone(),
+            "c".into(),
+            "s-c".into(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(read_all(&mut view.subscribe(0), 0).await, 5);
+        assert_eq!(read_all(&mut view.subscribe(2), 2).await, 5);
+        assert!(view.emit(output(6, 8)).await.is_err());
+        view.close().await;
     }
 }

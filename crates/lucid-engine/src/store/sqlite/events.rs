@@ -2,6 +2,7 @@
 //! Ownership is checked through the parent chat's `user_id`.
 
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::errors::map_sqlite;
@@ -33,14 +34,60 @@ fn time_ordered_id(unix_millis: u64) -> uuid::Uuid {
     uuid::Builder::from_unix_timestamp_millis(unix_millis, &rand::random::<[u8; 10]>()).into_uuid()
 }
 
-/// Appends `events` to the chat in one transaction. Rows whose `(chat, seq)` already exist
+/// The stored `metadata_json` of an event: its kind-specific fields and `seq`, without the
+/// timestamp and session id (they have their own columns). Serialised straight to text;
+/// the same JSON as [`Event::metadata`] without building a `serde_json::Value` first.
+#[derive(Serialize)]
+struct StoredMetadata<'a> {
+    seq: u64,
+    #[serde(flatten)]
+    kind: &'a EventKind,
+}
+
+/// One event ready to insert. Built before the write connection is taken, so the writer
+/// holds it only for the SQL itself.
+pub struct NewRow {
+    seq: i64,
+    role: &'static str,
+    content: String,
+    event_type: &'static str,
+    metadata: String,
+    created_at: String,
+}
+
+/// The rows of `events`; an event that cannot be stored fails the whole batch.
+pub fn new_rows(events: &[Event]) -> StoreResult<Vec<NewRow>> {
+    events
+        .iter()
+        .map(|event| {
+            let seq = i64::try_from(event.seq).map_err(|_| {
+                StoreError::Database(format!("event seq {} is out of range", event.seq))
+            })?;
+            let metadata = serde_json::to_string(&StoredMetadata {
+                seq: event.seq,
+                kind: &event.kind,
+            })
+            .map_err(|e| StoreError::Database(format!("cannot encode event {}: {e}", event.seq)))?;
+            Ok(NewRow {
+                seq,
+                role: event.chat_role(),
+                content: cap_bytes(event.content(), MAX_CONTENT_BYTES),
+                event_type: event.event_type(),
+                metadata,
+                created_at: to_db(&event.timestamp),
+            })
+        })
+        .collect()
+}
+
+/// Appends `rows` to the chat in one transaction. Rows whose `(chat, seq)` already exist
 /// are skipped, so a retried batch never duplicates. A chat that is missing or belongs to
 /// someone else is an error and nothing is written.
 pub fn append(
     conn: &mut Connection,
     user_id: &str,
     chat_id: &str,
-    events: &[Event],
+    rows: &[NewRow],
 ) -> StoreResult<()> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -68,27 +115,20 @@ pub fn append(
             .map_err(map_sqlite)?;
         let mut id_buf = uuid::Uuid::encode_buffer();
         let millis = u64::try_from(now_micros().timestamp_millis()).unwrap_or(0);
-        for event in events {
-            let seq = i64::try_from(event.seq).map_err(|_| {
-                StoreError::Database(format!("event seq {} is out of range", event.seq))
-            })?;
+        for row in rows {
             let id = time_ordered_id(millis)
                 .hyphenated()
                 .encode_lower(&mut id_buf);
-            let content = cap_bytes(event.content(), MAX_CONTENT_BYTES);
-            let metadata = serde_json::to_string(&event.metadata()).map_err(|e| {
-                StoreError::Database(format!("cannot encode event {}: {e}", event.seq))
-            })?;
             inserted += stmt
                 .execute(params![
                     &*id,
                     chat_id,
-                    seq,
-                    event.chat_role(),
-                    content,
-                    event.event_type(),
-                    metadata,
-                    to_db(&event.timestamp),
+                    row.seq,
+                    row.role,
+                    row.content,
+                    row.event_type,
+                    row.metadata,
+                    row.created_at,
                 ])
                 .map_err(map_sqlite)?;
         }
@@ -260,6 +300,61 @@ mod tests {
         assert!(a.to_string() < b.to_string());
         let same: std::collections::HashSet<_> = (0..1000).map(|_| time_ordered_id(1)).collect();
         assert_eq!(same.len(), 1000);
+    }
+
+    #[test]
+    fn stored_metadata_is_the_event_metadata() {
+        let kinds = [
+            EventKind::CommandOutput {
+                call_id: "c1".into(),
+                command: "ls \"a b\"".into(),
+                output: "x\ny ✓".into(),
+                exit_code: None,
+                total_bytes: 7,
+                timed_out: true,
+                interrupted: false,
+            },
+            EventKind::Usage(crate::events::UsageReport {
+                model: "m".into(),
+                input_tokens: 3,
+                total_cost_usd: Some(0.25),
+                ..Default::default()
+            }),
+            EventKind::UserMessage {
+                content: "hi".into(),
+                follow_up: true,
+            },
+            EventKind::Status {
+                status: crate::events::SessionStatus::Running,
+                message: "go".into(),
+            },
+        ];
+        for (i, kind) in kinds.into_iter().enumerate() {
+            let event = Event::new("s", i as u64 + 1, kind);
+            let rows = new_rows(std::slice::from_ref(&event)).unwrap();
+            let stored: Value = serde_json::from_str(&rows[0].metadata).unwrap();
+            assert_eq!(stored, event.metadata());
+            assert_eq!(rows[0].seq, i as i64 + 1);
+        }
+    }
+
+    #[test]
+    fn out_of_range_seq_fails_the_batch() {
+        let ok = Event::new(
+            "s",
+            1,
+            EventKind::Progress {
+                message: "a".into(),
+            },
+        );
+        let bad = Event::new(
+            "s",
+            u64::MAX,
+            EventKind::Progress {
+                message: "b".into(),
+            },
+        );
+        assert!(new_rows(&[ok, bad]).is_err());
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //!
 //! One file, WAL mode. A single writer connection (behind a mutex) serialises writes; a
 //! small set of read-only connections serves reads from WAL snapshots, so a read never waits
-//! behind a large write batch. All SQLite work runs on Tokio's blocking pool. Every query is
+//! behind a large write batch. All SQLite work runs on Tokio's blocking pool, and callers
+//! queue for a connection *before* taking a blocking thread: however many sessions write at
+//! once, at most one thread per connection is busy (or blocked) on the database, and reads
+//! never wait for a blocking thread held by a queued writer. Every query is
 //! scoped to the calling user; another user's id behaves exactly like a missing one.
 
 mod chats;
@@ -20,6 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use self::errors::{map_io, map_sqlite};
 use self::migrations::{Migration, MIGRATIONS};
@@ -59,6 +63,10 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// One permit: the turn to use the writer connection.
+    write_turn: Arc<Semaphore>,
+    /// One permit per reader connection.
+    read_turn: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -149,12 +157,15 @@ impl SqliteStore {
             readers.push(Mutex::new(reader));
         }
         tracing::debug!(path = %path.display(), "opened the SQLite store");
+        let read_turn = Arc::new(Semaphore::new(readers.len()));
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                write_turn: Arc::new(Semaphore::new(1)),
+                read_turn,
             }),
         })
     }
@@ -165,8 +176,20 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
+        let turn = wait_turn(&self.inner.write_turn).await?;
+        self.write_in_turn(turn, f).await
+    }
+
+    /// Runs `f` on the writer connection, with the turn already taken.
+    async fn write_in_turn<T, F>(&self, turn: OwnedSemaphorePermit, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
         let inner = self.inner.clone();
         run_blocking(move || {
+            // Held until the connection is released, even if the caller stopped waiting.
+            let _turn = turn;
             let mut conn = lock(&inner.writer);
             f(&mut conn)
         })
@@ -179,8 +202,10 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        let turn = wait_turn(&self.inner.read_turn).await?;
         let inner = self.inner.clone();
         run_blocking(move || {
+            let _turn = turn;
             let conn = inner.reader();
             f(&conn)
         })
@@ -204,6 +229,14 @@ impl Inner {
 /// (rusqlite rolls back on drop), so a poisoned connection is still usable.
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Waits (without holding a thread) for a turn on a connection.
+async fn wait_turn(turn: &Arc<Semaphore>) -> StoreResult<OwnedSemaphorePermit> {
+    Arc::clone(turn)
+        .acquire_owned()
+        .await
+        .map_err(|_| StoreError::Unavailable("the database is closed".to_string()))
 }
 
 async fn run_blocking<T, F>(f: F) -> StoreResult<T>
@@ -301,8 +334,12 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(());
         }
-        let (user_id, chat_id, events) = (user.id.clone(), chat_id.to_string(), events.to_vec());
-        self.write(move |c| events::append(c, &user_id, &chat_id, &events))
+        // The rows are rendered (instead of the events being copied to the blocking pool)
+        // once it is this batch's turn, so batches queued for the writer are not held twice.
+        let turn = wait_turn(&self.inner.write_turn).await?;
+        let rows = events::new_rows(events)?;
+        let (user_id, chat_id) = (user.id.clone(), chat_id.to_string());
+        self.write_in_turn(turn, move |c| events::append(c, &user_id, &chat_id, &rows))
             .await
     }
 

@@ -626,6 +626,54 @@ async fn reads_do_not_wait_behind_an_open_write_transaction() {
     assert_eq!(store.list_chats(&u, 50, 0).await.unwrap().len(), 2);
 }
 
+/// Many queued writes (more than the blocking pool has threads) must not take every
+/// blocking thread while they wait for the writer connection: reads still get one.
+#[test]
+fn queued_writers_leave_blocking_threads_for_reads() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (_d, store) = open_tmp();
+        let u = user("u1");
+        store.create_chat(&u, new_chat("c1", "s1")).await.unwrap();
+        let inner = store.inner.clone();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _conn = lock(&inner.writer);
+            locked_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        });
+        locked_rx.recv().unwrap();
+        let writes: Vec<_> = (0..8)
+            .map(|i| {
+                let (store, u) = (store.clone(), u.clone());
+                tokio::spawn(async move {
+                    store
+                        .create_chat(&u, new_chat(&format!("w{i}"), &format!("sw{i}")))
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let chats = tokio::time::timeout(Duration::from_secs(3), store.list_chats(&u, 50, 0))
+            .await
+            .expect("a read found no blocking thread: queued writers hold them all")
+            .unwrap();
+        assert_eq!(chats.len(), 1);
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+        for w in writes {
+            w.await.unwrap().unwrap();
+        }
+        assert_eq!(store.list_chats(&u, 50, 0).await.unwrap().len(), 9);
+    });
+}
+
 #[tokio::test]
 async fn a_locked_database_is_unavailable() {
     let dir = tempfile::tempdir().unwrap();
