@@ -65,7 +65,10 @@ const INSTANCE_ID_FILE: &str = "instance-id";
 
 /// Kills, inside the container, every process of the session `$1`: the exec'd shell (docker
 /// makes each exec a session leader) and all it started, unless detached with `setsid`.
+/// The shell goes first: the glob below is in lexicographic order (pid 10 before pid 9), and a
+/// shell that outlives its killed command would run the rest of its command list.
 const KILL_SCRIPT: &str = r#"target=$1
+kill -9 "$target" 2>/dev/null
 for f in /proc/[0-9]*/stat; do
   pid=${f#/proc/}; pid=${pid%/stat}
   [ "$pid" = "$$" ] && continue
