@@ -96,7 +96,7 @@ impl Tail {
     /// back to `since + 1` (the store has them).
     fn after(&self, since: u64, limit: usize) -> Option<Vec<Event>> {
         let front = self.recent.front()?;
-        if front.seq > since + 1 {
+        if front.seq > since.saturating_add(1) {
             return None;
         }
         let start = self.recent.partition_point(|e| e.seq <= since);
@@ -698,8 +698,12 @@ mod tests {
 
         // A new follower from the start reads it all from the store.
         let mut late = log.subscribe(0);
+        // And one from beyond the end (a client's bogus `since`) simply gets nothing.
+        let mut beyond = log.subscribe(u64::MAX);
+        assert!(log.replay(u64::MAX, 10).await.unwrap().is_empty());
         log.close().await;
         assert_eq!(read_all(&mut late, 0).await, 350);
+        assert!(beyond.next().await.unwrap().is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
