@@ -6,11 +6,14 @@
 //! whatever is queued (up to a batch), appends it to the store in one transaction — retrying
 //! until it succeeds — and only then adds it to the in-memory tail and wakes the live
 //! subscribers, which read it from there (or from the store once it has been evicted from
-//! memory). A client therefore never sees an event that is not in the history, a crash loses
-//! nothing a client was shown, and a slow subscriber costs memory for nothing but its own
-//! current page.
+//! memory). A client therefore never sees an event that is not in the history, and a crash
+//! loses nothing a client was shown.
+//!
+//! Memory: the tail keeps only events that some live subscriber has not read yet, within a
+//! count and size budget. An idle session, or one nobody follows, holds none; a subscriber
+//! that falls further behind than the budget continues from the store.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,13 +28,13 @@ use crate::store::Store;
 const QUEUE_CAPACITY: usize = 1024;
 /// Largest batch written in one transaction.
 const MAX_BATCH: usize = 512;
-/// Persisted events kept in memory for live subscribers and fast replay, at most this many…
-const RECENT_CAPACITY: usize = 2048;
+/// Persisted events kept in memory for subscribers that have not read them yet, at most this
+/// many…
+const RECENT_CAPACITY: usize = 4096;
 /// …and at most about this many bytes, so a session printing large outputs stays small (a
-/// writer batch of typical events, ~250 KiB, fits several times).
-/// Everything in memory is already in the store: a subscriber that needs an evicted event
-/// reads it from there.
-const RECENT_MAX_BYTES: usize = 1024 * 1024;
+/// writer batch of typical events, ~250 KiB, fits several times). Everything in memory is
+/// already in the store: a subscriber that needs an evicted event reads it from there.
+const RECENT_MAX_BYTES: usize = 2 * 1024 * 1024;
 /// Events a subscriber takes at once, from memory or from the store.
 const REPLAY_PAGE: u32 = 1000;
 
@@ -44,6 +47,10 @@ struct Tail {
     recent_bytes: usize,
     /// Set when the writer stopped (log closed and drained).
     closed: bool,
+    /// Highest seq each live stream has read, by stream id: events up to the lowest of them
+    /// are needed by no one.
+    cursors: HashMap<u64, u64>,
+    next_stream: u64,
 }
 
 impl Tail {
@@ -53,6 +60,35 @@ impl Tail {
             recent: VecDeque::new(),
             recent_bytes: 0,
             closed,
+            cursors: HashMap::new(),
+            next_stream: 0,
+        }
+    }
+
+    /// Records that `stream` has read up to `seq` and drops what nobody needs any more.
+    fn advance(&mut self, stream: u64, seq: u64) {
+        if let Some(cursor) = self.cursors.get_mut(&stream) {
+            *cursor = (*cursor).max(seq);
+        }
+        self.trim();
+    }
+
+    /// Evicts the oldest events while over budget or read by every live stream.
+    fn trim(&mut self) {
+        let needed_after = self.cursors.values().copied().min();
+        while let Some(front) = self.recent.front() {
+            let over_budget =
+                self.recent.len() > RECENT_CAPACITY || self.recent_bytes > RECENT_MAX_BYTES;
+            let read_by_all = needed_after.is_none_or(|cursor| front.seq <= cursor);
+            if !(over_budget || read_by_all) {
+                break;
+            }
+            if let Some(evicted) = self.recent.pop_front() {
+                self.recent_bytes -= approx_size(&evicted);
+            }
+        }
+        if self.recent.is_empty() && self.recent.capacity() > 0 {
+            self.recent = VecDeque::new();
         }
     }
 
@@ -60,7 +96,7 @@ impl Tail {
     /// back to `since + 1` (the store has them).
     fn after(&self, since: u64, limit: usize) -> Option<Vec<Event>> {
         let front = self.recent.front()?;
-        if front.seq > since + 1 {
+        if front.seq > since.saturating_add(1) {
             return None;
         }
         let start = self.recent.partition_point(|e| e.seq <= since);
@@ -204,11 +240,55 @@ impl EventLog {
     /// Subscribes from `since` (exclusive): every persisted event after it, then live events,
     /// in order, without gaps or duplicates.
     pub fn subscribe(self: &Arc<Self>, since: u64) -> EventStream {
+        let id = {
+            let mut tail = self.tail.lock().expect("event log tail poisoned");
+            let id = tail.next_stream;
+            tail.next_stream += 1;
+            tail.cursors.insert(id, since);
+            id
+        };
         EventStream {
             log: Arc::clone(self),
+            id,
             wake: self.wake.subscribe(),
             last_seq: since,
             pending: Vec::new().into_iter(),
+        }
+    }
+
+    /// The next page after `since` for stream `id` (memory first, then store), recording
+    /// how far the stream has read.
+    async fn fetch(&self, id: u64, since: u64) -> EngineResult<Vec<Event>> {
+        {
+            let mut tail = self.tail.lock().expect("event log tail poisoned");
+            if let Some(page) = tail.after(since, REPLAY_PAGE as usize) {
+                if let Some(last) = page.last() {
+                    tail.advance(id, last.seq);
+                }
+                return Ok(page);
+            }
+        }
+        let page = self
+            .store
+            .events_since(&self.user, &self.chat_id, since, REPLAY_PAGE)
+            .await?;
+        if let Some(last) = page.last() {
+            self.advance(id, last.seq);
+        }
+        Ok(page)
+    }
+
+    fn advance(&self, id: u64, seq: u64) {
+        if let Ok(mut tail) = self.tail.lock() {
+            tail.advance(id, seq);
+        }
+    }
+
+    /// Forgets a dropped stream's cursor and what only it still needed.
+    fn unsubscribe(&self, id: u64) {
+        if let Ok(mut tail) = self.tail.lock() {
+            tail.cursors.remove(&id);
+            tail.trim();
         }
     }
 
@@ -228,20 +308,25 @@ impl EventLog {
         }
     }
 
-    /// Whatever events after `since` memory holds, even if it does not reach back to
-    /// `since + 1`.
-    fn in_memory_after(&self, since: u64) -> Vec<Event> {
-        let tail = self.tail.lock().expect("event log tail poisoned");
+    /// Whatever events after `since` memory holds for stream `id`, even if memory does not
+    /// reach back to `since + 1`.
+    fn in_memory_after(&self, id: u64, since: u64) -> Vec<Event> {
+        let mut tail = self.tail.lock().expect("event log tail poisoned");
         let start = tail.recent.partition_point(|e| e.seq <= since);
-        tail.recent
+        let page: Vec<Event> = tail
+            .recent
             .range(start..)
             .take(REPLAY_PAGE as usize)
             .cloned()
-            .collect()
+            .collect();
+        if let Some(last) = page.last() {
+            tail.advance(id, last.seq);
+        }
+        page
     }
 
-    /// Makes a persisted batch visible: appends it to the in-memory tail (evicting the oldest
-    /// events beyond the count and size budgets) and wakes every subscriber.
+    /// Makes a persisted batch visible: appends it to the in-memory tail (evicting what no
+    /// live stream needs and whatever exceeds the budgets) and wakes every subscriber.
     fn publish(&self, events: Vec<Event>) {
         let Some(last) = events.last().map(|e| e.seq) else {
             return;
@@ -252,12 +337,7 @@ impl EventLog {
                 tail.recent_bytes += approx_size(&event);
                 tail.recent.push_back(event);
             }
-            while tail.recent.len() > RECENT_CAPACITY || tail.recent_bytes > RECENT_MAX_BYTES {
-                match tail.recent.pop_front() {
-                    Some(evicted) => tail.recent_bytes -= approx_size(&evicted),
-                    None => break,
-                }
-            }
+            tail.trim();
             tail.persisted = last;
         }
         self.wake.send_replace(last);
@@ -346,6 +426,8 @@ async fn writer(log: Arc<EventLog>, mut rx: mpsc::Receiver<Event>) {
 /// An ordered stream of a session's events from some point on.
 pub struct EventStream {
     log: Arc<EventLog>,
+    /// This stream's key in the log's read cursors.
+    id: u64,
     /// Signals that the log published events or closed.
     wake: watch::Receiver<u64>,
     last_seq: u64,
@@ -371,7 +453,7 @@ impl EventStream {
             self.wake.borrow_and_update();
             let (persisted, closed) = self.log.state();
             if persisted > self.last_seq {
-                let page = self.log.replay(self.last_seq, REPLAY_PAGE).await?;
+                let page = self.log.fetch(self.id, self.last_seq).await?;
                 if page.iter().any(|e| e.seq > self.last_seq) {
                     self.pending = page.into_iter();
                     continue;
@@ -384,7 +466,7 @@ impl EventStream {
                     persisted,
                     "persisted events are missing from the store"
                 );
-                let newer = self.log.in_memory_after(self.last_seq);
+                let newer = self.log.in_memory_after(self.id, self.last_seq);
                 if !newer.is_empty() {
                     self.pending = newer.into_iter();
                     continue;
@@ -401,6 +483,12 @@ impl EventStream {
     /// Seq of the last event returned.
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.log.unsubscribe(self.id);
     }
 }
 
@@ -537,6 +625,8 @@ mod tests {
         let f = Fixture::new();
         f.chat("c").await;
         let log = f.open("c").await;
+        // A subscriber that has read nothing yet keeps events in memory, within the budget.
+        let mut stream = log.subscribe(0);
         let big = 200 * 1024;
         for seq in 1..=20 {
             log.emit(output(seq, big)).await.unwrap();
@@ -552,7 +642,6 @@ mod tests {
             assert_eq!(sum, tail.recent_bytes);
         }
         // Evicted events are still served, in full, from the store.
-        let mut stream = log.subscribe(0);
         for seq in 1..=20 {
             let e = stream.next().await.unwrap().unwrap();
             assert_eq!(e.seq, seq);
@@ -560,6 +649,61 @@ mod tests {
         }
         log.close().await;
         assert!(stream.next().await.unwrap().is_none());
+    }
+
+    fn in_memory(log: &EventLog) -> (usize, usize) {
+        let tail = log.tail.lock().unwrap();
+        (tail.recent.len(), tail.recent_bytes)
+    }
+
+    async fn persisted(log: &EventLog, seq: u64) {
+        while log.last_persisted() < seq {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_holds_only_what_live_subscribers_have_not_read() {
+        let f = Fixture::new();
+        f.chat("c").await;
+        let log = f.open("c").await;
+        // Nobody follows: nothing stays in memory.
+        emit_n(&log, 1, 100).await;
+        persisted(&log, 100).await;
+        assert_eq!(in_memory(&log), (0, 0));
+
+        // Two followers: memory keeps what the slower one has not read.
+        let mut fast = log.subscribe(100);
+        let mut slow = log.subscribe(100);
+        emit_n(&log, 101, 300).await;
+        persisted(&log, 300).await;
+        assert_eq!(in_memory(&log).0, 200);
+        for seq in 101..=300 {
+            assert_eq!(fast.next().await.unwrap().unwrap().seq, seq);
+        }
+        assert_eq!(in_memory(&log).0, 200, "the slow one still needs them");
+        for seq in 101..=150 {
+            assert_eq!(slow.next().await.unwrap().unwrap().seq, seq);
+        }
+        // The slow one fetched a whole page: nothing is left that anyone needs.
+        assert_eq!(in_memory(&log), (0, 0));
+
+        // A follower that goes away releases what only it needed.
+        emit_n(&log, 301, 350).await;
+        persisted(&log, 350).await;
+        assert_eq!(in_memory(&log).0, 50);
+        drop(slow);
+        drop(fast);
+        assert_eq!(in_memory(&log), (0, 0));
+
+        // A new follower from the start reads it all from the store.
+        let mut late = log.subscribe(0);
+        // And one from beyond the end (a client's bogus `since`) simply gets nothing.
+        let mut beyond = log.subscribe(u64::MAX);
+        assert!(log.replay(u64::MAX, 10).await.unwrap().is_empty());
+        log.close().await;
+        assert_eq!(read_all(&mut late, 0).await, 350);
+        assert!(beyond.next().await.unwrap().is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
