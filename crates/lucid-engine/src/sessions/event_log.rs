@@ -813,3 +813,65 @@ mod tests {
         view.close().await;
     }
 }
+
+#[cfg(test)]
+mod replay_gap_tests {
+    use super::*;
+    use crate::store::{NewChat, SqliteStore};
+
+    /// A subscriber from an early `since` on a long log gets every event exactly once, in
+    /// order: the part evicted from memory from the store, then memory, then live events.
+    #[tokio::test]
+    async fn subscribe_from_zero_after_eviction_has_no_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db.sqlite")).unwrap());
+        let user = User::with_id("u1");
+        store
+            .create_chat(
+                &user,
+                NewChat {
+                    id: "c1".into(),
+                    agent_session_id: Some("s1".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let log = EventLog::open(store, user, "c1".into(), "s1".into())
+            .await
+            .unwrap();
+        let n = RECENT_CAPACITY as u64 + 500;
+        for i in 0..n {
+            log.emit(EventKind::Progress {
+                message: format!("m{i}"),
+            })
+            .await
+            .unwrap();
+        }
+        while log.last_persisted() < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut stream = log.subscribe(0);
+        let producer = {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                for i in 0..3000u64 {
+                    log.emit(EventKind::Progress {
+                        message: format!("l{i}"),
+                    })
+                    .await
+                    .unwrap();
+                }
+                log.close().await;
+            })
+        };
+        let mut expect = 1;
+        while let Some(e) = stream.next().await.unwrap() {
+            assert_eq!(e.seq, expect);
+            expect += 1;
+        }
+        producer.await.unwrap();
+        assert_eq!(expect, n + 3000 + 1);
+    }
+}
