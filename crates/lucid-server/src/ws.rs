@@ -276,6 +276,7 @@ impl Connection {
     async fn stream(mut self, user: User, mut attachment: Attachment) {
         let mut session_id = attachment.summary.session_id.clone();
         let mut chat_id = attachment.summary.chat_id.clone();
+        let mut tree_after_replay = false;
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
         loop {
@@ -299,7 +300,17 @@ impl Connection {
                         if !self.send(frame).await {
                             return;
                         }
-                        if event.may_change_files() && !self.send_tree(&user, &session_id).await {
+                        // Replayed history gets one tree once caught up, not one per event.
+                        let replaying = event.seq < attachment.replay_until;
+                        let tree_due = if replaying {
+                            tree_after_replay |= event.may_change_files();
+                            false
+                        } else {
+                            let due = event.may_change_files() || tree_after_replay;
+                            tree_after_replay = false;
+                            due
+                        };
+                        if tree_due && !self.send_tree(&user, &session_id).await {
                             return;
                         }
                     }
@@ -329,6 +340,7 @@ impl Connection {
                                 FrameOutcome::Reattach(a) => {
                                     session_id = a.summary.session_id.clone();
                                     chat_id = a.summary.chat_id.clone();
+                                    tree_after_replay = false;
                                     attachment = *a;
                                 }
                             }

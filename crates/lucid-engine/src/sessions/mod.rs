@@ -171,6 +171,8 @@ pub struct Attachment {
     pub summary: SessionSummary,
     pub events: EventStream,
     pub guard: AttachGuard,
+    /// Events up to this seq were already stored when attaching: they are a replay.
+    pub replay_until: u64,
 }
 
 /// The session manager.
@@ -457,6 +459,7 @@ impl Sessions {
             if let Ok(mut d) = session.detached_since.lock() {
                 *d = None;
             }
+            let replay_until = session.log.last_persisted();
             let events = session.log.subscribe(since);
             return Ok(Attachment {
                 summary: session.summary(),
@@ -464,6 +467,7 @@ impl Sessions {
                 guard: AttachGuard {
                     session: Some(session),
                 },
+                replay_until,
             });
         }
         let summary = self.get(user, session_id).await?;
@@ -476,6 +480,7 @@ impl Sessions {
         .await?;
         Ok(Attachment {
             summary,
+            replay_until: log.last_persisted(),
             events: log.subscribe(since),
             guard: AttachGuard { session: None },
         })
