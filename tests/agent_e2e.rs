@@ -605,3 +605,61 @@ async fn deleting_the_chat_of_a_starting_session_ends_it() {
     assert_eq!(containers_of_session(&started.session_id).await, 0);
     h.engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_sessions_per_user_are_capped() {
+    let llm = ScriptedLlm::start(Format::Anthropic, slow_script()).await;
+    let h = Harness::start(Some(&llm), &[("LUCID_MAX_SESSIONS_PER_USER", "1")]).await;
+    let user = User::with_id("capped");
+    let first = h
+        .engine
+        .sessions()
+        .start(
+            &user,
+            StartSession {
+                task: "one".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let err = h
+        .engine
+        .sessions()
+        .start(
+            &user,
+            StartSession {
+                task: "two".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, lucid_engine::ErrorKind::Conflict);
+    assert!(err.message.contains("limit is 1"), "{}", err.message);
+    // Another user is not affected.
+    let other = User::with_id("not-capped");
+    let second = h
+        .engine
+        .sessions()
+        .start(
+            &other,
+            StartSession {
+                task: "three".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    h.engine
+        .sessions()
+        .destroy(&user, &first.session_id)
+        .await
+        .unwrap();
+    h.engine
+        .sessions()
+        .destroy(&other, &second.session_id)
+        .await
+        .unwrap();
+    h.engine.shutdown().await;
+}

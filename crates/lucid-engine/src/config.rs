@@ -97,6 +97,8 @@ pub struct Config {
     pub max_iterations: u32,
     pub conversation_timeout: Duration,
     pub session_detach_grace: Duration,
+    /// Live sessions (each with a container) one user may have at once.
+    pub max_sessions_per_user: usize,
     pub sandbox: SandboxConfig,
     pub workspace_base: PathBuf,
     pub allowed_origins: Vec<String>,
@@ -271,6 +273,8 @@ impl Config {
                 "SESSION_DETACH_GRACE_SECS",
                 300,
             )?),
+            max_sessions_per_user: parse_num::<usize>(&get, "LUCID_MAX_SESSIONS_PER_USER", 8)?
+                .max(1),
             sandbox: SandboxConfig {
                 mode: sandbox_mode,
                 image: get("SANDBOX_IMAGE")

@@ -380,18 +380,36 @@ impl Connection {
         let kind = frame_type(frame).unwrap_or("message");
         let ok = match kind {
             "ping" => self.send(json!({ "type": "pong" })).await,
-            "stop" => match sessions.stop(user, session_id) {
-                Ok(()) => {
-                    self.send(json!({
-                        "type": "status",
-                        "status": "stopping",
-                        "message": "Stopping agent...",
-                        "sessionId": session_id,
-                    }))
-                    .await
+            "stop" => {
+                use lucid_engine::events::SessionStatus;
+                let idle = matches!(
+                    sessions.status(user, session_id),
+                    Ok(SessionStatus::Completed | SessionStatus::Stopped | SessionStatus::Failed)
+                );
+                match sessions.stop(user, session_id) {
+                    // Nothing runs: say so, so a client waiting for a final status is not stuck.
+                    Ok(()) if idle => {
+                        let status = sessions.status(user, session_id).ok();
+                        self.send(json!({
+                            "type": "status",
+                            "status": status.map(|s| s.as_str()).unwrap_or("stopped"),
+                            "message": "Nothing is running.",
+                            "sessionId": session_id,
+                        }))
+                        .await
+                    }
+                    Ok(()) => {
+                        self.send(json!({
+                            "type": "status",
+                            "status": "stopping",
+                            "message": "Stopping agent...",
+                            "sessionId": session_id,
+                        }))
+                        .await
+                    }
+                    Err(e) => self.send_error(&e.message).await,
                 }
-                Err(e) => self.send_error(&e.message).await,
-            },
+            }
             "message" => {
                 let content = frame.get("content").and_then(Value::as_str).unwrap_or("");
                 match sessions.follow_up(user, session_id, content) {

@@ -29,6 +29,9 @@ pub use backend::SandboxBackend;
 pub use event_log::{EventLog, EventStream};
 pub(crate) use runner::SessionDeps;
 
+/// Follow-ups that may wait behind a running turn.
+pub const MAX_QUEUED_FOLLOW_UPS: usize = 16;
+
 /// Longest task or follow-up accepted, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 100_000;
 
@@ -128,6 +131,8 @@ pub(crate) struct LiveSession {
     shutdown: CancellationToken,
     status: watch::Sender<SessionStatus>,
     attached: AtomicUsize,
+    /// Follow-ups sent but not yet started.
+    queued_follow_ups: AtomicUsize,
     detached_since: Mutex<Option<Instant>>,
     done: watch::Receiver<bool>,
 }
@@ -224,6 +229,17 @@ impl Sessions {
             .map(str::trim)
             .filter(|b| !b.is_empty());
 
+        let running = self.list(user).iter().filter(|s| s.is_alive).count();
+        if running >= self.deps.config.max_sessions_per_user {
+            return Err(EngineError::new(
+                crate::error::ErrorKind::Conflict,
+                format!(
+                    "You already have {running} running sessions (the limit is {}); stop one \
+                     first.",
+                    self.deps.config.max_sessions_per_user
+                ),
+            ));
+        }
         let session_id = uuid::Uuid::new_v4().to_string();
         let chat_id = uuid::Uuid::new_v4().to_string();
         let workspace =
@@ -273,6 +289,7 @@ impl Sessions {
             shutdown,
             status: status_tx,
             attached: AtomicUsize::new(0),
+            queued_follow_ups: AtomicUsize::new(0),
             detached_since: Mutex::new(Some(Instant::now())),
             done: done_rx,
         });
@@ -396,6 +413,11 @@ impl Sessions {
             .control
             .send(Control::FollowUp(content.to_string(), generation))
             .map_err(|_| EngineError::not_found(format!("Session {session_id} has ended.")))
+    }
+
+    /// The current status of one of the caller's live sessions.
+    pub fn status(&self, user: &User, session_id: &str) -> EngineResult<SessionStatus> {
+        Ok(*self.owned(user, session_id)?.status.borrow())
     }
 
     /// Interrupts the running step (LLM request or command). The session stays for follow-ups.

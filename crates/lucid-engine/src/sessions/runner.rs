@@ -363,6 +363,7 @@ async fn idle_loop(
         };
         match message {
             Some(Control::FollowUp(text, generation)) => {
+                session.queued_follow_ups.fetch_sub(1, Ordering::SeqCst);
                 emit(
                     session,
                     EventKind::UserMessage {
