@@ -20,8 +20,8 @@ use lucid_testkit::llm::{Format, ScriptedLlm, Step};
 use serde_json::{json, Value};
 
 /// Accepted by the git server (as the password of `x-access-token`) and by the fake GitHub.
-const GIT_TOKEN: &str = "ghp_GitSessionE2eToken0123456789abcdefgh";
-const WRONG_TOKEN: &str = "ghp_WrongGitSessionToken9876543210zyxwvu";
+const GIT_TOKEN: &str = "ghp_fake-GitSessi-onE2eTok-en012345-6789abcd-efgh";
+const WRONG_TOKEN: &str = "ghp_fake-WrongGit-SessionT-oken9876-543210zy-xwvu";
 /// Parses as GitHub `owner/repo` and exists on the fake GitHub.
 const REPO: &str = "octocat/repo-001";
 const README: &str = "# Demo\n\nA repository for Lucid's tests.\n";

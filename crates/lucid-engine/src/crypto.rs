@@ -136,7 +136,7 @@ mod tests {
     use std::process::{Command, Stdio};
 
     const KEY: &str = "a-shared-secret-between-frontend-and-engine";
-    const TOKEN: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+    const TOKEN: &str = "ghp_fake-16C7e42F-292c6912-E7710c83-834A";
 
     fn key_hex(key: &str) -> String {
         hex::encode(Sha256::digest(key.as_bytes()))

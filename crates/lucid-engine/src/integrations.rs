@@ -822,8 +822,8 @@ mod tests {
     use crate::store::{ChatMessage, ChatSession, NewChat, StoreError, StoreResult};
 
     const KEY: &str = "integration-test-encryption-key";
-    const GH_TOKEN: &str = "ghp_AliceToken0123456789abcdefghijklmn";
-    const GL_TOKEN: &str = "glpat-AliceGitlabToken0123";
+    const GH_TOKEN: &str = "ghp_fake-AliceTok-en012345-6789abcd-efghijkl-mn";
+    const GL_TOKEN: &str = "glpat.fake.AliceGit.labToken.0123";
 
     /// An in-memory [`Store`] holding only integrations (the SQLite store lands separately).
     #[derive(Default)]
@@ -1107,7 +1107,7 @@ mod tests {
     async fn saving_again_replaces_the_token() {
         let s = setup().await;
         save_github(&s, &alice()).await;
-        let second = "ghp_SecondToken0000000000000000000000000";
+        let second = "ghp_fake-SecondTo-ken00000-00000000-00000000-0000";
         s.gh.add_user(second, "octo-second");
         let resp = s
             .svc
@@ -1185,7 +1185,7 @@ mod tests {
     #[tokio::test]
     async fn a_rejected_token_is_a_422_without_the_token_and_nothing_is_stored() {
         let s = setup().await;
-        let wrong = "ghp_WrongWrongWrong00000000000000000000";
+        let wrong = "ghp_fake-WrongWro-ngWrong0-00000000-00000000-000";
         let err = s
             .svc
             .save(&alice(), save_req("github", wrong, None))

