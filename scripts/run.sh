@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-host.sh
+lucid() { cargo run --quiet --release --locked -p lucid-server --bin lucid -- "$@"; }
 cargo build --release --locked -p lucid-server
 echo "Bearer token for the API (valid 30 days):"
-./target/release/lucid serve --print-token
-exec ./target/release/lucid serve "$@"
+lucid serve --print-token
+lucid doctor || true
+exec cargo run --quiet --release --locked -p lucid-server --bin lucid -- serve "$@"
