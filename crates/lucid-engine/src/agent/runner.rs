@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::context::TOOL_RESULT_BUDGET_CHARS;
 use super::editor::Editor;
 use super::stuck::StuckDetector;
 use super::tools::{self, EXECUTE_BASH, FINISH, STR_REPLACE_EDITOR, THINK};
@@ -193,6 +194,11 @@ impl Agent {
                 if self.totals.input_tokens + self.totals.output_tokens >= budget {
                     return Ok(TurnOutcome::BudgetExceeded);
                 }
+            }
+            let elided =
+                super::context::compact_tool_results(&mut self.history, TOOL_RESULT_BUDGET_CHARS);
+            if elided > 0 {
+                tracing::debug!(elided, "elided old tool results to fit the context");
             }
             let request = LlmRequest {
                 model: self.model.clone(),
