@@ -30,24 +30,8 @@ async fn run_hello(format: Format) {
     let llm = ScriptedLlm::start(format, hello_script()).await;
     let h = Harness::start(Some(&llm), &[]).await;
     let user = User::with_id("e2e-user");
-    let started = h
-        .engine
-        .sessions()
-        .start(
-            &user,
-            StartSession {
-                task: "Create hello.sh and run it".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let mut attachment = h
-        .engine
-        .sessions()
-        .attach(&user, &started.session_id, 0)
-        .await
-        .unwrap();
+    let started = h.start_task(&user, "Create hello.sh and run it").await;
+    let mut attachment = h.attach_from_start(&user, &started.session_id).await;
     let events = collect_until_done(&mut attachment.events, Duration::from_secs(120)).await;
     assert_gap_free(&events);
 
@@ -158,24 +142,8 @@ async fn stop_during_sleep_returns_within_two_seconds() {
     .await;
     let h = Harness::start(Some(&llm), &[]).await;
     let user = User::with_id("stopper");
-    let started = h
-        .engine
-        .sessions()
-        .start(
-            &user,
-            StartSession {
-                task: "sleep".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let mut attachment = h
-        .engine
-        .sessions()
-        .attach(&user, &started.session_id, 0)
-        .await
-        .unwrap();
+    let started = h.start_task(&user, "sleep").await;
+    let mut attachment = h.attach_from_start(&user, &started.session_id).await;
     // Wait for the command to start.
     loop {
         let e = attachment.events.next().await.unwrap().unwrap();
@@ -248,24 +216,8 @@ async fn llm_401_ends_the_run_after_one_request() {
     .await;
     let h = Harness::start(Some(&llm), &[]).await;
     let user = User::with_id("u401");
-    let started = h
-        .engine
-        .sessions()
-        .start(
-            &user,
-            StartSession {
-                task: "anything".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let mut attachment = h
-        .engine
-        .sessions()
-        .attach(&user, &started.session_id, 0)
-        .await
-        .unwrap();
+    let started = h.start_task(&user, "anything").await;
+    let mut attachment = h.attach_from_start(&user, &started.session_id).await;
     let events = collect_until_done(&mut attachment.events, Duration::from_secs(60)).await;
     assert!(matches!(
         events.last().unwrap().kind,
@@ -300,24 +252,8 @@ async fn llm_429_then_success_is_retried() {
     .await;
     let h = Harness::start(Some(&llm), &[]).await;
     let user = User::with_id("u429");
-    let started = h
-        .engine
-        .sessions()
-        .start(
-            &user,
-            StartSession {
-                task: "finish".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let mut attachment = h
-        .engine
-        .sessions()
-        .attach(&user, &started.session_id, 0)
-        .await
-        .unwrap();
+    let started = h.start_task(&user, "finish").await;
+    let mut attachment = h.attach_from_start(&user, &started.session_id).await;
     let events = collect_until_done(&mut attachment.events, Duration::from_secs(60)).await;
     assert!(matches!(
         events.last().unwrap().kind,
@@ -345,24 +281,8 @@ async fn shell_state_exit_codes_and_huge_output_reach_the_model_correctly() {
     .await;
     let h = Harness::start(Some(&llm), &[]).await;
     let user = User::with_id("shell-user");
-    let started = h
-        .engine
-        .sessions()
-        .start(
-            &user,
-            StartSession {
-                task: "shell".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let mut attachment = h
-        .engine
-        .sessions()
-        .attach(&user, &started.session_id, 0)
-        .await
-        .unwrap();
+    let started = h.start_task(&user, "shell").await;
+    let mut attachment = h.attach_from_start(&user, &started.session_id).await;
     let events = collect_until_done(&mut attachment.events, Duration::from_secs(120)).await;
     assert!(matches!(
         events.last().unwrap().kind,
@@ -444,24 +364,8 @@ async fn local_mode_is_clearly_labelled_and_works_without_docker_isolation() {
     .await;
     let h = Harness::start(Some(&llm), &[("SANDBOX_MODE", "local")]).await;
     let user = User::with_id("local-user");
-    let started = h
-        .engine
-        .sessions()
-        .start(
-            &user,
-            StartSession {
-                task: "local".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let mut attachment = h
-        .engine
-        .sessions()
-        .attach(&user, &started.session_id, 0)
-        .await
-        .unwrap();
+    let started = h.start_task(&user, "local").await;
+    let mut attachment = h.attach_from_start(&user, &started.session_id).await;
     let events = collect_until_done(&mut attachment.events, Duration::from_secs(60)).await;
     assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Progress { message } if message.contains("without a sandbox"))));
     let output = events
@@ -496,18 +400,7 @@ async fn destroy_right_after_start_ends_the_session_during_setup() {
     let llm = ScriptedLlm::start(Format::Anthropic, slow_script()).await;
     let h = Harness::start(Some(&llm), &[]).await;
     let user = User::with_id("early-destroy");
-    let started = h
-        .engine
-        .sessions()
-        .start(
-            &user,
-            StartSession {
-                task: "t".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let started = h.start_task(&user, "t").await;
     let t0 = Instant::now();
     h.engine
         .sessions()
@@ -536,28 +429,12 @@ async fn stop_right_after_start_is_honoured() {
     let llm = ScriptedLlm::start(Format::Anthropic, slow_script()).await;
     let h = Harness::start(Some(&llm), &[]).await;
     let user = User::with_id("early-stop");
-    let started = h
-        .engine
-        .sessions()
-        .start(
-            &user,
-            StartSession {
-                task: "t".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let started = h.start_task(&user, "t").await;
     h.engine
         .sessions()
         .stop(&user, &started.session_id)
         .unwrap();
-    let mut a = h
-        .engine
-        .sessions()
-        .attach(&user, &started.session_id, 0)
-        .await
-        .unwrap();
+    let mut a = h.attach_from_start(&user, &started.session_id).await;
     let events = collect_until_done(&mut a.events, Duration::from_secs(60)).await;
     assert!(matches!(
         events.last().unwrap().kind,
@@ -581,18 +458,7 @@ async fn deleting_the_chat_of_a_starting_session_ends_it() {
     let llm = ScriptedLlm::start(Format::Anthropic, slow_script()).await;
     let h = Harness::start(Some(&llm), &[]).await;
     let user = User::with_id("early-delete");
-    let started = h
-        .engine
-        .sessions()
-        .start(
-            &user,
-            StartSession {
-                task: "t".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let started = h.start_task(&user, "t").await;
     h.engine.delete_chat(&user, &started.chat_id).await.unwrap();
     let ended = tokio::time::timeout(
         Duration::from_secs(20),
@@ -611,18 +477,7 @@ async fn running_sessions_per_user_are_capped() {
     let llm = ScriptedLlm::start(Format::Anthropic, slow_script()).await;
     let h = Harness::start(Some(&llm), &[("LUCID_MAX_SESSIONS_PER_USER", "1")]).await;
     let user = User::with_id("capped");
-    let first = h
-        .engine
-        .sessions()
-        .start(
-            &user,
-            StartSession {
-                task: "one".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let first = h.start_task(&user, "one").await;
     let err = h
         .engine
         .sessions()
@@ -639,18 +494,7 @@ async fn running_sessions_per_user_are_capped() {
     assert!(err.message.contains("limit is 1"), "{}", err.message);
     // Another user is not affected.
     let other = User::with_id("not-capped");
-    let second = h
-        .engine
-        .sessions()
-        .start(
-            &other,
-            StartSession {
-                task: "three".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let second = h.start_task(&other, "three").await;
     h.engine
         .sessions()
         .destroy(&user, &first.session_id)

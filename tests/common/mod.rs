@@ -67,6 +67,40 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// Starts a session on `task` with every other option at its default.
+    pub async fn start_task(
+        &self,
+        user: &lucid_engine::User,
+        task: &str,
+    ) -> lucid_engine::sessions::StartedSession {
+        self.engine
+            .sessions()
+            .start(
+                user,
+                lucid_engine::sessions::StartSession {
+                    task: task.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Attaches to a session from its first event.
+    pub async fn attach_from_start(
+        &self,
+        user: &lucid_engine::User,
+        session_id: &str,
+    ) -> lucid_engine::sessions::Attachment {
+        self.engine
+            .sessions()
+            .attach(user, session_id, 0)
+            .await
+            .unwrap()
+    }
+}
+
 /// Reads events until a terminal status (completed / failed / stopped), with a time limit.
 pub async fn collect_until_done(events: &mut EventStream, limit: Duration) -> Vec<Event> {
     let mut out = Vec::new();
