@@ -176,6 +176,12 @@ fn prefixed_provider(model: &str) -> Option<&'static ProviderSpec> {
     })
 }
 
+/// Whether `provider` is usable from the configuration alone (no per-request key): the model
+/// it would use, or why not (`lucid doctor`). Same rules as [`resolve_provider`].
+pub fn configured_model(config: &Config, provider: &str) -> Result<String, LlmError> {
+    resolve_provider(config, Some(provider), None, None, reqwest::Client::new()).map(|m| m.model)
+}
+
 /// The model a request naming no provider and no model would use (`GET /` reports it);
 /// `"unknown"` when the default provider is not a known one.
 pub fn default_model_name(config: &Config) -> String {

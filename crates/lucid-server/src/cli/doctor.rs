@@ -105,23 +105,14 @@ pub async fn doctor() -> anyhow::Result<i32> {
     }
 
     println!("LLM providers");
-    let providers = [
-        (
-            "anthropic",
-            config.anthropic_api_key.is_some(),
-            "ANTHROPIC_API_KEY",
-        ),
-        ("google", config.google_api_key.is_some(), "GOOGLE_API_KEY"),
-        ("openai", config.llm_base_url.is_some(), "LLM_BASE_URL"),
-    ];
-    let generic = config.llm_api_key.is_some();
     let mut any = false;
-    for (name, key, env) in providers {
-        if key || (generic && name != "openai") {
-            any = true;
-            r.ok(&format!("{name} configured"));
-        } else {
-            println!("  -     {name} not configured ({env})");
+    for name in ["anthropic", "google", "openai"] {
+        match lucid_engine::llm::provider::configured_model(&config, name) {
+            Ok(model) => {
+                any = true;
+                r.ok(&format!("{name} configured (model {model})"));
+            }
+            Err(e) => println!("  -     {name}: {e}"),
         }
     }
     if !any {
