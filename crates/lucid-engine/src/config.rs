@@ -106,6 +106,9 @@ pub struct Config {
     pub port: u16,
     pub github_api_url: String,
     pub gitlab_url: String,
+    /// Hosts that user-supplied URLs may reach although they resolve to loopback, private or
+    /// link-local addresses (Supabase mode; `LUCID_ALLOWED_INTERNAL_HOSTS`, comma-separated).
+    pub allowed_internal_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -294,6 +297,14 @@ impl Config {
             port,
             github_api_url,
             gitlab_url,
+            allowed_internal_hosts: get("LUCID_ALLOWED_INTERNAL_HOSTS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|h| h.trim().to_string())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 

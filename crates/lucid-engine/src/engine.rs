@@ -74,6 +74,7 @@ pub struct Engine {
     integrations: Arc<Integrations>,
     sessions: Sessions,
     backend: Arc<SandboxBackend>,
+    pull_requests: crate::pull_request::PullRequests,
     /// Cached Docker availability for `GET /` (refreshed in the background).
     docker_up: Arc<Mutex<(bool, std::time::Instant)>>,
     /// Shared lock on `<data_dir>/engine.lock`, held while the engine lives.
@@ -177,6 +178,14 @@ impl Engine {
             workspace_base: config.workspace_base.clone(),
             live: Arc::new(Mutex::new(Default::default())),
         });
+        let pull_requests = crate::pull_request::PullRequests::new(
+            crate::git::Git::new(crate::git::GitOptions {
+                outbound: crate::outbound::OutboundPolicy::from_config(&config),
+                ..Default::default()
+            }),
+            config.data_dir.clone(),
+            config.is_local_mode(),
+        );
         Ok(Arc::new(Engine {
             config,
             auth,
@@ -184,6 +193,7 @@ impl Engine {
             chats,
             integrations,
             sessions: Sessions::new(deps),
+            pull_requests,
             backend,
             docker_up: Arc::new(Mutex::new((docker_up, std::time::Instant::now()))),
             _data_lock: data_lock,
@@ -226,7 +236,23 @@ impl Engine {
                 }
             }
         }
-        self.chats.delete(user, chat_id).await.map(|_| ())
+        let session_id = self
+            .store
+            .get_chat(user, chat_id)
+            .await?
+            .and_then(|c| c.agent_session_id);
+        self.chats.delete(user, chat_id).await?;
+        if let Some(private) =
+            session_id.and_then(|s| self.pull_requests.private_repo(user, &s).ok())
+        {
+            match std::fs::remove_dir_all(&private) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(error = %e, "could not remove a session's private repository");
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// The file tree of a session's workspace.
@@ -266,57 +292,48 @@ impl Engine {
         Ok(root)
     }
 
-    /// Opens a PR/MR. With `sessionId`, the session's changes are first committed on
-    /// `lucid/<short-id>` and pushed from the host with the stored token.
+    /// Opens a PR/MR. With `sessionId`, the session's work is first committed on
+    /// `lucid/<short-id>` in its host-private repository and pushed from there (see
+    /// [`crate::pull_request`]).
     pub async fn create_pr(
         &self,
         user: &User,
         provider: &str,
-        mut req: CreatePrRequest,
+        req: CreatePrRequest,
     ) -> EngineResult<CreatePrResponse> {
         let Some(session_id) = req.session_id.clone().filter(|s| !s.is_empty()) else {
             return self.integrations.create_pr(user, provider, req).await;
         };
         let workspace = self.existing_workspace(user, &session_id).await?;
-        let chat = self.store.chat_by_session(user, &session_id).await?;
-        // Push only to the repository the session was started on (the agent could have
-        // rewritten `origin` to send the token elsewhere).
-        let remote = chat
-            .and_then(|c| c.repo_url)
-            .or_else(|| Some(req.repo_url.trim().to_string()).filter(|u| !u.is_empty()))
-            .ok_or_else(|| {
-                EngineError::bad_request("The session has no repository: pass repoUrl.")
-            })?;
-        let creds = self
-            .integrations
-            .credentials(user, provider)
-            .await?
-            .ok_or_else(|| {
-                let p = provider.trim().to_ascii_lowercase();
-                EngineError::not_found(format!(
-                    "No {p} token saved. Add one via POST /api/v1/integrations first."
-                ))
-            })?;
-        if req.repo_url.trim().is_empty() {
-            req.repo_url = remote.clone();
+        if matches!(
+            self.sessions.status(user, &session_id),
+            Ok(crate::events::SessionStatus::Initializing)
+        ) {
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
+                "The session is still starting; open the pull request when it is ready.",
+            ));
         }
-        let branch = crate::git::branch_for_session(&session_id);
-        let identity = creds.git_identity();
-        let title = if req.title.trim().is_empty() {
-            "Changes by Lucid".to_string()
-        } else {
-            req.title.clone()
-        };
-        crate::git::commit_all(&workspace, &branch, &identity, &title).await?;
-        crate::git::push_branch(
-            &workspace,
-            &remote,
-            &branch,
-            Some(&creds.into_git_credentials()),
-        )
-        .await?;
-        req.branch = branch;
-        req.title = title;
+        let chat = self
+            .store
+            .chat_by_session(user, &session_id)
+            .await?
+            .ok_or_else(|| EngineError::not_found(format!("Session {session_id} not found.")))?;
+        let req = self
+            .pull_requests
+            .commit_and_push(
+                user,
+                provider,
+                crate::pull_request::SessionForPr {
+                    session_id: &session_id,
+                    workspace,
+                    chat,
+                },
+                req,
+                &self.integrations,
+                &self.backend,
+            )
+            .await?;
         self.integrations.create_pr(user, provider, req).await
     }
 

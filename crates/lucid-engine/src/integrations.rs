@@ -211,6 +211,8 @@ pub struct Integrations {
     cipher: TokenCipher,
     github_api_url: String,
     default_gitlab_url: String,
+    /// Where user-supplied URLs (a GitLab instance) may lead; see [`crate::outbound`].
+    outbound: crate::outbound::OutboundPolicy,
     http: Result<reqwest::Client, ForgeError>,
 }
 
@@ -225,7 +227,7 @@ struct StoredRow {
 impl Integrations {
     /// Builds the service with its own HTTP client (see [`forge::http_client`]).
     pub fn new(store: Arc<dyn Store>, config: &Config) -> Self {
-        let http = forge::http_client();
+        let http = forge::http_client_with(&crate::outbound::OutboundPolicy::from_config(config));
         if let Err(e) = &http {
             tracing::error!(error = %e, "forge HTTP client could not be built");
         }
@@ -248,6 +250,7 @@ impl Integrations {
             cipher: TokenCipher::new(config.encryption_key.as_deref()),
             github_api_url: config.github_api_url.trim_end_matches('/').to_string(),
             default_gitlab_url: config.gitlab_url.trim_end_matches('/').to_string(),
+            outbound: crate::outbound::OutboundPolicy::from_config(config),
             http,
         }
     }
@@ -276,6 +279,7 @@ impl Integrations {
             }
             Provider::Gitlab => {
                 let url = self.requested_gitlab_url(req.gitlab_url.as_deref())?;
+                self.check_outbound(&url).await?;
                 let user = self
                     .gitlab(&url)?
                     .current_user(token)
@@ -521,6 +525,44 @@ impl Integrations {
         }
     }
 
+    /// The credentials to push to `remote_url` for a pull request on `provider`: the user's
+    /// `provider` integration, and only if its host is the repository's host (the same
+    /// matching as for clones). A token is never sent to another host.
+    pub async fn credentials_for_push(
+        &self,
+        user: &User,
+        provider: &str,
+        remote_url: &str,
+    ) -> EngineResult<ForgeCredentials> {
+        let provider = parse_provider(provider)?;
+        let stored = self.load_row(user, provider).await?.ok_or_else(|| {
+            EngineError::not_found(format!(
+                "No {} token saved. Add one via POST /api/v1/integrations first.",
+                provider.as_str()
+            ))
+        })?;
+        let url = RepoUrl::parse(remote_url).map_err(|e| invalid_input("repoUrl", e))?;
+        let (score, expected) = match provider {
+            Provider::Github => (
+                github_host_score(&url, &self.github_api_url),
+                self.github_api_url.clone(),
+            ),
+            Provider::Gitlab => {
+                let instance = stored_gitlab_url(&stored)?.to_string();
+                (host_score(&url, &instance), instance)
+            }
+        };
+        if score == 0 {
+            return Err(EngineError::bad_request(format!(
+                "The repository's host {} does not belong to your {} integration ({expected}): \
+                 its token is only ever sent to its own host.",
+                url.host(),
+                provider.as_str()
+            )));
+        }
+        self.decrypt(&stored)
+    }
+
     // ---- helpers ----
 
     fn http(&self) -> EngineResult<reqwest::Client> {
@@ -535,7 +577,30 @@ impl Integrations {
     }
 
     fn gitlab(&self, instance_url: &str) -> EngineResult<GitlabClient> {
+        if let Ok(parsed) = url::Url::parse(instance_url) {
+            self.outbound
+                .check_url(&parsed)
+                .map_err(|e| EngineError::bad_request(format!("Invalid gitlabUrl: {e}")))?;
+        }
         GitlabClient::new(self.http()?, instance_url).map_err(|e| invalid_input("gitlabUrl", e))
+    }
+
+    /// Refuses a user-supplied URL whose host resolves only to internal addresses under a
+    /// restricted outbound policy, with a message that says so (the connection itself is
+    /// guarded too, see [`crate::outbound`]). Nothing is sent to the address.
+    async fn check_outbound(&self, raw: &str) -> EngineResult<()> {
+        if !self.outbound.is_restricted() {
+            return Ok(());
+        }
+        let parsed = url::Url::parse(raw)
+            .map_err(|_| EngineError::bad_request("Invalid gitlabUrl: not a valid URL"))?;
+        let host = parsed.host_str().unwrap_or_default();
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        self.outbound
+            .resolve(host, port)
+            .await
+            .map(|_| ())
+            .map_err(|e| EngineError::bad_request(format!("Invalid gitlabUrl: {e}")))
     }
 
     /// The GitLab instance URL of a save request (or the configured default), validated.

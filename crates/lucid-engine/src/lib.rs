@@ -16,6 +16,8 @@ pub mod forge;
 pub mod git;
 pub mod integrations;
 pub mod llm;
+pub mod outbound;
+mod pull_request;
 pub mod sandbox;
 pub mod sessions;
 pub mod store;

@@ -26,6 +26,22 @@ pub fn session_workspace(
     Ok(base.join(user_dir_name(user_id)).join(session_id))
 }
 
+/// The host-private git repository of a session: `<data_dir>/private-git/<user>/<session>.git`,
+/// outside every workspace (the sandbox never sees it; see [`crate::git`]).
+pub fn session_private_repo(
+    data_dir: &Path,
+    user_id: &str,
+    session_id: &str,
+) -> Result<PathBuf, EngineError> {
+    if !is_safe_id(session_id) {
+        return Err(EngineError::bad_request("Invalid session id."));
+    }
+    Ok(data_dir
+        .join("private-git")
+        .join(user_dir_name(user_id))
+        .join(format!("{session_id}.git")))
+}
+
 /// A directory name for a user id. Safe ids are used as they are; anything else (e-mail-like
 /// ids from other issuers) is hex-encoded so it can never contain a path separator.
 pub fn user_dir_name(user_id: &str) -> String {

@@ -209,7 +209,19 @@ pub(crate) fn normalize_base_url(what: &str, url: &str) -> Result<String, ForgeE
 /// Builds the HTTP client shared by the forge clients: 15 s timeout, `User-Agent: lucid`,
 /// redirects followed (at most 5) only when they stay on the same scheme, host and port.
 pub fn http_client() -> Result<reqwest::Client, ForgeError> {
-    reqwest::Client::builder()
+    http_client_with(&crate::outbound::OutboundPolicy::unrestricted())
+}
+
+/// [`http_client`] whose connections follow `policy` (names are resolved through it, so a
+/// restricted policy never connects to an internal address, also after a redirect).
+pub fn http_client_with(
+    policy: &crate::outbound::OutboundPolicy,
+) -> Result<reqwest::Client, ForgeError> {
+    let mut builder = reqwest::Client::builder();
+    if policy.is_restricted() {
+        builder = builder.dns_resolver(policy.resolver());
+    }
+    builder
         .user_agent("lucid")
         .timeout(REQUEST_TIMEOUT)
         .redirect(reqwest::redirect::Policy::custom(|attempt| {

@@ -1,5 +1,5 @@
-//! `Git::clone_repo`: clone into a fresh workspace directory, restoring the directory on any
-//! failure or cancellation.
+//! `Git::clone_repo`: clone into a fresh directory, restoring the directory on any failure or
+//! cancellation.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,20 @@ impl Git {
         creds: Option<&GitCredentials>,
         progress: impl Fn(String) + Send + Sync,
     ) -> Result<(), GitError> {
+        self.clone_inner(url, branch, dest, creds, &progress, false)
+            .await
+    }
+
+    /// [`Git::clone_repo`], optionally as a bare repository.
+    pub(super) async fn clone_inner(
+        &self,
+        url: &str,
+        branch: Option<&str>,
+        dest: &Path,
+        creds: Option<&GitCredentials>,
+        progress: ProgressFn<'_>,
+        bare: bool,
+    ) -> Result<(), GitError> {
         let repo = RepoUrl::parse(url)?;
         if let Some(branch) = branch {
             validate_branch_name(branch)?;
@@ -44,6 +58,14 @@ impl Git {
         let askpass = Askpass::create(&dest)?;
 
         let mut args: Vec<OsString> = vec!["clone".into(), "--progress".into()];
+        if bare {
+            args.push("--bare".into());
+        }
+        if repo.kind == RemoteKind::Local {
+            // Objects are copied, never hard-linked: a workspace must share no inode with
+            // the repository it was cloned from.
+            args.push("--no-hardlinks".into());
+        }
         if let Some(branch) = branch {
             args.push("--branch".into());
             args.push(branch.into());
@@ -51,6 +73,7 @@ impl Git {
         args.push("--".into());
         args.push(repo.clean.clone().into());
         args.push(dest.clone().into_os_string());
+        let config = self.network_config(&repo).await?;
         let inv = Invocation {
             operation: "clone",
             // A directory of our own, so git discovers no repository around its cwd.
@@ -63,10 +86,11 @@ impl Git {
             askpass: Some(&askpass),
             env: Vec::new(),
             stdin: None,
+            stdin_file: None,
+            config,
             timeout: self.options.network_timeout,
         };
-        tracing::info!(url = %repo.clean, branch = ?branch, dest = %dest.display(), "cloning repository");
-        let progress: ProgressFn<'_> = &progress;
+        tracing::info!(url = %repo.clean, branch = ?branch, dest = %dest.display(), bare, "cloning repository");
         let output = run(self.program(), inv, Some(progress)).await?;
         if !output.success() {
             return Err(failure("clone", &output, Some(&repo.clean)));
@@ -74,18 +98,56 @@ impl Git {
         guard.keep();
         Ok(())
     }
+
+    /// `-c` settings for a run that connects to `repo`: under a restricted outbound policy
+    /// the remote's host is resolved and checked here and the checked address pinned for
+    /// git's HTTP connections, and redirects are not followed (they could lead elsewhere).
+    pub(super) async fn network_config(&self, repo: &RepoUrl) -> Result<Vec<String>, GitError> {
+        let policy = &self.options.outbound;
+        if !policy.is_restricted() || repo.kind == RemoteKind::Local {
+            return Ok(Vec::new());
+        }
+        let parsed = url::Url::parse(&repo.clean).map_err(|_| GitError::InvalidUrl {
+            shown: repo.clean.clone(),
+            reason: "not a valid URL".into(),
+        })?;
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let host = parsed.host_str().unwrap_or_default().to_string();
+        let addrs = policy
+            .resolve(&host, port)
+            .await
+            .map_err(|e| GitError::InvalidUrl {
+                shown: repo.clean.clone(),
+                reason: e.to_string(),
+            })?;
+        let pinned: Vec<String> = addrs
+            .iter()
+            .map(|a| match a.ip() {
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                std::net::IpAddr::V4(v4) => v4.to_string(),
+            })
+            .collect();
+        let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+        Ok(vec![
+            format!(
+                "http.curloptResolve={bare_host}:{port}:{}",
+                pinned.join(",")
+            ),
+            "http.followRedirects=false".to_string(),
+        ])
+    }
 }
 
 /// Restores the clone destination on drop unless [`DestinationGuard::keep`] was called: a
 /// directory that did not exist is removed, one that existed (empty) is emptied again.
-struct DestinationGuard {
+pub(super) struct DestinationGuard {
     dest: PathBuf,
     existed: bool,
     armed: bool,
 }
 
 impl DestinationGuard {
-    fn prepare(dest: &Path) -> Result<Self, GitError> {
+    pub(super) fn prepare(dest: &Path) -> Result<Self, GitError> {
         let existed = match std::fs::symlink_metadata(dest) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(e) => return Err(GitError::io("cannot inspect the clone destination", e)),
@@ -106,7 +168,7 @@ impl DestinationGuard {
         })
     }
 
-    fn keep(&mut self) {
+    pub(super) fn keep(&mut self) {
         self.armed = false;
     }
 }

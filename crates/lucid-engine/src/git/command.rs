@@ -67,6 +67,10 @@ pub(crate) struct Invocation<'a> {
     pub(crate) askpass: Option<&'a Askpass>,
     pub(crate) env: Vec<(&'static str, String)>,
     pub(crate) stdin: Option<Vec<u8>>,
+    /// A file given to git as its standard input (instead of `stdin`).
+    pub(crate) stdin_file: Option<&'a Path>,
+    /// Further `-c key=value` settings of this run (after the hardening).
+    pub(crate) config: Vec<String>,
     pub(crate) timeout: Duration,
 }
 
@@ -89,6 +93,8 @@ impl<'a> Invocation<'a> {
             askpass: None,
             env: Vec::new(),
             stdin: None,
+            stdin_file: None,
+            config: Vec::new(),
             timeout,
         }
     }
@@ -148,6 +154,9 @@ pub(crate) fn build_command(program: &Path, inv: &Invocation<'_>) -> Command {
         cmd.arg("-c")
             .arg(format!("protocol.{}.allow=always", kind.protocol()));
     }
+    for setting in &inv.config {
+        cmd.arg("-c").arg(setting);
+    }
     if let Some(dir) = inv.safe_directory {
         let mut setting = OsString::from("safe.directory=");
         setting.push(dir.as_os_str());
@@ -175,6 +184,12 @@ pub(crate) async fn run(
 ) -> Result<GitOutput, GitError> {
     let secrets = inv.secrets();
     let mut cmd = build_command(program, &inv);
+    if let Some(path) = inv.stdin_file {
+        let file = std::fs::File::open(path).map_err(|e| {
+            GitError::io(format!("git {} could not read its input", inv.operation), e)
+        })?;
+        cmd.stdin(Stdio::from(file));
+    }
     tracing::debug!(operation = inv.operation, cwd = %inv.cwd.display(), "running git");
     let mut child = cmd.spawn().map_err(|e| {
         GitError::GitUnavailable(format!("could not start {}: {e}", program.display()))

@@ -25,16 +25,6 @@ pub enum GitError {
     /// Clone destination exists and is not an empty directory.
     #[error("clone destination {0} already exists and is not empty")]
     DestinationNotEmpty(PathBuf),
-    /// The workspace is not a git repository (no `.git` directory).
-    #[error("{0} is not a git repository")]
-    NotARepository(PathBuf),
-    /// The workspace's repository has settings that could make host-side git run commands or
-    /// read files outside the workspace; git is not run in it.
-    #[error("refusing to run git in this workspace: {0}")]
-    UnsafeRepository(String),
-    /// HEAD does not point at a branch.
-    #[error("the workspace is not on a branch (detached HEAD)")]
-    DetachedHead,
     /// The remote refused the credentials, or asked for credentials and none were given.
     #[error(
         "authentication failed for {url}: check that the token is valid and allows this operation"
@@ -61,6 +51,9 @@ pub enum GitError {
     /// The git program could not be started.
     #[error("git is not available: {0}")]
     GitUnavailable(String),
+    /// The workspace could not be read into a commit (too large, unreadable, changed).
+    #[error("cannot commit the workspace: {0}")]
+    Snapshot(String),
     /// A local file-system step failed.
     #[error("{context}: {source}")]
     Io {
@@ -84,11 +77,8 @@ impl GitError {
             GitError::InvalidUrl { .. }
             | GitError::InvalidBranch { .. }
             | GitError::InvalidInput(_) => ErrorKind::BadRequest,
-            GitError::DestinationNotEmpty(_)
-            | GitError::NotARepository(_)
-            | GitError::UnsafeRepository(_)
-            | GitError::DetachedHead
-            | GitError::PushRejected { .. } => ErrorKind::Conflict,
+            GitError::DestinationNotEmpty(_) | GitError::PushRejected { .. } => ErrorKind::Conflict,
+            GitError::Snapshot(_) => ErrorKind::Unprocessable,
             GitError::AuthenticationFailed { .. } => ErrorKind::Unprocessable,
             GitError::RemoteNotFound { .. } => ErrorKind::NotFound,
             GitError::CommandFailed { .. } | GitError::TimedOut { .. } => ErrorKind::Upstream,

@@ -1,18 +1,24 @@
-//! Host-side git: clone a repository into a session's workspace, commit the agent's work on a
-//! `lucid/<short-id>` branch and push it for a pull request.
+//! Host-side git: clone a session's repository, and commit and push the agent's work on a
+//! `lucid/<short-id>` branch for a pull request.
+//!
+//! The sandbox is hostile, its `.git` included, so git with a token never runs on a
+//! repository the sandbox controls. Each session has a host-private bare repository outside
+//! every workspace (module `private_repo`): the clone lands there first (with the token) and
+//! the workspace gets a local clone of it (without); a pull request commits a snapshot of the
+//! workspace's files, read through directory handles while the sandbox is frozen (module
+//! `snapshot`), into the private repository with `git fast-import`, and pushes from there.
 //!
 //! git runs on the host (never inside the sandbox) through `tokio::process`, each run with a
 //! clean environment, credential helpers, hooks and fsmonitor disabled, only the operation's
 //! transport allowed, its own process group and a timeout (module `command`). The token
 //! reaches git only through a private `GIT_ASKPASS` helper that answers only the operation's
 //! own origin, via environment variables of the git child process (module `askpass`) — never
-//! argv, never `.git/config` or any file in the workspace, never logs or error messages. URLs
-//! are validated before anything runs (accepted forms on [`Git::clone_repo`]); workspaces
-//! written by the agent are checked before git runs in them (module `repo_check`: `.git`
-//! must be a real directory whose config holds only inert settings).
+//! argv, never any `.git/config`, never logs or error messages. URLs are validated before
+//! anything runs (accepted forms on [`Git::clone_repo`]); under a restricted
+//! [`crate::outbound::OutboundPolicy`] the remote's address is checked and pinned.
 //!
 //! The free functions use [`Git::default`]; build a [`Git`] with [`GitOptions`] to change the
-//! git program or the timeouts.
+//! git program, the timeouts or the outbound policy.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -23,14 +29,15 @@ mod clone;
 mod command;
 mod commit;
 mod error;
-mod inspect;
-mod push;
+mod private_repo;
 mod refname;
-mod repo_check;
+mod snapshot;
 mod url;
 
 pub use error::GitError;
+pub use private_repo::{NoFreeze, WorkspaceFreeze};
 pub use refname::{branch_for_session, validate_branch_name};
+pub use snapshot::{SnapshotLimits, SnapshotStats};
 pub use url::{redact_url, TOKEN_ONLY_USERNAME};
 
 /// Credentials for an HTTPS remote: a username and a personal access token. `Debug` never
@@ -72,7 +79,7 @@ pub struct GitIdentity {
     pub email: String,
 }
 
-/// What [`Git::commit_all`] did.
+/// What [`Git::commit_workspace`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {
     /// A commit was made on `branch`.
@@ -90,6 +97,8 @@ pub struct GitOptions {
     pub network_timeout: Duration,
     /// Limit for local operations (add, commit, config).
     pub local_timeout: Duration,
+    /// Where git may connect (checked and pinned under a restricted policy).
+    pub outbound: crate::outbound::OutboundPolicy,
 }
 
 impl Default for GitOptions {
@@ -98,6 +107,7 @@ impl Default for GitOptions {
             program: PathBuf::from("git"),
             network_timeout: Duration::from_secs(10 * 60),
             local_timeout: Duration::from_secs(2 * 60),
+            outbound: crate::outbound::OutboundPolicy::unrestricted(),
         }
     }
 }
@@ -135,30 +145,6 @@ pub async fn clone_repo(
         .await
 }
 
-/// Commits everything in `workspace` on `branch` with [`Git::default`]; see [`Git::commit_all`].
-pub async fn commit_all(
-    workspace: &Path,
-    branch: &str,
-    identity: &GitIdentity,
-    message: &str,
-) -> Result<CommitOutcome, GitError> {
-    Git::default()
-        .commit_all(workspace, branch, identity, message)
-        .await
-}
-
-/// Pushes `branch` to `remote_url` with [`Git::default`]; see [`Git::push_branch`].
-pub async fn push_branch(
-    workspace: &Path,
-    remote_url: &str,
-    branch: &str,
-    creds: Option<&GitCredentials>,
-) -> Result<(), GitError> {
-    Git::default()
-        .push_branch(workspace, remote_url, branch, creds)
-        .await
-}
-
 /// Checks a repository URL before a session starts (the same rules as [`clone_repo`]).
 /// `allow_local` permits local paths and `file://` URLs: right for a single-user machine,
 /// wrong for a server whose users must not read the host's files.
@@ -186,16 +172,6 @@ pub fn split_clone_url(
 /// The username sent with a forge token over HTTPS (GitHub and GitLab accept it for PATs).
 pub fn default_username_for(_url: &str) -> &'static str {
     TOKEN_ONLY_USERNAME
-}
-
-/// The checked-out branch of `workspace`, with [`Git::default`].
-pub async fn current_branch(workspace: &Path) -> Result<String, GitError> {
-    Git::default().current_branch(workspace).await
-}
-
-/// The `origin` URL of `workspace` without userinfo, with [`Git::default`].
-pub async fn origin_url(workspace: &Path) -> Result<Option<String>, GitError> {
-    Git::default().origin_url(workspace).await
 }
 
 #[cfg(test)]

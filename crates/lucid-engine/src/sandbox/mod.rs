@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 pub mod docker;
+pub mod freeze;
 pub mod local;
 pub mod shell;
 

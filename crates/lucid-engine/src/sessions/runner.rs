@@ -176,9 +176,20 @@ async fn prepare(
         .await;
         let creds = clone_credentials(deps, session, url, plan.git_credentials.as_ref()).await;
         let (progress, forwarder) = progress_forwarder(session);
-        let cloned = crate::git::clone_repo(
+        let private = crate::workspace::session_private_repo(
+            &deps.config.data_dir,
+            &session.user.id,
+            &session.id,
+        )
+        .map_err(|e| e.message)?;
+        let cloned = crate::git::Git::new(crate::git::GitOptions {
+            outbound: crate::outbound::OutboundPolicy::from_config(&deps.config),
+            ..Default::default()
+        })
+        .clone_for_session(
             url,
             plan.branch.as_deref(),
+            &private,
             &session.workspace,
             creds.as_ref(),
             progress,
