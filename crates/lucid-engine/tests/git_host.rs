@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use lucid_engine::git::{
     branch_for_session, CommitOutcome, Git, GitCredentials, GitError, GitIdentity, GitOptions,
+    NoFreeze,
 };
 use lucid_testkit::git_server::{GitServer, SEED_AUTHOR_EMAIL};
 
@@ -149,7 +150,10 @@ async fn clone_with_token_checks_out_default_and_named_branch() {
         "hello\n"
     );
     assert!(!ws.join("BRANCH.txt").exists());
-    assert_eq!(git.current_branch(&ws).await.unwrap(), "main");
+    assert_eq!(
+        git_out(&ws, &["symbolic-ref", "--short", "HEAD"]).await,
+        "main"
+    );
     let lines = lines.lock().unwrap().clone();
     assert!(
         lines.iter().any(|l| l.starts_with("Cloning into")),
@@ -171,7 +175,10 @@ async fn clone_with_token_checks_out_default_and_named_branch() {
         std::fs::read_to_string(ws.join("BRANCH.txt")).unwrap(),
         "feature/x"
     );
-    assert_eq!(git.current_branch(&ws).await.unwrap(), "feature/x");
+    assert_eq!(
+        git_out(&ws, &["symbolic-ref", "--short", "HEAD"]).await,
+        "feature/x"
+    );
 
     // The server saw Basic auth with exactly these credentials.
     let requests = server.requests();
@@ -266,41 +273,76 @@ async fn clone_with_wrong_or_missing_token_fails_without_leaking_it() {
     assert!(!err.to_string().contains("wrong-token-77-secret"), "{err}");
 }
 
+/// A session's two repositories: the host-private bare one and the workspace.
+struct Session {
+    private: PathBuf,
+    ws: PathBuf,
+}
+
+async fn clone_session(git: &Git, url: &str, root: &Path, name: &str) -> Session {
+    let session = Session {
+        private: root.join(format!("{name}-private.git")),
+        ws: root.join(name),
+    };
+    git.clone_for_session(
+        url,
+        None,
+        &session.private,
+        &session.ws,
+        Some(&creds()),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    session
+}
+
+async fn commit(git: &Git, s: &Session, branch: &str, message: &str) -> CommitOutcome {
+    git.commit_workspace(&s.private, &s.ws, branch, &identity(), message, &NoFreeze)
+        .await
+        .unwrap()
+        .0
+}
+
 #[tokio::test]
 async fn token_never_lands_in_the_workspace() {
     let server = server_with_app().await;
     let tmp = tempfile::tempdir().unwrap();
     let git = Git::default();
-    let ws = tmp.path().join("ws");
+    let s = Session {
+        private: tmp.path().join("private.git"),
+        ws: tmp.path().join("ws"),
+    };
     // Credentials embedded in the URL are used, then dropped from it.
     let url = server
         .url_for("app")
         .replace("http://", &format!("http://{USER}:{TOKEN}@"));
-    git.clone_repo(&url, None, &ws, None, |_| {}).await.unwrap();
+    git.clone_for_session(&url, None, &s.private, &s.ws, None, |_| {})
+        .await
+        .unwrap();
     assert!(server.requests().iter().any(|r| r.authorized));
 
-    assert_token_absent(&ws);
-    let config = std::fs::read_to_string(ws.join(".git/config")).unwrap();
+    assert_token_absent(&s.ws);
+    let config = std::fs::read_to_string(s.ws.join(".git/config")).unwrap();
     assert!(!config.contains(TOKEN) && !config.contains(&format!("{USER}@")));
     assert_eq!(
-        git.origin_url(&ws).await.unwrap().as_deref(),
-        Some(server.url_for("app").as_str())
-    );
-    assert_eq!(
-        git_out(&ws, &["config", "remote.origin.url"]).await,
+        git_out(&s.ws, &["config", "remote.origin.url"]).await,
         server.url_for("app")
     );
+    // The workspace knows nothing of the private repository.
+    assert!(!config.contains(s.private.to_str().unwrap()), "{config}");
 
-    // Commit and push with the token: still nowhere in the workspace.
-    std::fs::write(ws.join("new.txt"), "new\n").unwrap();
+    // Commit and push with the token: nowhere in the workspace or the private repository.
+    std::fs::write(s.ws.join("new.txt"), "new\n").unwrap();
     let branch = branch_for_session("0d15ea5e-1234");
-    git.commit_all(&ws, &branch, &identity(), "Add new.txt")
+    commit(&git, &s, &branch, "Add new.txt").await;
+    git.push_private(&s.private, &server.url_for("app"), &branch, Some(&creds()))
         .await
         .unwrap();
-    git.push_branch(&ws, &server.url_for("app"), &branch, Some(&creds()))
-        .await
-        .unwrap();
-    assert_token_absent(&ws);
+    assert_token_absent(&s.ws);
+    for needle in [TOKEN.as_bytes(), b"very-secret".as_slice()] {
+        assert!(files_containing(&s.private, needle).is_empty());
+    }
     // No askpass helper was left behind in the temp directory's lucid-askpass-* dirs
     // that contains the token (the helper never holds it).
     for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
@@ -317,16 +359,11 @@ async fn token_is_never_in_the_argv_of_git_or_its_helpers() {
     let tmp = tempfile::tempdir().unwrap();
     let logging = LoggingGit::new();
     let git = logging.git();
-    let ws = tmp.path().join("ws");
-    git.clone_repo(&server.url_for("app"), None, &ws, Some(&creds()), |_| {})
-        .await
-        .unwrap();
-    std::fs::write(ws.join("README.md"), "changed\n").unwrap();
+    let s = clone_session(&git, &server.url_for("app"), tmp.path(), "ws").await;
+    std::fs::write(s.ws.join("README.md"), "changed\n").unwrap();
     let branch = branch_for_session("feedbeef99");
-    git.commit_all(&ws, &branch, &identity(), "Change README")
-        .await
-        .unwrap();
-    git.push_branch(&ws, &server.url_for("app"), &branch, Some(&creds()))
+    commit(&git, &s, &branch, "Change README").await;
+    git.push_private(&s.private, &server.url_for("app"), &branch, Some(&creds()))
         .await
         .unwrap();
 
@@ -335,6 +372,7 @@ async fn token_is_never_in_the_argv_of_git_or_its_helpers() {
     // The logs really captured the operations, the URL and git's helper processes.
     assert!(argv.lines().any(|l| l == "clone"), "{argv}");
     assert!(argv.lines().any(|l| l == "push"), "{argv}");
+    assert!(argv.lines().any(|l| l == "fast-import"), "{argv}");
     assert!(argv.lines().any(|l| l == "credential.helper="), "{argv}");
     assert!(argv.contains(&server.url_for("app")), "{argv}");
     assert!(trace.contains("remote-http"), "{trace}");
@@ -347,29 +385,35 @@ async fn token_is_never_in_the_argv_of_git_or_its_helpers() {
 }
 
 #[tokio::test]
-async fn commit_and_push_create_the_session_branch_with_the_right_author() {
+async fn commit_and_push_carry_files_deletions_modes_and_links_with_the_right_author() {
     let server = server_with_app().await;
     let tmp = tempfile::tempdir().unwrap();
     let git = Git::default();
-    let ws = tmp.path().join("ws");
-    git.clone_repo(&server.url_for("app"), None, &ws, Some(&creds()), |_| {})
-        .await
-        .unwrap();
+    let s = clone_session(&git, &server.url_for("app"), tmp.path(), "ws").await;
     let main_before = server.branch_sha("app", "main").await.unwrap().unwrap();
 
-    std::fs::write(ws.join("README.md"), "hello, changed\n").unwrap();
-    std::fs::create_dir_all(ws.join("docs")).unwrap();
-    std::fs::write(ws.join("docs/notes.md"), "# Notes\n").unwrap();
-    std::fs::remove_file(ws.join("src/main.rs")).unwrap();
+    std::fs::write(s.ws.join("README.md"), "hello, changed\n").unwrap();
+    std::fs::create_dir_all(s.ws.join("docs")).unwrap();
+    std::fs::write(s.ws.join("docs/notes.md"), "# Notes\n").unwrap();
+    std::fs::remove_file(s.ws.join("src/main.rs")).unwrap();
+    std::fs::write(s.ws.join("run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(
+        s.ws.join("run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("docs/notes.md", s.ws.join("notes-link")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", s.ws.join("abs-link")).unwrap();
+    // Ignored, untracked: left out like `git add -A` would.
+    std::fs::write(s.ws.join(".gitignore"), "*.tmp\n").unwrap();
+    std::fs::write(s.ws.join("scratch.tmp"), "scratch\n").unwrap();
+    // The agent's own commits and `.git` content are not what the PR is built from.
+    git_out(&s.ws, &["config", "user.name", "$(touch /tmp/x)"]).await;
 
     let branch = branch_for_session("3f2a9c1e-7b4d-4e2a-9f00-123456789abc");
     assert_eq!(branch, "lucid/3f2a9c1e");
     let message = "Update README and add notes\n\n# Kept: markdown heading";
-    let outcome = git
-        .commit_all(&ws, &branch, &identity(), message)
-        .await
-        .unwrap();
-    let sha = match outcome {
+    let sha = match commit(&git, &s, &branch, message).await {
         CommitOutcome::Committed { branch: b, sha } => {
             assert_eq!(b, branch);
             sha
@@ -377,9 +421,8 @@ async fn commit_and_push_create_the_session_branch_with_the_right_author() {
         other => panic!("expected a commit, got {other:?}"),
     };
     assert_eq!(sha.len(), 40);
-    assert_eq!(git.current_branch(&ws).await.unwrap(), branch);
 
-    git.push_branch(&ws, &server.url_for("app"), &branch, Some(&creds()))
+    git.push_private(&s.private, &server.url_for("app"), &branch, Some(&creds()))
         .await
         .unwrap();
     assert_eq!(
@@ -395,47 +438,66 @@ async fn commit_and_push_create_the_session_branch_with_the_right_author() {
     let meta = server
         .git_in_repo(
             "app",
-            &["log", "-1", "--format=%an|%ae|%cn|%ce|%B", &reference],
+            &["log", "-1", "--format=%an|%ae|%cn|%ce|%P|%B", &reference],
         )
         .await
         .unwrap();
     assert!(
-        meta.starts_with("Lucid Agent|agent@lucid.test|Lucid Agent|agent@lucid.test|"),
+        meta.starts_with(&format!(
+            "Lucid Agent|agent@lucid.test|Lucid Agent|agent@lucid.test|{main_before}|"
+        )),
         "{meta}"
     );
     assert!(meta.contains("# Kept: markdown heading"), "{meta}");
     assert!(!meta.contains(SEED_AUTHOR_EMAIL));
-    let files = server
-        .git_in_repo("app", &["ls-tree", "-r", "--name-only", &reference])
+    let tree = server
+        .git_in_repo("app", &["ls-tree", "-r", &reference])
         .await
         .unwrap();
-    let files: Vec<&str> = files.lines().collect();
-    assert_eq!(files, ["README.md", "docs/notes.md"]);
-    // Upstream is set to origin.
+    let entries: Vec<(String, String)> = tree
+        .lines()
+        .map(|l| {
+            let (meta, path) = l.split_once('\t').unwrap();
+            (
+                path.to_string(),
+                meta.split(' ').next().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expect = |path: &str, mode: &str| (path.to_string(), mode.to_string());
     assert_eq!(
-        git_out(&ws, &["config", &format!("branch.{branch}.remote")]).await,
-        "origin"
+        entries,
+        vec![
+            expect(".gitignore", "100644"),
+            expect("README.md", "100644"),
+            expect("abs-link", "120000"),
+            expect("docs/notes.md", "100644"),
+            expect("notes-link", "120000"),
+            expect("run.sh", "100755"),
+        ]
+    );
+    let link = server
+        .git_in_repo("app", &["cat-file", "-p", &format!("{reference}:abs-link")])
+        .await
+        .unwrap();
+    assert_eq!(
+        link, "/etc/passwd",
+        "links are stored as links, never followed"
     );
 
     // Nothing changed since: NothingToCommit, and the branch stays.
     assert_eq!(
-        git.commit_all(&ws, &branch, &identity(), "again")
-            .await
-            .unwrap(),
+        commit(&git, &s, &branch, "again").await,
         CommitOutcome::NothingToCommit {
             branch: branch.clone()
         }
     );
     // A further change goes on the same branch and pushes as a fast-forward.
-    std::fs::write(ws.join("more.txt"), "more\n").unwrap();
-    let CommitOutcome::Committed { sha: sha2, .. } = git
-        .commit_all(&ws, &branch, &identity(), "More")
-        .await
-        .unwrap()
-    else {
+    std::fs::write(s.ws.join("more.txt"), "more\n").unwrap();
+    let CommitOutcome::Committed { sha: sha2, .. } = commit(&git, &s, &branch, "More").await else {
         panic!("expected a commit");
     };
-    git.push_branch(&ws, &server.url_for("app"), &branch, Some(&creds()))
+    git.push_private(&s.private, &server.url_for("app"), &branch, Some(&creds()))
         .await
         .unwrap();
     assert_eq!(
@@ -449,40 +511,16 @@ async fn clean_workspace_reports_nothing_to_commit() {
     let server = server_with_app().await;
     let tmp = tempfile::tempdir().unwrap();
     let git = Git::default();
-    let ws = tmp.path().join("ws");
-    git.clone_repo(&server.url_for("app"), None, &ws, Some(&creds()), |_| {})
-        .await
-        .unwrap();
-    let head_before = git_out(&ws, &["rev-parse", "HEAD"]).await;
-    let outcome = git
-        .commit_all(&ws, "lucid/abcd1234", &identity(), "nothing")
-        .await
-        .unwrap();
+    let s = clone_session(&git, &server.url_for("app"), tmp.path(), "ws").await;
+    let head_before = git_out(&s.ws, &["rev-parse", "HEAD"]).await;
+    let outcome = commit(&git, &s, "lucid/abcd1234", "nothing").await;
     assert_eq!(
         outcome,
         CommitOutcome::NothingToCommit {
             branch: "lucid/abcd1234".into()
         }
     );
-    assert_eq!(git_out(&ws, &["rev-parse", "HEAD"]).await, head_before);
-
-    // A brand-new repository without commits is also "nothing to commit".
-    let fresh = tmp.path().join("fresh");
-    std::fs::create_dir(&fresh).unwrap();
-    git_out(&fresh, &["init", "--quiet"]).await;
-    assert!(matches!(
-        git.commit_all(&fresh, "lucid/x", &identity(), "m")
-            .await
-            .unwrap(),
-        CommitOutcome::NothingToCommit { .. }
-    ));
-    std::fs::write(fresh.join("a.txt"), "a\n").unwrap();
-    assert!(matches!(
-        git.commit_all(&fresh, "lucid/x", &identity(), "first")
-            .await
-            .unwrap(),
-        CommitOutcome::Committed { .. }
-    ));
+    assert_eq!(git_out(&s.ws, &["rev-parse", "HEAD"]).await, head_before);
 }
 
 #[tokio::test]
@@ -516,7 +554,7 @@ async fn rejected_urls_and_branches_never_run_git() {
         assert!(!err.to_string().contains("tok@"), "{err}");
         assert!(!dest.exists());
         let err = git
-            .push_branch(tmp.path(), url, "main", Some(&creds()))
+            .push_private(tmp.path(), url, "main", Some(&creds()))
             .await
             .unwrap_err();
         assert!(matches!(err, GitError::InvalidUrl { .. }), "{url}: {err}");
@@ -542,23 +580,25 @@ async fn rejected_urls_and_branches_never_run_git() {
 }
 
 #[tokio::test]
-async fn workspace_hooks_and_dangerous_config_never_run_on_the_host() {
+async fn nothing_in_the_workspace_git_takes_part_in_host_side_git() {
     let server = server_with_app().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let git = Git::default();
-    let ws = tmp.path().join("ws");
-    git.clone_repo(&server.url_for("app"), None, &ws, Some(&creds()), |_| {})
+    server
+        .create_repo("decoy", &[("a", "a")], &[])
         .await
         .unwrap();
-    let marker = tmp.path().join("hook-ran");
+    let tmp = tempfile::tempdir().unwrap();
+    let git = Git::default();
+    let s = clone_session(&git, &server.url_for("app"), tmp.path(), "ws").await;
+    let marker = tmp.path().join("ran");
     for hook in [
         "pre-commit",
         "commit-msg",
         "post-commit",
         "pre-push",
         "reference-transaction",
+        "post-checkout",
     ] {
-        let path = ws.join(".git/hooks").join(hook);
+        let path = s.ws.join(".git/hooks").join(hook);
         std::fs::write(
             &path,
             format!("#!/bin/sh\necho {hook} >> '{}'\n", marker.display()),
@@ -567,102 +607,73 @@ async fn workspace_hooks_and_dangerous_config_never_run_on_the_host() {
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
     }
-    std::fs::write(ws.join("x.txt"), "x\n").unwrap();
-    git.commit_all(&ws, "lucid/hooks", &identity(), "x")
-        .await
-        .unwrap();
-    git.push_branch(&ws, &server.url_for("app"), "lucid/hooks", Some(&creds()))
-        .await
-        .unwrap();
-    assert!(!marker.exists(), "a workspace hook ran on the host");
-
-    // Config that would run commands or redirect the push: refused before git runs in it.
-    let dangerous = [
-        ("core.fsmonitor", format!("touch {}", marker.display())),
-        ("filter.x.clean", format!("touch {}", marker.display())),
-        ("url.http://127.0.0.1:9/.insteadOf", server.base_url()),
-        (
-            "remote.origin.pushurl",
-            "http://127.0.0.1:9/evil.git".to_string(),
-        ),
-        ("core.worktree", "/".to_string()),
-    ];
-    for (key, value) in &dangerous {
-        git_out(&ws, &["config", key, value]).await;
-        std::fs::write(ws.join("y.txt"), key).unwrap();
-        let err = git
-            .commit_all(&ws, "lucid/hooks", &identity(), "y")
-            .await
-            .unwrap_err();
-        assert!(matches!(err, GitError::UnsafeRepository(_)), "{key}: {err}");
-        let err = git
-            .push_branch(&ws, &server.url_for("app"), "lucid/hooks", Some(&creds()))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, GitError::UnsafeRepository(_)), "{key}: {err}");
-        git_out(&ws, &["config", "--unset-all", key]).await;
-    }
-    assert!(!marker.exists());
-
-    // A `.git` file pointing elsewhere is refused too.
-    let other = tmp.path().join("other");
-    std::fs::create_dir(&other).unwrap();
-    std::fs::write(
-        other.join(".git"),
-        format!("gitdir: {}\n", ws.join(".git").display()),
-    )
-    .unwrap();
-    assert!(matches!(
-        git.commit_all(&other, "lucid/x", &identity(), "m").await,
-        Err(GitError::UnsafeRepository(_))
-    ));
-    assert!(matches!(
-        git.current_branch(&tmp.path().join("missing")).await,
-        Err(GitError::NotARepository(_))
-    ));
-}
-
-#[tokio::test]
-async fn push_goes_to_the_session_remote_even_if_origin_was_changed() {
-    let server = server_with_app().await;
-    server
-        .create_repo("decoy", &[("a", "a")], &[])
-        .await
-        .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let git = Git::default();
-    let ws = tmp.path().join("ws");
-    git.clone_repo(&server.url_for("app"), None, &ws, Some(&creds()), |_| {})
-        .await
-        .unwrap();
-    // The agent points origin elsewhere.
+    // Config that would run commands or redirect the push, a clean filter for every file, a
+    // reflog that points outside, and an origin pointing at a decoy.
     let decoy = server.bare_path("decoy");
     git_out(
-        &ws,
+        &s.ws,
         &["remote", "set-url", "origin", decoy.to_str().unwrap()],
     )
     .await;
-    std::fs::write(ws.join("z.txt"), "z\n").unwrap();
-    git.commit_all(&ws, "lucid/target", &identity(), "z")
-        .await
-        .unwrap();
-    git.push_branch(&ws, &server.url_for("app"), "lucid/target", Some(&creds()))
-        .await
-        .unwrap();
-    assert!(server
-        .branch_sha("app", "lucid/target")
-        .await
-        .unwrap()
-        .is_some());
+    let touch = format!("touch {}", marker.display());
+    for (key, value) in [
+        ("core.fsmonitor", touch.as_str()),
+        ("filter.x.clean", touch.as_str()),
+        ("filter.x.process", touch.as_str()),
+        ("core.pager", touch.as_str()),
+        (
+            "url.http://127.0.0.1:9/.insteadOf",
+            server.base_url().as_str(),
+        ),
+        ("remote.origin.pushurl", "http://127.0.0.1:9/evil.git"),
+        ("http.proxy", "http://127.0.0.1:9"),
+        ("core.worktree", "/"),
+        ("include.path", "/etc/passwd"),
+    ] {
+        git_out(&s.ws, &["config", key, value]).await;
+    }
+    std::fs::write(s.ws.join(".gitattributes"), "* filter=x\n").unwrap();
+    let outside = tmp.path().join("outside-log");
+    std::fs::write(&outside, "untouched\n").unwrap();
+    std::fs::remove_file(s.ws.join(".git/logs/HEAD")).unwrap();
+    std::os::unix::fs::symlink(&outside, s.ws.join(".git/logs/HEAD")).unwrap();
+    std::fs::write(s.ws.join("x.txt"), "x\n").unwrap();
+
+    let CommitOutcome::Committed { sha, .. } = commit(&git, &s, "lucid/target", "x").await else {
+        panic!("expected a commit");
+    };
+    git.push_private(
+        &s.private,
+        &server.url_for("app"),
+        "lucid/target",
+        Some(&creds()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        !marker.exists(),
+        "something from the workspace ran on the host"
+    );
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "untouched\n");
+    assert_eq!(
+        server
+            .branch_sha("app", "lucid/target")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(sha.as_str())
+    );
     assert!(server
         .branch_sha("decoy", "lucid/target")
         .await
         .unwrap()
         .is_none());
-    assert_eq!(
-        git.origin_url(&ws).await.unwrap().as_deref(),
-        Some(server.url_for("app").as_str())
-    );
+    // The file content went in unfiltered.
+    let content = server
+        .git_in_repo("app", &["cat-file", "-p", "lucid/target:x.txt"])
+        .await
+        .unwrap();
+    assert_eq!(content.trim_end(), "x");
 }
 
 #[tokio::test]
@@ -670,20 +681,15 @@ async fn diverged_push_is_rejected_clearly() {
     let server = server_with_app().await;
     let tmp = tempfile::tempdir().unwrap();
     let git = Git::default();
-    let mut workspaces = Vec::new();
+    let mut sessions = Vec::new();
     for name in ["one", "two"] {
-        let ws = tmp.path().join(name);
-        git.clone_repo(&server.url_for("app"), None, &ws, Some(&creds()), |_| {})
-            .await
-            .unwrap();
-        std::fs::write(ws.join("who.txt"), name).unwrap();
-        git.commit_all(&ws, "lucid/same", &identity(), name)
-            .await
-            .unwrap();
-        workspaces.push(ws);
+        let s = clone_session(&git, &server.url_for("app"), tmp.path(), name).await;
+        std::fs::write(s.ws.join("who.txt"), name).unwrap();
+        commit(&git, &s, "lucid/same", name).await;
+        sessions.push(s);
     }
-    git.push_branch(
-        &workspaces[0],
+    git.push_private(
+        &sessions[0].private,
         &server.url_for("app"),
         "lucid/same",
         Some(&creds()),
@@ -691,8 +697,8 @@ async fn diverged_push_is_rejected_clearly() {
     .await
     .unwrap();
     let err = git
-        .push_branch(
-            &workspaces[1],
+        .push_private(
+            &sessions[1].private,
             &server.url_for("app"),
             "lucid/same",
             Some(&creds()),
@@ -701,10 +707,10 @@ async fn diverged_push_is_rejected_clearly() {
         .unwrap_err();
     assert!(matches!(err, GitError::PushRejected { .. }), "{err}");
     assert!(!err.to_string().contains(TOKEN));
-    // Pushing a branch that does not exist locally is a clear input error.
+    // Pushing a branch that was never committed is a clear input error.
     let err = git
-        .push_branch(
-            &workspaces[1],
+        .push_private(
+            &sessions[1].private,
             &server.url_for("app"),
             "lucid/none",
             Some(&creds()),
