@@ -247,6 +247,7 @@ impl Git {
     ) -> Result<(), GitError> {
         validate_branch_name(branch)?;
         let repo = RepoUrl::parse(remote_url)?;
+        let config = self.network_config(&repo).await?;
         let credentials = match repo.kind {
             RemoteKind::Local => None,
             _ => creds.cloned().or_else(|| repo.embedded.clone()),
@@ -273,7 +274,6 @@ impl Git {
         .iter()
         .map(OsString::from)
         .collect();
-        let config = self.network_config(&repo).await?;
         let inv = Invocation {
             operation: "push",
             cwd: private,
