@@ -1,5 +1,106 @@
-//! Lucid desktop shell (Tauri 2). The shell is a thin adapter over [`lucid_engine`]; its
-//! commands, channels, deep links and keyring integration arrive with the desktop issue.
-//! Until then this package hosts the product's end-to-end tests (`tests/`).
+//! Lucid desktop app: a Tauri 2 shell with the engine in-process. This file is the composition
+//! root: plugins, the shell's state, the commands and the app's lifecycle. The shell is a thin
+//! adapter (see `commands/`): every command is one engine call, and the window shows the same
+//! UI (`ui/`) that `lucid serve` gives browsers, talking over Tauri IPC instead of HTTP.
+
+pub mod commands;
+pub mod error;
+pub mod http_api;
+pub mod secrets;
+pub mod settings;
+pub mod state;
 
 pub use lucid_engine as engine;
+
+use tauri::Manager;
+
+use crate::secrets::Secrets;
+use crate::state::{Shell, ShellPaths};
+
+/// Every command of the app, for the builder (and for tests on Tauri's mock runtime).
+pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync + 'static
+{
+    tauri::generate_handler![
+        commands::status::service_info,
+        commands::sessions::start_session,
+        commands::sessions::list_sessions,
+        commands::sessions::get_session,
+        commands::sessions::follow_up,
+        commands::sessions::stop_session,
+        commands::sessions::subscribe_session,
+        commands::sessions::unsubscribe,
+        commands::chats::list_chats,
+        commands::chats::get_chat,
+        commands::chats::rename_chat,
+        commands::chats::delete_chat,
+        commands::files::list_files,
+        commands::files::read_file,
+        commands::integrations::list_integrations,
+        commands::integrations::save_integration,
+        commands::integrations::delete_integration,
+        commands::integrations::list_repos,
+        commands::integrations::list_branches,
+        commands::integrations::create_pr,
+        commands::settings::get_settings,
+        commands::settings::save_settings,
+        commands::settings::set_provider_key,
+    ]
+}
+
+/// Runs the desktop app until it quits.
+pub fn run() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,lucid_engine=info".into()),
+        )
+        .try_init();
+
+    let app = tauri::Builder::default()
+        // First, so a second launch hands over to this one before anything else starts.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            if let Some(window) = app.get_webview_window("main") {
+                let _ = window.unminimize();
+                let _ = window.show();
+                let _ = window.set_focus();
+            }
+        }))
+        .plugin(tauri_plugin_opener::init())
+        .setup(|app| {
+            let paths = ShellPaths {
+                data_dir: app.path().app_data_dir()?,
+                settings_file: app.path().app_config_dir()?.join("settings.json"),
+            };
+            let secrets = Secrets::open_platform_store()?;
+            let shell = tauri::async_runtime::block_on(Shell::start(paths, secrets, |name| {
+                std::env::var(name).ok()
+            }))?;
+            let settings = shell.settings();
+            if settings.http_api.enabled {
+                if let Err(e) = tauri::async_runtime::block_on(
+                    commands::settings::apply_http_api(&shell, &settings),
+                ) {
+                    tracing::warn!(error = %e, "the HTTP API could not be started");
+                }
+            }
+            app.manage(shell);
+            Ok(())
+        })
+        .invoke_handler(handler())
+        .build(tauri::generate_context!())
+        .expect("the Lucid window could not be created");
+
+    app.run(|handle, event| {
+        if let tauri::RunEvent::Exit = event {
+            // Stop every session and remove its container before the process ends.
+            if let Some(shell) = handle.try_state::<Shell>() {
+                tauri::async_runtime::block_on(async {
+                    if let Some(api) = shell.http_api.lock().await.take() {
+                        api.stop().await;
+                    }
+                    shell.engine.shutdown().await;
+                });
+            }
+        }
+    });
+}

@@ -1,0 +1,40 @@
+//! History: the user's chats.
+
+use lucid_engine::chats::ChatDetail;
+use lucid_engine::store::ChatSession;
+use tauri::State;
+
+use crate::error::CommandResult;
+use crate::state::Shell;
+
+#[tauri::command]
+pub async fn list_chats(
+    shell: State<'_, Shell>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+) -> CommandResult<Vec<ChatSession>> {
+    Ok(shell.engine.chats().list(&shell.user, limit, offset).await?)
+}
+
+#[tauri::command]
+pub async fn get_chat(shell: State<'_, Shell>, chat_id: String) -> CommandResult<ChatDetail> {
+    Ok(shell.engine.chats().get(&shell.user, &chat_id).await?)
+}
+
+#[tauri::command]
+pub async fn rename_chat(
+    shell: State<'_, Shell>,
+    chat_id: String,
+    title: String,
+) -> CommandResult<String> {
+    Ok(shell
+        .engine
+        .chats()
+        .rename(&shell.user, &chat_id, Some(&title))
+        .await?)
+}
+
+#[tauri::command]
+pub async fn delete_chat(shell: State<'_, Shell>, chat_id: String) -> CommandResult<()> {
+    Ok(shell.engine.delete_chat(&shell.user, &chat_id).await?)
+}

@@ -1,0 +1,24 @@
+//! The files of a session's workspace.
+
+use lucid_engine::files::{FileContent, FileTree};
+use tauri::State;
+
+use crate::error::CommandResult;
+use crate::state::Shell;
+
+#[tauri::command]
+pub async fn list_files(shell: State<'_, Shell>, session_id: String) -> CommandResult<FileTree> {
+    Ok(shell.engine.list_files(&shell.user, &session_id).await?)
+}
+
+#[tauri::command]
+pub async fn read_file(
+    shell: State<'_, Shell>,
+    session_id: String,
+    path: String,
+) -> CommandResult<FileContent> {
+    Ok(shell
+        .engine
+        .read_file(&shell.user, &session_id, &path)
+        .await?)
+}

@@ -1,0 +1,130 @@
+//! Sessions: start, follow up, stop, list, and their events through a channel.
+
+use lucid_engine::sessions::{Attachment, SessionSummary, StartSession, StartedSession};
+use serde_json::{json, Value};
+use tauri::ipc::Channel;
+use tauri::State;
+
+use crate::error::CommandResult;
+use crate::state::Shell;
+
+#[tauri::command]
+pub async fn start_session(
+    shell: State<'_, Shell>,
+    req: StartSession,
+) -> CommandResult<StartedSession> {
+    let req = with_app_defaults(&shell, req)?;
+    Ok(shell.engine.sessions().start(&shell.user, req).await?)
+}
+
+#[tauri::command]
+pub async fn list_sessions(shell: State<'_, Shell>) -> CommandResult<Vec<SessionSummary>> {
+    Ok(shell.engine.sessions().list(&shell.user))
+}
+
+#[tauri::command]
+pub async fn get_session(
+    shell: State<'_, Shell>,
+    session_id: String,
+) -> CommandResult<SessionSummary> {
+    Ok(shell.engine.sessions().get(&shell.user, &session_id).await?)
+}
+
+#[tauri::command]
+pub async fn follow_up(
+    shell: State<'_, Shell>,
+    session_id: String,
+    content: String,
+) -> CommandResult<()> {
+    Ok(shell
+        .engine
+        .sessions()
+        .follow_up(&shell.user, &session_id, &content)?)
+}
+
+#[tauri::command]
+pub async fn stop_session(shell: State<'_, Shell>, session_id: String) -> CommandResult<()> {
+    Ok(shell.engine.sessions().stop(&shell.user, &session_id)?)
+}
+
+/// Streams the session's events after `since` (replayed from the log, then live) to
+/// `on_event`, each in the WebSocket's `agent_event`/`status` wire form with its `seq`, then
+/// `{"type":"end"}` when the session's log ends. Returns an id for [`unsubscribe`]. A window
+/// reload simply subscribes again from its last `seq`.
+#[tauri::command]
+pub async fn subscribe_session(
+    shell: State<'_, Shell>,
+    session_id: String,
+    since: u64,
+    on_event: Channel<Value>,
+) -> CommandResult<u64> {
+    let attachment = shell
+        .engine
+        .sessions()
+        .attach(&shell.user, &session_id, since)
+        .await?;
+    let task = tokio::spawn(forward_events(attachment, move |v| {
+        on_event.send(v).is_ok()
+    }));
+    Ok(shell.add_subscription(task.abort_handle()))
+}
+
+#[tauri::command]
+pub async fn unsubscribe(shell: State<'_, Shell>, subscription: u64) -> CommandResult<bool> {
+    Ok(shell.end_subscription(subscription))
+}
+
+/// Sends every event of `attachment` to `send` until the log ends or `send` says the
+/// receiver is gone. The attachment (and its "client attached" guard) lives as long as this.
+pub async fn forward_events(mut attachment: Attachment, send: impl Fn(Value) -> bool) {
+    loop {
+        match attachment.events.next().await {
+            Ok(Some(event)) => {
+                if !send(event.to_wire()) {
+                    break;
+                }
+            }
+            Ok(None) => {
+                send(json!({"type": "end"}));
+                break;
+            }
+            Err(e) => {
+                send(json!({"type": "error", "message": e.message}));
+                break;
+            }
+        }
+    }
+    drop(attachment.guard);
+}
+
+/// Fills what the request leaves open from the app's settings: the provider and model, and
+/// the provider's key from the credential store (keys set in Settings apply at once).
+fn with_app_defaults(shell: &Shell, mut req: StartSession) -> CommandResult<StartSession> {
+    let settings = shell.settings();
+    let requested = req
+        .model_provider
+        .clone()
+        .filter(|p| !p.trim().is_empty());
+    let provider = requested
+        .clone()
+        .or_else(|| settings.default_provider.clone())
+        .unwrap_or_else(|| shell.engine.config().default_provider.clone());
+    if requested.is_none() {
+        req.model_provider = Some(provider.clone());
+        if req.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
+            req.model = settings.default_model.clone();
+        }
+    }
+    if req.api_key.as_deref().is_none_or(|k| k.trim().is_empty()) {
+        if let Ok(spec) = lucid_engine::llm::provider::provider_spec(&provider) {
+            req.api_key = shell
+                .secrets
+                .get(spec.key_env)
+                .map_err(|e| crate::error::CommandError::new(
+                    lucid_engine::ErrorKind::Unavailable,
+                    e.to_string(),
+                ))?;
+        }
+    }
+    Ok(req)
+}

@@ -1,0 +1,126 @@
+//! The shell's state, built once at start-up and managed by Tauri: the engine (in-process),
+//! the local user the app acts as, settings, secrets, the optional HTTP API and the live
+//! event subscriptions of the window.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use lucid_engine::{Config, Engine, User};
+
+use crate::http_api::RunningApi;
+use crate::secrets::Secrets;
+use crate::settings::{Settings, ENCRYPTION_KEY, JWT_SECRET, PROVIDER_KEYS};
+
+/// Where the app keeps its files.
+#[derive(Debug, Clone)]
+pub struct ShellPaths {
+    /// The engine's data directory (store, workspaces, private repositories).
+    pub data_dir: PathBuf,
+    /// `settings.json`.
+    pub settings_file: PathBuf,
+}
+
+pub struct Shell {
+    pub engine: Arc<Engine>,
+    /// Local mode: the app is the machine's one user, no sign-in. (Supabase sign-in will set
+    /// the signed-in user here.)
+    pub user: User,
+    pub secrets: Secrets,
+    pub paths: ShellPaths,
+    /// The settings as saved.
+    pub settings: Mutex<Settings>,
+    /// The settings the engine was built with.
+    pub applied: Settings,
+    pub http_api: tokio::sync::Mutex<Option<RunningApi>>,
+    subscriptions: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
+    next_subscription: AtomicU64,
+}
+
+impl Shell {
+    /// Loads the settings, builds the engine's configuration from them, the secrets and the
+    /// environment (`env`), and starts the engine.
+    pub async fn start(
+        paths: ShellPaths,
+        secrets: Secrets,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Shell, String> {
+        let settings = Settings::load(&paths.settings_file).map_err(|e| e.to_string())?;
+        let config = engine_config(&settings, &secrets, &paths, env)?;
+        let user = User::with_id(lucid_engine::engine::LOCAL_USER_ID);
+        let engine = Engine::start(config).await.map_err(|e| e.message)?;
+        Ok(Shell {
+            engine,
+            user,
+            secrets,
+            paths,
+            applied: settings.clone(),
+            settings: Mutex::new(settings),
+            http_api: tokio::sync::Mutex::new(None),
+            subscriptions: Mutex::new(HashMap::new()),
+            next_subscription: AtomicU64::new(1),
+        })
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings.lock().expect("settings poisoned").clone()
+    }
+
+    /// Remembers a subscription task so that it can be ended; returns its id.
+    pub fn add_subscription(&self, task: tokio::task::AbortHandle) -> u64 {
+        let id = self.next_subscription.fetch_add(1, Ordering::Relaxed);
+        let mut subs = self.subscriptions.lock().expect("subscriptions poisoned");
+        subs.retain(|_, t| !t.is_finished());
+        subs.insert(id, task);
+        id
+    }
+
+    pub fn end_subscription(&self, id: u64) -> bool {
+        match self
+            .subscriptions
+            .lock()
+            .expect("subscriptions poisoned")
+            .remove(&id)
+        {
+            Some(task) => {
+                task.abort();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The engine configuration of the app: settings first, then the environment; provider keys
+/// from the environment or the credential store; the token encryption key and the local JWT
+/// secret from the environment or the credential store (generated there on first run).
+pub fn engine_config(
+    settings: &Settings,
+    secrets: &Secrets,
+    paths: &ShellPaths,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, String> {
+    let mut stored: HashMap<&str, String> = HashMap::new();
+    for (_, var) in PROVIDER_KEYS {
+        if let Some(value) = secrets.get(var).map_err(|e| e.to_string())? {
+            stored.insert(var, value);
+        }
+    }
+    for var in [ENCRYPTION_KEY, JWT_SECRET] {
+        if env(var).is_none() {
+            stored.insert(var, secrets.get_or_generate(var).map_err(|e| e.to_string())?);
+        }
+    }
+    let data_dir = paths.data_dir.display().to_string();
+    Config::from_lookup(|name| {
+        if name == "LUCID_DATA_DIR" {
+            return env(name).or_else(|| Some(data_dir.clone()));
+        }
+        settings
+            .engine_var(name)
+            .or_else(|| env(name))
+            .or_else(|| stored.get(name).cloned())
+    })
+    .map_err(|e| e.to_string())
+}
