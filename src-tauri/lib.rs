@@ -77,9 +77,9 @@ pub fn run() {
             }))?;
             let settings = shell.settings();
             if settings.http_api.enabled {
-                if let Err(e) = tauri::async_runtime::block_on(
-                    commands::settings::apply_http_api(&shell, &settings),
-                ) {
+                if let Err(e) = tauri::async_runtime::block_on(commands::settings::apply_http_api(
+                    &shell, &settings,
+                )) {
                     tracing::warn!(error = %e, "the HTTP API could not be started");
                 }
             }

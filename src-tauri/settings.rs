@@ -122,7 +122,10 @@ impl Settings {
             "DOCKER_NETWORK" => &self.docker_network,
             _ => return None,
         };
-        value.as_ref().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+        value
+            .as_ref()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
     }
 
     /// Whether going from `self` to `new` changes something the running engine was built
@@ -159,12 +162,18 @@ mod tests {
         s.http_api.enabled = true;
         s.save(&path).unwrap();
         assert_eq!(Settings::load(&path).unwrap(), s);
-        assert_eq!(s.engine_var("SANDBOX_IMAGE").as_deref(), Some("python:3.12"));
+        assert_eq!(
+            s.engine_var("SANDBOX_IMAGE").as_deref(),
+            Some("python:3.12")
+        );
         assert_eq!(s.engine_var("LLM_MODEL"), None);
 
         let mut changed = s.clone();
         changed.default_model = Some("gemini-2.5-pro".into());
-        assert!(!s.needs_restart_for(&changed), "models apply to new sessions at once");
+        assert!(
+            !s.needs_restart_for(&changed),
+            "models apply to new sessions at once"
+        );
         changed.docker_network = Some("none".into());
         assert!(s.needs_restart_for(&changed));
 

@@ -109,7 +109,10 @@ pub fn engine_config(
     }
     for var in [ENCRYPTION_KEY, JWT_SECRET] {
         if env(var).is_none() {
-            stored.insert(var, secrets.get_or_generate(var).map_err(|e| e.to_string())?);
+            stored.insert(
+                var,
+                secrets.get_or_generate(var).map_err(|e| e.to_string())?,
+            );
         }
     }
     let data_dir = paths.data_dir.display().to_string();

@@ -13,7 +13,11 @@ pub async fn list_chats(
     limit: Option<i64>,
     offset: Option<i64>,
 ) -> CommandResult<Vec<ChatSession>> {
-    Ok(shell.engine.chats().list(&shell.user, limit, offset).await?)
+    Ok(shell
+        .engine
+        .chats()
+        .list(&shell.user, limit, offset)
+        .await?)
 }
 
 #[tauri::command]

@@ -23,7 +23,10 @@ pub async fn save_integration(
 }
 
 #[tauri::command]
-pub async fn delete_integration(shell: State<'_, Shell>, provider: String) -> CommandResult<String> {
+pub async fn delete_integration(
+    shell: State<'_, Shell>,
+    provider: String,
+) -> CommandResult<String> {
     Ok(shell
         .engine
         .integrations()

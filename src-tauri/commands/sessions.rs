@@ -27,7 +27,11 @@ pub async fn get_session(
     shell: State<'_, Shell>,
     session_id: String,
 ) -> CommandResult<SessionSummary> {
-    Ok(shell.engine.sessions().get(&shell.user, &session_id).await?)
+    Ok(shell
+        .engine
+        .sessions()
+        .get(&shell.user, &session_id)
+        .await?)
 }
 
 #[tauri::command]
@@ -101,10 +105,7 @@ pub async fn forward_events(mut attachment: Attachment, send: impl Fn(Value) -> 
 /// the provider's key from the credential store (keys set in Settings apply at once).
 fn with_app_defaults(shell: &Shell, mut req: StartSession) -> CommandResult<StartSession> {
     let settings = shell.settings();
-    let requested = req
-        .model_provider
-        .clone()
-        .filter(|p| !p.trim().is_empty());
+    let requested = req.model_provider.clone().filter(|p| !p.trim().is_empty());
     let provider = requested
         .clone()
         .or_else(|| settings.default_provider.clone())
@@ -117,13 +118,9 @@ fn with_app_defaults(shell: &Shell, mut req: StartSession) -> CommandResult<Star
     }
     if req.api_key.as_deref().is_none_or(|k| k.trim().is_empty()) {
         if let Ok(spec) = lucid_engine::llm::provider::provider_spec(&provider) {
-            req.api_key = shell
-                .secrets
-                .get(spec.key_env)
-                .map_err(|e| crate::error::CommandError::new(
-                    lucid_engine::ErrorKind::Unavailable,
-                    e.to_string(),
-                ))?;
+            req.api_key = shell.secrets.get(spec.key_env).map_err(|e| {
+                crate::error::CommandError::new(lucid_engine::ErrorKind::Unavailable, e.to_string())
+            })?;
         }
     }
     Ok(req)
