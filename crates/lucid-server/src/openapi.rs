@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes::{chats, files, health, integrations, sessions};
+use crate::routes::{chats, files, health, integrations, sessions, status};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,6 +15,7 @@ use crate::routes::{chats, files, health, integrations, sessions};
         files::list, files::read,
         integrations::save, integrations::list, integrations::delete, integrations::repos,
         integrations::branches, integrations::create_pr,
+        status::status,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
