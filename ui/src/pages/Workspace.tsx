@@ -137,7 +137,9 @@ export function Workspace({ sessionId }: { sessionId: string }) {
           <span className={`badge st-${status ?? 'none'}`} data-testid="session-status">
             {status ?? '…'}
           </span>
-          <span title="Elapsed time" data-testid="elapsed">⏱ {formatElapsed(elapsed)}</span>
+          <span title="Elapsed time" data-testid="elapsed">
+            <span className="muted">elapsed</span> {formatElapsed(elapsed)}
+          </span>
           <span title="Tokens in / out" data-testid="tokens">
             {usage ? `${usage.totalInputTokens.toLocaleString()} in / ${usage.totalOutputTokens.toLocaleString()} out` : '0 tokens'}
           </span>

@@ -17,16 +17,26 @@ export function Timeline({ model }: { model: TimelineModel }) {
     getItemKey: (i) => items[i]?.key ?? i,
   });
 
-  useEffect(() => {
-    if (following.current && items.length > 0) {
-      virtualizer.scrollToIndex(items.length - 1, { align: 'end' });
-    }
-  }, [items.length, virtualizer]);
+  const userScrolled = useRef(false);
+  const totalSize = virtualizer.getTotalSize();
 
+  // Stick to the bottom while following (also when rows get measured and grow).
+  useEffect(() => {
+    const el = parentRef.current;
+    if (el && following.current && items.length > 0) el.scrollTop = el.scrollHeight;
+  }, [items.length, totalSize]);
+
+  // Only the user's own scrolling stops following; reaching the bottom resumes it.
+  const onUserScroll = () => {
+    userScrolled.current = true;
+  };
   const onScroll = () => {
     const el = parentRef.current;
     if (!el) return;
-    following.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+    const atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+    if (atBottom) following.current = true;
+    else if (userScrolled.current) following.current = false;
+    userScrolled.current = false;
   };
 
   return (
@@ -34,6 +44,10 @@ export function Timeline({ model }: { model: TimelineModel }) {
       ref={parentRef}
       className="timeline"
       onScroll={onScroll}
+      onWheel={onUserScroll}
+      onTouchMove={onUserScroll}
+      onPointerDown={onUserScroll}
+      onKeyDown={onUserScroll}
       tabIndex={0}
       role="log"
       aria-label="Session timeline"
@@ -42,7 +56,7 @@ export function Timeline({ model }: { model: TimelineModel }) {
       data-count={items.length}
       data-last-seq={model.summary.lastSeq}
     >
-      <div style={{ height: virtualizer.getTotalSize(), position: 'relative', width: '100%' }}>
+      <div style={{ height: totalSize, position: 'relative', width: '100%' }}>
         {virtualizer.getVirtualItems().map((row) => {
           const item = items[row.index];
           if (!item) return null;
