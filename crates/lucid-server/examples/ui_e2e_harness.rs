@@ -120,7 +120,7 @@ async fn seed_benchmark(config: &Config) {
                     .map(|l| format!("\u{1b}[32mPASSED\u{1b}[0m tests/test_{i}.py::case_{l}"))
                     .collect::<Vec<_>>()
                     .join("\n"),
-                exit_code: Some(if i % 4 == 0 { 1 } else { 0 }),
+                exit_code: Some(if i.is_multiple_of(4) { 1 } else { 0 }),
                 total_bytes: 3000,
                 timed_out: false,
                 interrupted: false,
