@@ -7,9 +7,17 @@ export type DiffLine = { kind: 'context' | 'add' | 'remove'; text: string };
 /** Above this many line pairs the diff is shown as all-removed then all-added. */
 const MAX_CELLS = 4_000_000;
 
+/** Lines of a text; a final newline does not start another (empty) line. */
+function lines(text: string): string[] {
+  if (text === '') return [];
+  const parts = text.split('\n');
+  if (parts.length > 1 && parts[parts.length - 1] === '') parts.pop();
+  return parts;
+}
+
 export function diffLines(before: string, after: string): DiffLine[] {
-  const a = before === '' ? [] : before.split('\n');
-  const b = after === '' ? [] : after.split('\n');
+  const a = lines(before);
+  const b = lines(after);
   if (a.length * b.length > MAX_CELLS) {
     return [
       ...a.map((text) => ({ kind: 'remove' as const, text })),

@@ -57,7 +57,10 @@ describe('diffs', () => {
   });
 
   it('shows created files and inserts as additions; views as nothing', () => {
-    expect(editDiff('create', { file_text: 'x\ny' })?.every((l) => l.kind === 'add')).toBe(true);
+    expect(editDiff('create', { file_text: 'x\ny\n' })).toEqual([
+      { kind: 'add', text: 'x' },
+      { kind: 'add', text: 'y' },
+    ]);
     expect(editDiff('insert', { new_str: 'z', insert_line: 3 })).toEqual([{ kind: 'add', text: 'z' }]);
     expect(editDiff('view', {})).toBeNull();
     expect(editDiff('str_replace', undefined)).toBeNull();
