@@ -276,18 +276,44 @@ try {
     await audit('integrations');
   });
 
-  await step('the new-task page picks a repository and a branch', async () => {
+  await step('a repository session: pick repo + branch, the agent edits, a pull request opens', async () => {
     await page.getByRole('link', { name: 'New task' }).click();
-    await page.getByLabel('Search repositories').fill('repo-002');
-    await page.getByRole('radio', { name: /octocat\/repo-002/ }).check();
-    const branch = page.getByLabel('Branch of octocat/repo-002');
+    await page.getByLabel('Search repositories').fill('repo-001');
+    await page.getByRole('radio', { name: /octocat\/repo-001/ }).check();
+    const branch = page.getByLabel('Branch of octocat/repo-001');
     await branch.waitFor();
     await page.waitForFunction(() => document.querySelectorAll('#branch option').length > 1);
     const options = await branch.locator('option').allTextContents();
     expect(options.length >= 2 && options.includes('main'), `branches: ${options}`);
-    const other = options.find((o) => o !== 'main');
-    await branch.selectOption(other);
+    await branch.selectOption(options.find((o) => o !== 'main'));
     await audit('new-task-repository');
+    await branch.selectOption('main');
+    await pushSteps([
+      {
+        tool: 'str_replace_editor',
+        args: {
+          command: 'str_replace',
+          path: '/workspace/README.md',
+          old_str: "A repository for Lucid's UI tests.",
+          new_str: "A repository for Lucid's UI tests.\n\nEdited by the agent.",
+        },
+      },
+      { text: 'Edited the README.' },
+    ]);
+    await page.getByLabel('What should Lucid do?').fill('Edit the README');
+    await page.getByRole('button', { name: 'Start task' }).click();
+    await page.waitForURL(/\/ui\/s\/[A-Za-z0-9-]+$/);
+    await page.getByTestId('assistant-message').filter({ hasText: 'Edited the README.' }).waitFor({ timeout: 60_000 });
+    await page.getByTestId('diff').locator('.diff-add', { hasText: 'Edited by the agent.' }).waitFor();
+    await page.getByRole('navigation', { name: 'File explorer' }).getByRole('button', { name: 'README.md' }).click();
+    await page.getByTestId('file-viewer').filter({ hasText: 'Edited by the agent.' }).waitFor();
+    await page.getByRole('button', { name: 'Create pull request' }).click();
+    const dialog = page.getByRole('dialog', { name: /Create pull request/ });
+    await dialog.getByLabel('Title').fill('Lucid: edit the README');
+    await dialog.getByLabel('Target branch').fill('main');
+    await dialog.getByRole('button', { name: 'Create pull request' }).click();
+    await dialog.getByRole('link', { name: 'https://github.com/octocat/repo-001/pull/1' }).waitFor({ timeout: 30_000 });
+    await audit('pull-request');
   });
 
   await step('Settings shows the engine status and switches the theme', async () => {

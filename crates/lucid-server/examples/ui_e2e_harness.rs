@@ -21,6 +21,7 @@ use lucid_engine::events::{Event, EventKind, FileEditArgs, SessionStatus, UsageR
 use lucid_engine::store::{NewChat, SqliteStore, Store};
 use lucid_engine::{Config, User};
 use lucid_testkit::forge::FakeGithub;
+use lucid_testkit::git_server::GitServer;
 use lucid_testkit::llm::{Format, ScriptedLlm, Step};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -181,6 +182,13 @@ async fn main() {
     let image = lucid_testkit::image::ensure_test_image().await;
     let llm = Arc::new(ScriptedLlm::start_with_key(Format::Anthropic, vec![], LLM_KEY).await);
     let github = FakeGithub::start(GITHUB_TOKEN, 5).await;
+    // `octocat/repo-001` really exists (on a local git server accepting the GitHub token), so
+    // a session on it can clone, and its pull request can push.
+    let git = GitServer::start(lucid_engine::git::TOKEN_ONLY_USERNAME, GITHUB_TOKEN)
+        .await
+        .expect("git server");
+    create_nested_repo(&git, &github.repo_full_name(1)).await;
+    github.set_clone_base(&git.base_url());
     let dirs = tempfile::tempdir().expect("temp dir");
     let data = dirs.path().join("data");
     let home = dirs.path().join("home");
@@ -279,4 +287,38 @@ async fn main() {
         let _ = child.start_kill();
     }
     drop(github);
+    drop(git);
+}
+
+/// Creates `full_name` (`owner/repo`) on the git server: a README on `main` and a `dev` branch.
+async fn create_nested_repo(git: &GitServer, full_name: &str) {
+    let seed = "seed-repo";
+    git.create_repo(
+        seed,
+        &[(
+            "README.md",
+            "# Demo\n\nA repository for Lucid's UI tests.\n",
+        )],
+        &["dev"],
+    )
+    .await
+    .expect("seed repository");
+    let target = git.bare_path(full_name);
+    std::fs::create_dir_all(target.parent().expect("parent")).expect("owner directory");
+    let out = tokio::process::Command::new("git")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .args(["clone", "--quiet", "--bare", "--"])
+        .arg(git.bare_path(seed))
+        .arg(&target)
+        .output()
+        .await
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    git.git_in_repo(full_name, &["config", "http.receivepack", "true"])
+        .await
+        .expect("enable pushes");
 }
