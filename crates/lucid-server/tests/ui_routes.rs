@@ -25,6 +25,12 @@ async fn root_gives_browsers_the_ui_and_api_clients_json() {
         .contains("default-src 'self'"));
     let body = html.text().await.unwrap();
     assert!(body.contains("<html"), "{body}");
+    if lucid_server::ui::UI_BUILT {
+        assert!(body.contains("/ui/assets/"), "the built UI: {body}");
+    } else {
+        // Built without `ui/dist`: a page that says how to build the UI.
+        assert!(body.contains("npm run build"), "{body}");
+    }
 
     let json = s.http.get(s.url("/")).send().await.unwrap();
     assert_eq!(json.status(), 200);
