@@ -1,10 +1,33 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need (Docker
-# daemon, busybox-static for the local sandbox image, git, openssl), then formats-checks,
-# lints and runs every test of the workspace against the real daemon and real databases.
+# daemon, busybox-static for the local sandbox image, git, openssl; Node.js and Chromium for
+# the UI), then lints, tests and builds the UI (so it is embedded in the `lucid` binary),
+# formats-checks, lints and runs every test of the workspace against the real daemon and
+# real databases, and finally drives the UI in headless Chromium against a real `lucid serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-host.sh
+scripts/setup-ui.sh
+
+ui_start=$(date +%s)
+(
+  cd ui
+  npm ci --no-audit --no-fund --loglevel=error
+  npm run lint          # eslint + tsc --noEmit
+  npm run check:api     # generated API types match the committed OpenAPI document
+  npm test              # vitest
+  npm run build
+  npm run size          # first-load JS within budget
+)
+echo "test.sh: UI lint, unit tests and build took $(( $(date +%s) - ui_start )) s"
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+e2e_start=$(date +%s)
+cargo build --locked -p lucid-server --bin lucid --example ui_e2e_harness
+target=$(cargo metadata --format-version 1 --no-deps --locked \
+  | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
+(cd ui && node e2e/run.mjs --harness "$target/debug/examples/ui_e2e_harness" --lucid "$target/debug/lucid")
+echo "test.sh: UI end-to-end took $(( $(date +%s) - e2e_start )) s"

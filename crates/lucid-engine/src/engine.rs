@@ -41,6 +41,51 @@ pub struct ServiceInfo {
     pub lucid_version: String,
 }
 
+/// One LLM provider as the engine sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderStatus {
+    /// `anthropic`, `google` or `openai`.
+    pub name: String,
+    pub configured: bool,
+    /// The model a session gets when it names none (configured providers only).
+    pub model: Option<String>,
+    /// Why it cannot be used and what to set (unconfigured providers only).
+    pub problem: Option<String>,
+}
+
+/// Something wrong with the setup, in words, with the fix.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StatusProblem {
+    pub what: String,
+    pub fix: String,
+}
+
+/// The engine's state and setup, for a status page (`GET /api/v1/status`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineStatus {
+    pub version: String,
+    /// `local` or `supabase`.
+    pub mode: String,
+    /// `docker`, `local` (no isolation) or `unavailable`.
+    pub sandbox: String,
+    pub docker_available: bool,
+    /// The Docker daemon's version, when it answers.
+    pub docker_version: Option<String>,
+    pub sandbox_image: String,
+    /// Whether the sandbox image is present locally (Docker only).
+    pub sandbox_image_present: Option<bool>,
+    /// Sandbox network (`None` = the daemon's default).
+    pub sandbox_network: Option<String>,
+    pub default_provider: String,
+    pub providers: Vec<ProviderStatus>,
+    /// Whether GitHub/GitLab tokens can be saved (`ENCRYPTION_KEY` set).
+    pub integrations_enabled: bool,
+    pub active_sessions: usize,
+    pub problems: Vec<StatusProblem>,
+}
+
 /// Issues a bearer token for local mode (`lucid serve --print-token`) without starting an
 /// engine: reads (or creates) the local secret.
 pub fn issue_local_token(config: &Config, user_id: &str, ttl: Duration) -> EngineResult<String> {
@@ -363,6 +408,105 @@ impl Engine {
             .into(),
             sandbox: sandbox.into(),
             lucid_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    /// The engine's state and what is wrong with the setup, with fixes (the same findings as
+    /// `lucid doctor` for a running engine).
+    pub async fn status(&self) -> EngineStatus {
+        let mut problems = Vec::new();
+        let mut problem = |what: String, fix: &str| {
+            problems.push(StatusProblem {
+                what,
+                fix: fix.to_string(),
+            })
+        };
+        let info = self.service_info().await;
+        let (docker_version, image_present) = match self.backend.as_ref() {
+            SandboxBackend::Docker(docker) => {
+                let probe = tokio::time::timeout(Duration::from_secs(3), async {
+                    let version = docker.docker().version().await.ok();
+                    let image = docker
+                        .docker()
+                        .inspect_image(&self.config.sandbox.image)
+                        .await
+                        .is_ok();
+                    (version.and_then(|v| v.version), image)
+                })
+                .await;
+                match probe {
+                    Ok((version, image)) => (version, Some(image)),
+                    Err(_) => (None, None),
+                }
+            }
+            _ => (None, None),
+        };
+        match self.backend.as_ref() {
+            SandboxBackend::Unavailable(reason) => problem(
+                format!("Docker is not reachable: {reason}"),
+                "Start Docker (e.g. `sudo systemctl start docker`), check DOCKER_HOST, or set SANDBOX_MODE=local, then restart Lucid.",
+            ),
+            SandboxBackend::Docker(_) if !info.docker_available => problem(
+                "Docker stopped answering.".into(),
+                "Start Docker (e.g. `sudo systemctl start docker`).",
+            ),
+            SandboxBackend::Local => problem(
+                "SANDBOX_MODE=local: agent commands run on this machine without isolation.".into(),
+                "Unset SANDBOX_MODE to use Docker sandboxes.",
+            ),
+            _ => {}
+        }
+        if image_present == Some(false) {
+            problem(
+                format!("The sandbox image {} is not present yet.", self.config.sandbox.image),
+                "It is pulled when the first session starts; or `docker pull` it now, or set SANDBOX_IMAGE.",
+            );
+        }
+        let providers: Vec<ProviderStatus> = ["anthropic", "google", "openai"]
+            .into_iter()
+            .map(
+                |name| match crate::llm::provider::configured_model(&self.config, name) {
+                    Ok(model) => ProviderStatus {
+                        name: name.into(),
+                        configured: true,
+                        model: Some(model),
+                        problem: None,
+                    },
+                    Err(e) => ProviderStatus {
+                        name: name.into(),
+                        configured: false,
+                        model: None,
+                        problem: Some(e.to_string()),
+                    },
+                },
+            )
+            .collect();
+        if !providers.iter().any(|p| p.configured) {
+            problem(
+                "No LLM provider is configured.".into(),
+                "Set ANTHROPIC_API_KEY or GOOGLE_API_KEY, or LLM_BASE_URL (+ LLM_API_KEY) for an OpenAI-compatible endpoint, then restart Lucid.",
+            );
+        }
+        if self.config.encryption_key.is_none() {
+            problem(
+                "ENCRYPTION_KEY is not set: GitHub/GitLab tokens cannot be saved.".into(),
+                "Set ENCRYPTION_KEY to a long random string (keep it: it decrypts saved tokens), then restart Lucid.",
+            );
+        }
+        EngineStatus {
+            version: info.lucid_version,
+            mode: info.mode,
+            sandbox: info.sandbox,
+            docker_available: info.docker_available,
+            docker_version,
+            sandbox_image: self.config.sandbox.image.clone(),
+            sandbox_image_present: image_present,
+            sandbox_network: self.config.sandbox.network.clone(),
+            default_provider: self.config.default_provider.clone(),
+            providers,
+            integrations_enabled: self.config.encryption_key.is_some(),
+            active_sessions: info.active_sessions,
+            problems,
         }
     }
 

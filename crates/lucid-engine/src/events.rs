@@ -8,14 +8,18 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use ts_rs::TS;
 
 /// Display truncation of `content` on the wire (the stored event keeps the full text).
 pub const WIRE_CONTENT_MAX_CHARS: usize = 2000;
 /// Display truncation of `thought` on the wire.
 pub const WIRE_THOUGHT_MAX_CHARS: usize = 1000;
+/// Longest text field of the structured `detail` of a wire frame: longer ones keep their
+/// head and tail around an omission notice (the stored event keeps everything).
+pub const WIRE_DETAIL_MAX_CHARS: usize = 64_000;
 
 /// Lifecycle of a session as reported in `status` events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     Initializing,
@@ -42,22 +46,87 @@ impl SessionStatus {
 }
 
 /// Token usage of one LLM step plus the session's running totals.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageReport {
     pub model: String,
+    #[ts(type = "number")]
     pub input_tokens: u64,
+    #[ts(type = "number")]
     pub output_tokens: u64,
+    #[ts(type = "number")]
     pub cached_input_tokens: u64,
+    #[ts(type = "number")]
     pub total_input_tokens: u64,
+    #[ts(type = "number")]
     pub total_output_tokens: u64,
+    #[ts(type = "number")]
     pub total_cached_input_tokens: u64,
     /// Estimated cost in USD for the session so far, when the model's price is known.
     pub total_cost_usd: Option<f64>,
 }
 
+/// The arguments of an editor call that change a file, kept so front doors can show the edit
+/// as a diff. Absent on events stored before they were recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
+pub struct FileEditArgs {
+    /// `str_replace`: the text replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub old_str: Option<String>,
+    /// `str_replace` / `insert`: the new text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub new_str: Option<String>,
+    /// `create`: the whole file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub file_text: Option<String>,
+    /// `insert`: the line after which `new_str` goes (0 = top).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional, type = "number")]
+    pub insert_line: Option<u64>,
+}
+
+impl FileEditArgs {
+    /// The edit arguments of an editor call (`None` for `view` and `undo_edit`).
+    pub fn from_call(command: &str, arguments: &Value) -> Option<FileEditArgs> {
+        let text = |name: &str| {
+            arguments
+                .get(name)
+                .and_then(Value::as_str)
+                .map(String::from)
+        };
+        let args = match command {
+            "str_replace" => FileEditArgs {
+                old_str: text("old_str"),
+                new_str: Some(text("new_str").unwrap_or_default()),
+                ..Default::default()
+            },
+            "create" => FileEditArgs {
+                file_text: text("file_text"),
+                ..Default::default()
+            },
+            "insert" => FileEditArgs {
+                new_str: text("new_str"),
+                insert_line: arguments.get("insert_line").and_then(Value::as_u64),
+                ..Default::default()
+            },
+            _ => return None,
+        };
+        Some(args)
+    }
+
+    pub(crate) fn text_len(&self) -> usize {
+        [&self.old_str, &self.new_str, &self.file_text]
+            .iter()
+            .map(|s| s.as_ref().map_or(0, String::len))
+            .sum()
+    }
+}
+
 /// What happened. Tool-related variants carry the LLM's tool-call id so results pair with calls.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
     Status {
@@ -83,8 +152,10 @@ pub enum EventKind {
         call_id: String,
         command: String,
         output: String,
+        #[ts(type = "number | null")]
         exit_code: Option<i64>,
         /// Bytes the command printed in total (the stored output may be capped).
+        #[ts(type = "number")]
         total_bytes: u64,
         timed_out: bool,
         interrupted: bool,
@@ -93,6 +164,10 @@ pub enum EventKind {
         call_id: String,
         command: String,
         path: String,
+        /// What the edit changes (for diffs); absent for `view`/`undo_edit` and older events.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        edit: Option<FileEditArgs>,
     },
     FileEditResult {
         call_id: String,
@@ -261,6 +336,7 @@ impl Event {
                 "timestamp": timestamp,
                 "seq": self.seq,
                 "sessionId": self.session_id,
+                "detail": self.wire_detail(),
             });
         }
         let mut m = Map::new();
@@ -301,7 +377,38 @@ impl Event {
             }
             _ => {}
         }
+        m.insert("detail".into(), self.wire_detail());
         Value::Object(m)
+    }
+
+    /// The structured event ([`EventKind`], tagged by `kind`) for clients that render it,
+    /// with every text field longer than [`WIRE_DETAIL_MAX_CHARS`] cut to its head and tail.
+    pub fn wire_detail(&self) -> Value {
+        let mut v = serde_json::to_value(&self.kind).unwrap_or(Value::Null);
+        shorten_strings(&mut v, WIRE_DETAIL_MAX_CHARS);
+        v
+    }
+}
+
+/// Cuts every string in `v` longer than `max` characters to its head and tail around an
+/// omission notice.
+fn shorten_strings(v: &mut Value, max: usize) {
+    match v {
+        Value::String(s) => {
+            let count = s.chars().count();
+            if count > max {
+                let half = max / 2;
+                let head: String = s.chars().take(half).collect();
+                let tail: String = s.chars().skip(count - half).collect();
+                *s = format!(
+                    "{head}\n[… {} characters omitted …]\n{tail}",
+                    count - 2 * half
+                );
+            }
+        }
+        Value::Object(map) => map.values_mut().for_each(|x| shorten_strings(x, max)),
+        Value::Array(items) => items.iter_mut().for_each(|x| shorten_strings(x, max)),
+        _ => {}
     }
 }
 

@@ -11,7 +11,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::json::MAX_BODY_BYTES;
-use crate::routes::{chats, files, health, integrations, sessions};
+use crate::routes::{chats, files, health, integrations, sessions, status};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,7 +23,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
     let cors = cors_layer(&engine.config().allowed_origins);
     let state = AppState { engine };
     Router::new()
-        .route("/", get(health::root))
+        .route("/", get(crate::ui::root))
+        .route("/ui", get(crate::ui::ui_index))
+        .route("/ui/", get(crate::ui::ui_index))
+        .route("/ui/{*path}", get(crate::ui::ui_path))
+        .route("/api/v1/status", get(status::status))
         .route("/health", get(health::health))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .route(

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod json;
 pub mod openapi;
 pub mod routes;
+pub mod ui;
 pub mod ws;
 
 pub use app::{router, AppState};

@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes::{chats, files, health, integrations, sessions};
+use crate::routes::{chats, files, health, integrations, sessions, status};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,8 +15,9 @@ use crate::routes::{chats, files, health, integrations, sessions};
         files::list, files::read,
         integrations::save, integrations::list, integrations::delete, integrations::repos,
         integrations::branches, integrations::create_pr,
+        status::status,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &OperationIds),
     security(("bearer" = []))
 )]
 pub struct ApiDoc;
@@ -36,6 +37,41 @@ impl utoipa::Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Operation ids from method and path (`get_api_v1_chats_chat_id`): the handlers' function
+/// names repeat across modules, and generated clients need unique ids.
+struct OperationIds;
+
+impl utoipa::Modify for OperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let slug: String = path
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect::<String>()
+                .split('_')
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join("_");
+            let slug = if slug.is_empty() {
+                "root".to_string()
+            } else {
+                slug
+            };
+            for (method, op) in [
+                ("get", item.get.as_mut()),
+                ("post", item.post.as_mut()),
+                ("put", item.put.as_mut()),
+                ("patch", item.patch.as_mut()),
+                ("delete", item.delete.as_mut()),
+            ] {
+                if let Some(op) = op {
+                    op.operation_id = Some(format!("{method}_{slug}"));
+                }
+            }
+        }
     }
 }
 

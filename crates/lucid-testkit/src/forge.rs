@@ -86,6 +86,8 @@ struct Inner {
     failure: Option<FakeFailure>,
     /// Created PRs / MRs (the forge's response bodies).
     created: Vec<Value>,
+    /// Base of GitHub repositories' `clone_url` (default `https://github.com`).
+    clone_base: Option<String>,
 }
 
 struct Shared {
@@ -141,6 +143,7 @@ impl Server {
                 failure_skip: 0,
                 failure: None,
                 created: Vec::new(),
+                clone_base: None,
             }),
         });
         let router = match flavor {
@@ -224,6 +227,12 @@ macro_rules! fake_api {
             /// Number of branches of every repository (`main` first). Default 3.
             pub fn set_branches_per_repo(&self, n: usize) {
                 self.server.shared.lock().branches_per_repo = n.max(1);
+            }
+
+            /// Makes GitHub repositories' `clone_url` `{base}/{owner}/{repo}.git` (e.g. a
+            /// test git server) instead of `https://github.com/...`.
+            pub fn set_clone_base(&self, base: &str) {
+                self.server.shared.lock().clone_base = Some(base.trim_end_matches('/').to_string());
             }
 
             /// Bodies of the PRs/MRs created so far (as the forge answered them).
@@ -563,6 +572,11 @@ fn github_repo_json(shared: &Shared, i: usize) -> Value {
     let name = github_repo_name(i);
     let full = format!("{owner}/{name}");
     let private = i.is_multiple_of(2);
+    let clone_base = shared
+        .lock()
+        .clone_base
+        .clone()
+        .unwrap_or_else(|| "https://github.com".to_string());
     json!({
         "id": 100_000 + i,
         "node_id": format!("R_kgDO{i:08}"),
@@ -576,7 +590,7 @@ fn github_repo_json(shared: &Shared, i: usize) -> Value {
         "url": format!("{}/repos/{full}", shared.base_url),
         "git_url": format!("git://github.com/{full}.git"),
         "ssh_url": format!("git@github.com:{full}.git"),
-        "clone_url": format!("https://github.com/{full}.git"),
+        "clone_url": format!("{clone_base}/{full}.git"),
         "homepage": null,
         "size": 108,
         "stargazers_count": i % 7,

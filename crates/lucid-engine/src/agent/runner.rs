@@ -512,6 +512,7 @@ impl Agent {
             call_id: call.id.clone(),
             command: command.clone(),
             path: path.clone(),
+            edit: crate::events::FileEditArgs::from_call(&command, &call.arguments),
         })
         .await?;
         let (output, ok, shown_path) = match self.editor.run(&call.arguments) {

@@ -377,7 +377,8 @@ fn approx_size(event: &Event) -> usize {
             call_id,
             command,
             path,
-        } => call_id.len() + command.len() + path.len(),
+            edit,
+        } => call_id.len() + command.len() + path.len() + edit.as_ref().map_or(0, |e| e.text_len()),
         EventKind::FileEditResult {
             call_id,
             command,

@@ -60,6 +60,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         },
         config.data_dir.display()
     );
+    if config.is_local_mode() {
+        print_sign_in_link(&config, local);
+    }
     let app = crate::router(engine.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -67,6 +70,34 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     eprintln!("Shutting down: stopping sessions and removing sandboxes...");
     engine.shutdown().await;
     Ok(0)
+}
+
+/// How long the printed sign-in link stays valid.
+const LINK_TOKEN_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+/// Prints a link that opens the UI and signs the browser in (the token travels in the URL
+/// fragment, which browsers never send to the server). Only on stdout, never in the logs.
+fn print_sign_in_link(config: &Config, local: std::net::SocketAddr) {
+    let host = if local.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        match local.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        }
+    };
+    match print_token(config, LOCAL_USER_ID, LINK_TOKEN_TTL) {
+        Ok(token) => {
+            if !crate::ui::UI_BUILT {
+                println!("(The web UI was not built into this binary: see ui/README.md.)");
+            }
+            println!(
+                "Open Lucid in your browser (this link signs you in for 7 days; keep it private):"
+            );
+            println!("  http://{host}:{}/#token={token}", local.port());
+        }
+        Err(e) => eprintln!("no sign-in link: {e}"),
+    }
 }
 
 fn print_token(config: &Config, user: &str, ttl: Duration) -> anyhow::Result<String> {

@@ -5,3 +5,4 @@ pub mod files;
 pub mod health;
 pub mod integrations;
 pub mod sessions;
+pub mod status;
