@@ -1,6 +1,8 @@
-//! Attack: a process in a real Docker sandbox keeps swapping the workspace directory `d`
-//! with a symlink to a host directory outside the workspace while the host runs thousands of
-//! editor operations and files-API reads and tree walks on `d/...`.
+//! Attack: processes in a real Docker sandbox keep swapping workspace directories with
+//! symlinks to a host directory outside the workspace while the host runs thousands of
+//! editor operations and files-API reads and tree walks under them: a shell loop swaps `d`
+//! (`mv`/`ln`, not atomic) and, when a static C toolchain is available, a tiny binary swaps
+//! `e` atomically with `renameat2(RENAME_EXCHANGE)`.
 //!
 //! The symlink's target is the *host* absolute path of the outside directory (dangling inside
 //! the container, which does not matter: only the host follows it, if it follows at all).
@@ -150,23 +152,25 @@ impl Tally {
     }
 }
 
-/// The host side: editor operations, file reads and tree walks on `d/...`, until the time or
-/// round budget is spent.
-fn hammer(workspace: &Path, canary: &str) -> Tally {
+/// The host side: editor operations, file reads and tree walks on `<dir>/...` for each of
+/// `dirs` in turn, until the time or round budget is spent.
+fn hammer(workspace: &Path, dirs: &[&str], canary: &str) -> Tally {
     let mut editor = Editor::new(workspace.to_path_buf(), MOUNT.to_string());
     let mut tally = Tally::default();
     let started = Instant::now();
     let mut round = 0;
     while round < MAX_ROUNDS && started.elapsed() < HAMMER_FOR {
         round += 1;
+        let d = dirs[round % dirs.len()];
         let text = format!("workspace {round}\nmarker\n");
         let mut edit = |args: serde_json::Value| -> Result<String, String> {
             editor.run(&args).map(|o| o.output).map_err(|e| e.message)
         };
-        let created = edit(json!({"command": "create", "path": "d/f.txt", "file_text": text}));
+        let created =
+            edit(json!({"command": "create", "path": format!("{d}/f.txt"), "file_text": text}));
         tally.check("create", created, canary);
         let replaced = edit(json!({
-            "command": "str_replace", "path": "/workspace/d/f.txt",
+            "command": "str_replace", "path": format!("/workspace/{d}/f.txt"),
             "old_str": "marker", "new_str": format!("edited {round}")
         }));
         if let Ok(out) = &replaced {
@@ -175,21 +179,21 @@ fn hammer(workspace: &Path, canary: &str) -> Tally {
             }
         }
         tally.check("str_replace", replaced, canary);
-        let viewed = edit(json!({"command": "view", "path": "d/f.txt"}));
+        let viewed = edit(json!({"command": "view", "path": format!("{d}/f.txt")}));
         if let Ok(out) = &viewed {
             if !out.contains("\tworkspace ") {
                 tally.violation(format!("view showed a file we never wrote: {out:.200}"));
             }
         }
         tally.check("view", viewed, canary);
-        let listed = edit(json!({"command": "view", "path": "d"}));
+        let listed = edit(json!({"command": "view", "path": d}));
         tally.check("view dir", listed, canary);
         for _ in 0..2 {
-            let undone = edit(json!({"command": "undo_edit", "path": "d/f.txt"}));
+            let undone = edit(json!({"command": "undo_edit", "path": format!("{d}/f.txt")}));
             tally.check("undo_edit", undone, canary);
         }
 
-        let read = read_file(workspace, MOUNT, "/d/f.txt", 4096)
+        let read = read_file(workspace, MOUNT, &format!("/{d}/f.txt"), 4096)
             .map(|c| c.content)
             .map_err(|e| e.to_string());
         if let Ok(content) = &read {
@@ -201,9 +205,14 @@ fn hammer(workspace: &Path, canary: &str) -> Tally {
         }
         tally.check("read_file", read, canary);
         for _ in 0..4 {
-            let secret = read_file(workspace, MOUNT, "/workspace/d/secret.txt", 4096)
-                .map(|c| c.content)
-                .map_err(|e| e.to_string());
+            let secret = read_file(
+                workspace,
+                MOUNT,
+                &format!("/workspace/{d}/secret.txt"),
+                4096,
+            )
+            .map(|c| c.content)
+            .map_err(|e| e.to_string());
             if let Ok(content) = &secret {
                 if content != "workspace secret\n" {
                     tally.violation(format!("files read returned another file: {content:.200}"));
@@ -227,6 +236,42 @@ fn hammer(workspace: &Path, canary: &str) -> Tally {
         tally.violations.len()
     );
     tally
+}
+
+/// The atomic attacker: exchanges two paths with `renameat2(RENAME_EXCHANGE)` forever.
+const EXCHANGER_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+int main(int argc, char **argv) {
+    if (argc != 3) return 2;
+    for (;;) syscall(SYS_renameat2, AT_FDCWD, argv[1], AT_FDCWD, argv[2], RENAME_EXCHANGE);
+}
+"#;
+
+/// Compiles [`EXCHANGER_C`] into a static binary at `output` (inside the workspace, so the
+/// container can run it). Returns false, with a notice, when no C compiler is available: the
+/// test then runs with the shell attacker only.
+fn build_exchanger(output: &Path) -> bool {
+    let src_dir = tempfile::tempdir().unwrap();
+    let source = src_dir.path().join("exchange.c");
+    std::fs::write(&source, EXCHANGER_C).unwrap();
+    let status = std::process::Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(output)
+        .arg(&source)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    let built = status.is_ok_and(|s| s.success());
+    if !built {
+        eprintln!("workspace race: no static C toolchain (cc -static); atomic attacker skipped");
+    }
+    built
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,17 +306,25 @@ async fn sandbox_swapping_a_directory_for_a_symlink_cannot_redirect_host_access(
     let before = snapshot(&outside_path);
 
     let workspace = tempfile::tempdir().unwrap();
-    std::fs::create_dir(workspace.path().join("d")).unwrap();
-    // Same names as outside: a check-then-reopen reader finds them, then reopens by name.
-    std::fs::write(workspace.path().join("d/secret.txt"), "workspace secret\n").unwrap();
+    for dir in ["d", "e"] {
+        std::fs::create_dir(workspace.path().join(dir)).unwrap();
+        // Same names as outside: a check-then-reopen reader finds them, then reopens by name.
+        std::fs::write(
+            workspace.path().join(dir).join("secret.txt"),
+            "workspace secret\n",
+        )
+        .unwrap();
+    }
+    // The atomic attacker's binary, when a C compiler is available (see `build_exchanger`).
+    let exchanger = build_exchanger(&workspace.path().join(".exchange"));
     let sandbox: Arc<_> = sandboxes
         .create("race", "user-race", workspace.path())
         .await
         .expect("sandbox starts");
 
-    // The attacker: a real process in the container swapping `d` and `d -> <outside>` as
-    // fast as busybox allows. `mv -T` never moves into an existing directory; a directory
-    // the host re-created in the gap is removed.
+    // Attacker 1: a shell loop in the container swapping `d` and `d -> <outside>` as fast as
+    // busybox allows (not atomic: `d` is briefly missing). `mv -T` never moves into an
+    // existing directory; a directory the host re-created in the gap is removed.
     let out = outside_path.display().to_string();
     assert!(!out.contains('\''));
     let attack = format!(
@@ -285,18 +338,35 @@ async fn sandbox_swapping_a_directory_for_a_symlink_cannot_redirect_host_access(
         .await
         .expect("start the attack loop");
     assert!(started.output.contains("started"), "{}", started.output);
-    // Make sure the loop really swaps: the host must see `d` as a symlink at some point.
-    let mut seen_link = false;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !seen_link && Instant::now() < deadline {
-        seen_link = std::fs::symlink_metadata(workspace.path().join("d"))
-            .is_ok_and(|m| m.file_type().is_symlink());
+    let mut dirs = vec!["d"];
+    // Attacker 2: `renameat2(RENAME_EXCHANGE)` in a tight loop atomically exchanges the
+    // directory `e` with the symlink `e.link -> <outside>`, so `e` is always one or the other.
+    if exchanger {
+        let attack = format!(
+            "cd {MOUNT} && ln -s '{out}' e.link && \
+             (./.exchange e e.link </dev/null >/dev/null 2>&1 &) && echo started"
+        );
+        let started = sandbox
+            .exec(&attack, Duration::from_secs(10))
+            .await
+            .expect("start the exchange loop");
+        assert!(started.output.contains("started"), "{}", started.output);
+        dirs.push("e");
     }
-    assert!(seen_link, "the attack loop does not swap d for a symlink");
+    // Make sure the attackers really swap: the host must see each as a symlink at some point.
+    for dir in &dirs {
+        let mut seen_link = false;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !seen_link && Instant::now() < deadline {
+            seen_link = std::fs::symlink_metadata(workspace.path().join(dir))
+                .is_ok_and(|m| m.file_type().is_symlink());
+        }
+        assert!(seen_link, "the attacker does not swap {dir} for a symlink");
+    }
 
     let root = workspace.path().to_path_buf();
     let canary_for_hammer = canary.clone();
-    let tally = tokio::task::spawn_blocking(move || hammer(&root, &canary_for_hammer))
+    let tally = tokio::task::spawn_blocking(move || hammer(&root, &dirs, &canary_for_hammer))
         .await
         .expect("hammer task");
 
