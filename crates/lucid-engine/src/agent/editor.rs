@@ -886,7 +886,8 @@ enough surrounding lines to make it unique. An empty `new_str` deletes `old_str`
 * `insert` inserts `new_str` after line `insert_line` (0 inserts at the top).\n\
 * `undo_edit` reverts the last edit made to `path` with this tool.\n\
 Paths are absolute under the workspace (e.g. /workspace/src/app.py) or relative to it. Only \
-UTF-8 text files up to 10 MiB can be viewed or edited; use shell commands for anything else.";
+UTF-8 text files up to 10 MiB can be viewed or edited; use shell commands for anything else. \
+Symbolic links are never followed: give the path of the link's target instead.";
 
 #[cfg(test)]
 mod tests {

@@ -17,8 +17,6 @@ mod tree;
 pub mod workspace_dir;
 
 pub use error::FilesError;
-pub use read::{read_file, read_file_in, FileContent, DEFAULT_MAX_READ_BYTES};
-pub use tree::{
-    build_tree, build_tree_in, FileNode, FileTree, NodeKind, TreeLimits, EXCLUDED_DIRS,
-};
+pub use read::{read_file, FileContent, DEFAULT_MAX_READ_BYTES};
+pub use tree::{build_tree, FileNode, FileTree, NodeKind, TreeLimits, EXCLUDED_DIRS};
 pub use workspace_dir::{Entry, WorkspaceDir, WorkspacePath, MAX_COMPONENT_BYTES, MAX_PATH_BYTES};

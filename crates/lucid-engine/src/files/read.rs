@@ -48,7 +48,7 @@ pub fn read_file(
 /// FIFOs and sockets are reported as not found (like the original). A few invalid UTF-8
 /// sequences in text are replaced with U+FFFD; more, or any NUL byte, marks the file as
 /// binary.
-pub fn read_file_in(
+fn read_file_in(
     ws: &WorkspaceDir,
     path: &WorkspacePath,
     max_bytes: u64,

@@ -107,7 +107,7 @@ pub fn build_tree(root: &Path, limits: TreeLimits) -> Result<FileTree, FilesErro
 }
 
 /// Walks the workspace through its root handle without following symlinks.
-pub fn build_tree_in(ws: &WorkspaceDir, limits: TreeLimits) -> Result<FileTree, FilesError> {
+fn build_tree_in(ws: &WorkspaceDir, limits: TreeLimits) -> Result<FileTree, FilesError> {
     let mut walk = Walk {
         limits,
         emitted: 0,

@@ -120,6 +120,15 @@ impl WorkspacePath {
         self.parts.last().map(String::as_str)
     }
 
+    /// The directory holding this path (`None` for the root).
+    pub fn parent(&self) -> Option<WorkspacePath> {
+        let (_, parent) = self.parts.split_last()?;
+        Some(Self {
+            parts: parent.to_vec(),
+            requested: self.requested.clone(),
+        })
+    }
+
     /// The path as the caller wrote it (for messages).
     pub fn requested(&self) -> &str {
         &self.requested
@@ -327,10 +336,8 @@ impl WorkspaceDir {
         content: &[u8],
         create_parents: bool,
     ) -> Result<(), FilesError> {
-        let name = path.file_name().ok_or(FilesError::IsRoot)?;
-        let parent_path = WorkspacePath {
-            parts: path.parts[..path.parts.len() - 1].to_vec(),
-            requested: path.requested.clone(),
+        let (Some(name), Some(parent_path)) = (path.file_name(), path.parent()) else {
+            return Err(FilesError::IsRoot);
         };
         let parent = if create_parents {
             self.create_dirs(&parent_path)?
@@ -561,6 +568,10 @@ mod tests {
         assert_eq!(p("/").under_mount("/workspace"), "/workspace");
         assert_eq!(p("/").under_mount("/"), "/");
         assert_eq!(p("/").to_string(), "/");
+        assert_eq!(expected.parent(), Some(p("src/pkg")));
+        assert_eq!(p("a").parent(), Some(p("/")));
+        assert_eq!(p("/").parent(), None);
+        assert_eq!(expected.file_name(), Some("a.py"));
     }
 
     #[test]
