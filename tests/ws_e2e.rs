@@ -217,6 +217,14 @@ async fn full_session_over_websocket() {
         let body = r.text().await.unwrap();
         assert!(!body.contains("root:x:0:0"), "{bad} leaked {body}");
     }
+    // A link made in the sandbox is named, never followed (400 with a clear detail).
+    let r = read("/workspace/etc-link/passwd").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["detail"],
+        "/etc-link is a symbolic link; Lucid does not follow links — use the target path."
+    );
     let tree: Value = s
         .get(
             &format!("/api/v1/files/list?session_id={session_id}"),

@@ -8,3 +8,4 @@ mod common;
 
 mod git_boundary;
 mod outbound;
+mod workspace_race;

@@ -2,9 +2,13 @@
 //! workspace, working on the host directory that the sandbox sees through its bind mount.
 //!
 //! Paths are given as the agent sees them: absolute under the mount path (`/workspace/a.py`)
-//! or relative to it (`a.py`). Any other absolute path is refused, and every path goes through
-//! [`files::resolve_existing`] / [`files::resolve_for_write`], so the editor never reads or
-//! writes outside the workspace, symlinks included.
+//! or relative to it (`a.py`). Any other absolute path is refused. Every path is parsed into a
+//! [`WorkspacePath`] (`..` resolved lexically, never above the root) and every read, write,
+//! listing and removal goes through the workspace's directory handle ([`WorkspaceDir`]), which
+//! walks the path component by component without following any symlink: whatever the sandbox
+//! swaps in meanwhile, the editor never reads or writes outside the workspace. A path that
+//! goes through or names a symbolic link is refused with a message naming the link (the agent
+//! can use the link's target path instead). Undo history is keyed by the validated path.
 //!
 //! Commands (semantics of the well-known Anthropic/OpenHands editor):
 //! - `view`: a file with `cat -n` style line numbers (optionally `view_range: [start, end]`,
@@ -22,17 +26,18 @@
 //! atomic and keep the file's permissions.
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use cap_fs_ext::DirExt;
+use cap_std::fs::{Dir, File, Metadata};
 
 use serde::Serialize;
 use serde_json::{json, Value};
 use thiserror::Error;
 
 use crate::agent::truncate::truncate_for_model;
-use crate::files::{self, FilesError, EXCLUDED_DIRS};
+use crate::files::{Entry, FilesError, WorkspaceDir, WorkspacePath, EXCLUDED_DIRS};
 use crate::llm::ToolSpec;
 
 /// Name of the tool as the model sees it.
@@ -72,7 +77,7 @@ impl EditorError {
 pub struct EditorOutcome {
     /// The command that ran (`view`, `create`, ...).
     pub command: String,
-    /// The file's path as the agent sees it, after symlink resolution, e.g. `/workspace/a.py`.
+    /// The file's path as the agent sees it, normalised, e.g. `/workspace/a.py`.
     pub path: String,
     /// Text for the model.
     pub output: String,
@@ -117,8 +122,11 @@ impl Command {
 pub struct Editor {
     root: PathBuf,
     mount_path: String,
-    /// Previous contents per file (canonical host path), newest last; `None` = did not exist.
-    history: HashMap<PathBuf, Vec<Option<String>>>,
+    /// The workspace root handle, opened on first use.
+    workspace: Option<WorkspaceDir>,
+    /// Previous contents per file (validated workspace path), newest last; `None` = did not
+    /// exist.
+    history: HashMap<WorkspacePath, Vec<Option<String>>>,
     /// Bytes held by `history`.
     history_bytes: usize,
 }
@@ -135,6 +143,7 @@ impl Editor {
         Self {
             root,
             mount_path,
+            workspace: None,
             history: HashMap::new(),
             history_bytes: 0,
         }
@@ -189,22 +198,36 @@ impl Editor {
 
     /// Runs one tool call. `args` are the model's JSON arguments.
     pub fn run(&mut self, args: &Value) -> Result<EditorOutcome, EditorError> {
-        let (command, path) = parse_args(args)?;
-        self.check_agent_path(&path)?;
-        let ctx = self.context(&path)?;
-        let command_name = command.name();
-        let (resolved, output, changed) = match command {
-            Command::View { range } => self.view(&ctx, range)?,
-            Command::Create { file_text } => self.create(&ctx, file_text)?,
-            Command::StrReplace { old_str, new_str } => {
-                self.str_replace(&ctx, &old_str, &new_str)?
-            }
-            Command::Insert { line, new_str } => self.insert(&ctx, line, &new_str)?,
-            Command::UndoEdit => self.undo(&ctx)?,
+        let (command, requested) = parse_args(args)?;
+        self.check_agent_path(&requested)?;
+        let path = WorkspacePath::parse(&self.mount_path, &requested)
+            .map_err(|e| files_error(&self.mount_path, &requested, e))?;
+        let workspace = match self.workspace.take() {
+            Some(ws) => ws,
+            None => WorkspaceDir::open(&self.root)
+                .map_err(|e| files_error(&self.mount_path, &requested, e))?,
         };
+        let ctx = CallContext {
+            ws: &workspace,
+            mount_path: self.mount_path.clone(),
+            requested: &requested,
+            shown: path.under_mount(&self.mount_path),
+            path,
+        };
+        let command_name = command.name();
+        let result = match command {
+            Command::View { range } => view(&ctx, range),
+            Command::Create { file_text } => self.create(&ctx, file_text),
+            Command::StrReplace { old_str, new_str } => self.str_replace(&ctx, &old_str, &new_str),
+            Command::Insert { line, new_str } => self.insert(&ctx, line, &new_str),
+            Command::UndoEdit => self.undo(&ctx),
+        };
+        let shown = ctx.shown.clone();
+        self.workspace = Some(workspace);
+        let (output, changed) = result?;
         Ok(EditorOutcome {
             command: command_name.to_string(),
-            path: ctx.display(&resolved),
+            path: shown,
             output,
             changed,
         })
@@ -231,79 +254,32 @@ impl Editor {
         }
     }
 
-    fn context<'a>(&self, requested: &'a str) -> Result<CallContext<'a>, EditorError> {
-        let canonical_root = fs::canonicalize(&self.root)
-            .map_err(|_| EditorError::new("The workspace directory no longer exists."))?;
-        Ok(CallContext {
-            root: self.root.clone(),
-            mount_path: self.mount_path.clone(),
-            requested,
-            canonical_root,
-        })
-    }
-
-    fn view(
-        &self,
-        ctx: &CallContext<'_>,
-        range: Option<(usize, Option<usize>)>,
-    ) -> Result<(PathBuf, String, bool), EditorError> {
-        let path = ctx.resolve_existing()?;
-        let shown = ctx.display(&path);
-        if path.is_dir() {
-            if range.is_some() {
-                return Err(EditorError::new(
-                    "The `view_range` parameter is not allowed when `path` is a directory.",
-                ));
-            }
-            let listing = list_directory(&path, &shown);
-            let output = format!(
-                "Here are the files and directories up to 2 levels deep in {shown}, excluding \
-                 hidden items (directories end with /, symbolic links with @):\n{listing}"
-            );
-            return Ok((path, output, false));
-        }
-        let text = read_text(&path, &shown)?;
-        let lines = split_lines(&text);
-        let (start, end) = match range {
-            None => (1, lines.len()),
-            Some((start, end)) => view_bounds(start, end, lines.len())?,
-        };
-        let body = number_lines(&lines, start, end);
-        let mut output = format!("Here's the result of running `cat -n` on {shown}:\n{body}");
-        if output.chars().count() > MAX_VIEW_CHARS {
-            output = truncate_for_model(&output, MAX_VIEW_CHARS);
-            output.push_str(
-                "\n[The output was too long and was shortened: use `view_range` to see specific lines.]\n",
-            );
-        }
-        Ok((path, output, false))
-    }
-
     fn create(
         &mut self,
         ctx: &CallContext<'_>,
         file_text: String,
-    ) -> Result<(PathBuf, String, bool), EditorError> {
-        let path = ctx.resolve_for_write()?;
-        let shown = ctx.display(&path);
-        check_size(file_text.len(), &shown)?;
-        let previous = match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_dir() => {
+    ) -> Result<(String, bool), EditorError> {
+        let shown = &ctx.shown;
+        check_size(file_text.len(), shown)?;
+        let previous = match ctx.ws.symlink_metadata(&ctx.path) {
+            Ok(Some(meta)) if meta.is_dir() => {
                 return Err(EditorError::new(format!(
                     "{shown} is a directory: `create` needs a file path."
                 )))
             }
-            Ok(_) => Some(read_text(&path, &shown).map_err(|e| {
+            Ok(Some(meta)) if meta.file_type().is_symlink() => {
+                return Err(ctx.files_error(FilesError::Symlink(ctx.path.to_string())))
+            }
+            Ok(Some(_)) => Some(ctx.read_file().map_err(|e| {
                 EditorError::new(format!("Cannot overwrite {shown}: {}", e.message))
             })?),
-            Err(_) => None,
+            // Missing, or a missing directory on the way: created below.
+            Ok(None) | Err(FilesError::NotFound(_)) => None,
+            Err(e) => return Err(ctx.files_error(e)),
         };
-        if let Some(parent) = path.parent() {
-            files::create_dirs(parent)
-                .map_err(|e| io_error("create the directories of", &shown, &e))?;
-        }
-        files::write_atomic(&path, file_text.as_bytes())
-            .map_err(|e| io_error("write", &shown, &e))?;
+        ctx.ws
+            .write_atomic(&ctx.path, file_text.as_bytes(), true)
+            .map_err(|e| ctx.files_error(e))?;
         let output = if previous.is_some() {
             format!(
                 "File {shown} overwritten successfully (`undo_edit` restores its previous content)."
@@ -311,8 +287,8 @@ impl Editor {
         } else {
             format!("File created successfully at: {shown}")
         };
-        self.remember(path.clone(), previous);
-        Ok((path, output, true))
+        self.remember(ctx.path.clone(), previous);
+        Ok((output, true))
     }
 
     fn str_replace(
@@ -320,9 +296,8 @@ impl Editor {
         ctx: &CallContext<'_>,
         old_str: &str,
         new_str: &str,
-    ) -> Result<(PathBuf, String, bool), EditorError> {
-        let path = ctx.resolve_existing_file()?;
-        let shown = ctx.display(&path);
+    ) -> Result<(String, bool), EditorError> {
+        let shown = &ctx.shown;
         if old_str.is_empty() {
             return Err(EditorError::new(
                 "`old_str` must not be empty: give the exact text to replace.",
@@ -333,7 +308,7 @@ impl Editor {
                 "`old_str` and `new_str` are identical: the replacement would change nothing.",
             ));
         }
-        let text = read_text(&path, &shown)?;
+        let text = ctx.read_file()?;
         let matches: Vec<usize> = text.match_indices(old_str).map(|(i, _)| i).collect();
         let at = match matches.as_slice() {
             [] => {
@@ -366,15 +341,14 @@ impl Editor {
         updated.push_str(&text[..at]);
         updated.push_str(new_str);
         updated.push_str(&text[at + old_str.len()..]);
-        check_size(updated.len(), &shown)?;
-        files::write_atomic(&path, updated.as_bytes())
-            .map_err(|e| io_error("write", &shown, &e))?;
+        check_size(updated.len(), shown)?;
+        ctx.write(&updated)?;
 
         let first = line_of_offset(&updated, at);
         let last = first + new_str.split_inclusive('\n').count().max(1) - 1;
-        let output = edited_message(&shown, &updated, first, last);
-        self.remember(path.clone(), Some(text));
-        Ok((path, output, true))
+        let output = edited_message(shown, &updated, first, last);
+        self.remember(ctx.path.clone(), Some(text));
+        Ok((output, true))
     }
 
     fn insert(
@@ -382,10 +356,9 @@ impl Editor {
         ctx: &CallContext<'_>,
         line: usize,
         new_str: &str,
-    ) -> Result<(PathBuf, String, bool), EditorError> {
-        let path = ctx.resolve_existing_file()?;
-        let shown = ctx.display(&path);
-        let text = read_text(&path, &shown)?;
+    ) -> Result<(String, bool), EditorError> {
+        let shown = &ctx.shown;
+        let text = ctx.read_file()?;
         let lines = split_lines(&text);
         if line > lines.len() {
             return Err(EditorError::new(format!(
@@ -395,41 +368,37 @@ impl Editor {
             )));
         }
         let updated = insert_after_line(&text, line, new_str);
-        check_size(updated.len(), &shown)?;
-        files::write_atomic(&path, updated.as_bytes())
-            .map_err(|e| io_error("write", &shown, &e))?;
+        check_size(updated.len(), shown)?;
+        ctx.write(&updated)?;
         let inserted_lines = new_str.split_inclusive('\n').count().max(1);
-        let output = edited_message(&shown, &updated, line + 1, line + inserted_lines);
-        self.remember(path.clone(), Some(text));
-        Ok((path, output, true))
+        let output = edited_message(shown, &updated, line + 1, line + inserted_lines);
+        self.remember(ctx.path.clone(), Some(text));
+        Ok((output, true))
     }
 
-    fn undo(&mut self, ctx: &CallContext<'_>) -> Result<(PathBuf, String, bool), EditorError> {
-        let path = ctx.resolve_for_write()?;
-        let shown = ctx.display(&path);
+    fn undo(&mut self, ctx: &CallContext<'_>) -> Result<(String, bool), EditorError> {
+        let shown = &ctx.shown;
         let previous = self
             .history
-            .get_mut(&path)
+            .get_mut(&ctx.path)
             .and_then(|steps| steps.pop())
             .ok_or_else(|| EditorError::new(format!("No edit history found for {shown}.")))?;
         if self
             .history
-            .get(&path)
+            .get(&ctx.path)
             .is_some_and(|steps| steps.is_empty())
         {
-            self.history.remove(&path);
+            self.history.remove(&ctx.path);
         }
         self.history_bytes = self
             .history_bytes
             .saturating_sub(previous.as_ref().map_or(0, String::len));
         let output = match previous {
             Some(content) => {
-                if let Some(parent) = path.parent() {
-                    files::create_dirs(parent)
-                        .map_err(|e| io_error("recreate the directories of", &shown, &e))?;
-                }
-                files::write_atomic(&path, content.as_bytes())
-                    .map_err(|e| io_error("restore", &shown, &e))?;
+                // Recreates missing directories, like `create`.
+                ctx.ws
+                    .write_atomic(&ctx.path, content.as_bytes(), true)
+                    .map_err(|e| ctx.files_error(e))?;
                 let lines = split_lines(&content);
                 let body = number_lines(&lines, 1, lines.len());
                 truncate_for_model(
@@ -441,19 +410,19 @@ impl Editor {
                 )
             }
             None => {
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_error("remove", &shown, &e)),
+                match ctx.ws.remove_file(&ctx.path) {
+                    // Already gone (with its directory, maybe): nothing to undo on disk.
+                    Ok(_) | Err(FilesError::NotFound(_)) => {}
+                    Err(e) => return Err(ctx.files_error(e)),
                 }
                 format!("Last edit to {shown} undone successfully: the file created by `create` was removed.")
             }
         };
-        Ok((path, output, true))
+        Ok((output, true))
     }
 
     /// Records `previous` as the newest undo step of `path`, within the history bounds.
-    fn remember(&mut self, path: PathBuf, previous: Option<String>) {
+    fn remember(&mut self, path: WorkspacePath, previous: Option<String>) {
         self.history_bytes += previous.as_ref().map_or(0, String::len);
         let steps = self.history.entry(path).or_default();
         steps.push(previous);
@@ -488,72 +457,127 @@ impl Editor {
     }
 }
 
-/// Per-call state: the requested path and the canonical workspace root.
+fn view(
+    ctx: &CallContext<'_>,
+    range: Option<(usize, Option<usize>)>,
+) -> Result<(String, bool), EditorError> {
+    let shown = &ctx.shown;
+    let (file, meta) = match ctx
+        .ws
+        .open_entry(&ctx.path)
+        .map_err(|e| ctx.files_error(e))?
+    {
+        Entry::Dir(dir) => {
+            if range.is_some() {
+                return Err(EditorError::new(
+                    "The `view_range` parameter is not allowed when `path` is a directory.",
+                ));
+            }
+            let listing = list_directory(&dir, shown);
+            let output = format!(
+                "Here are the files and directories up to 2 levels deep in {shown}, excluding \
+                 hidden items (directories end with /, symbolic links with @):\n{listing}"
+            );
+            return Ok((output, false));
+        }
+        Entry::File(file, meta) => (file, meta),
+        Entry::Other => return Err(not_regular(shown)),
+    };
+    let text = read_text(file, &meta, shown)?;
+    let lines = split_lines(&text);
+    let (start, end) = match range {
+        None => (1, lines.len()),
+        Some((start, end)) => view_bounds(start, end, lines.len())?,
+    };
+    let body = number_lines(&lines, start, end);
+    let mut output = format!("Here's the result of running `cat -n` on {shown}:\n{body}");
+    if output.chars().count() > MAX_VIEW_CHARS {
+        output = truncate_for_model(&output, MAX_VIEW_CHARS);
+        output.push_str(
+            "\n[The output was too long and was shortened: use `view_range` to see specific lines.]\n",
+        );
+    }
+    Ok((output, false))
+}
+
+/// Per-call state: the workspace handle, the validated path and how to show it.
 struct CallContext<'a> {
-    root: PathBuf,
+    ws: &'a WorkspaceDir,
     mount_path: String,
+    /// The path as the agent wrote it.
     requested: &'a str,
-    canonical_root: PathBuf,
+    path: WorkspacePath,
+    /// The path as the agent sees it, e.g. `/workspace/src/a.py`.
+    shown: String,
 }
 
 impl CallContext<'_> {
-    fn resolve_existing(&self) -> Result<PathBuf, EditorError> {
-        files::resolve_existing(&self.root, &self.mount_path, self.requested)
-            .map_err(|e| self.files_error(e))
-    }
-
-    fn resolve_existing_file(&self) -> Result<PathBuf, EditorError> {
-        let path = self.resolve_existing()?;
-        if path.is_dir() {
-            return Err(EditorError::new(format!(
+    /// Reads the regular text file at the call's path (see [`read_text`]).
+    fn read_file(&self) -> Result<String, EditorError> {
+        match self
+            .ws
+            .open_entry(&self.path)
+            .map_err(|e| self.files_error(e))?
+        {
+            Entry::File(file, meta) => read_text(file, &meta, &self.shown),
+            Entry::Dir(_) => Err(EditorError::new(format!(
                 "{} is a directory: this command needs a file.",
-                self.display(&path)
-            )));
+                self.shown
+            ))),
+            Entry::Other => Err(not_regular(&self.shown)),
         }
-        Ok(path)
     }
 
-    fn resolve_for_write(&self) -> Result<PathBuf, EditorError> {
-        files::resolve_for_write(&self.root, &self.mount_path, self.requested)
+    /// Replaces the content of the (existing) file at the call's path atomically.
+    fn write(&self, content: &str) -> Result<(), EditorError> {
+        self.ws
+            .write_atomic(&self.path, content.as_bytes(), false)
             .map_err(|e| self.files_error(e))
-    }
-
-    /// The agent's view of a resolved host path: the mount path plus the path inside the root.
-    fn display(&self, resolved: &Path) -> String {
-        let mount = &self.mount_path;
-        match resolved.strip_prefix(&self.canonical_root) {
-            Ok(rel) if rel.as_os_str().is_empty() => mount.clone(),
-            Ok(rel) if mount == "/" => format!("/{}", rel.to_string_lossy()),
-            Ok(rel) => format!("{mount}/{}", rel.to_string_lossy()),
-            // Unreachable for resolved paths; never show a host path.
-            Err(_) => self.requested.escape_debug().to_string(),
-        }
     }
 
     fn files_error(&self, err: FilesError) -> EditorError {
-        let p = self.requested.escape_debug();
-        let mount = &self.mount_path;
-        EditorError::new(match err {
-            FilesError::Traversal => format!(
-                "The path {p} leads outside the workspace {mount} (through `..` or a symbolic \
-                 link): access refused."
-            ),
-            FilesError::NotFound(_) => format!("The path {p} does not exist."),
-            FilesError::InvalidPath(why) => format!("Invalid path {p}: {why}."),
-            FilesError::NotADirectory(_) => {
-                format!("The path {p} uses a file as if it were a directory.")
-            }
-            FilesError::SymlinkLoop(_) => {
-                format!("The path {p} runs into a loop of symbolic links.")
-            }
-            FilesError::BrokenSymlink(_) => format!(
-                "The path {p} is (or goes through) a broken symbolic link; the editor does not \
-                 write through it. Remove the link first."
-            ),
-            FilesError::WorkspaceMissing => "The workspace directory no longer exists.".into(),
-            FilesError::Io(kind) => format!("Could not access {p}: {kind}."),
-        })
+        files_error(&self.mount_path, self.requested, err)
     }
+}
+
+/// The model's explanation of a [`FilesError`] met on `requested`.
+fn files_error(mount: &str, requested: &str, err: FilesError) -> EditorError {
+    let p = requested.escape_debug();
+    let under_mount = |tree_path: &str| {
+        if mount == "/" {
+            tree_path.to_string()
+        } else {
+            format!("{mount}{tree_path}")
+        }
+    };
+    EditorError::new(match err {
+        FilesError::Traversal => format!(
+            "The path {p} leads outside the workspace {mount} (through `..`): access refused."
+        ),
+        FilesError::NotFound(_) => format!("The path {p} does not exist."),
+        FilesError::InvalidPath(why) => format!("Invalid path {p}: {why}."),
+        FilesError::NotADirectory(_) => {
+            format!("The path {p} uses a file as if it were a directory.")
+        }
+        FilesError::Symlink(link) => {
+            let link = under_mount(&link);
+            format!(
+                "{link} is a symbolic link; Lucid does not follow links — use the target path \
+                 (`readlink {link}` shows it)."
+            )
+        }
+        FilesError::IsADirectory(dir) => format!(
+            "{} is a directory: this command needs a file.",
+            under_mount(&dir)
+        ),
+        FilesError::IsRoot => format!("{mount} is a directory: this command needs a file."),
+        FilesError::WorkspaceMissing => "The workspace directory no longer exists.".into(),
+        FilesError::Io(kind) => format!("Could not access {p}: {kind}."),
+    })
+}
+
+fn not_regular(shown: &str) -> EditorError {
+    EditorError::new(format!("{shown} is not a regular file."))
 }
 
 fn io_error(action: &str, shown: &str, err: &io::Error) -> EditorError {
@@ -570,20 +594,9 @@ fn check_size(len: usize, shown: &str) -> Result<(), EditorError> {
     Ok(())
 }
 
-/// Reads a whole text file for editing: regular files only, at most [`MAX_EDIT_FILE_BYTES`],
-/// valid UTF-8 without NUL bytes.
-fn read_text(path: &Path, shown: &str) -> Result<String, EditorError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| io_error("open", shown, &e))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| io_error("inspect", shown, &e))?;
-    if !meta.is_file() {
-        return Err(EditorError::new(format!("{shown} is not a regular file.")));
-    }
+/// Reads a whole text file for editing from its open handle: at most
+/// [`MAX_EDIT_FILE_BYTES`], valid UTF-8 without NUL bytes.
+fn read_text(file: File, meta: &Metadata, shown: &str) -> Result<String, EditorError> {
     if meta.len() > MAX_EDIT_FILE_BYTES {
         return Err(EditorError::new(format!(
             "{shown} is too large for the editor ({} bytes; the limit is {MAX_EDIT_FILE_BYTES}). \
@@ -690,8 +703,9 @@ fn edited_message(shown: &str, updated: &str, first: usize, last: usize) -> Stri
 }
 
 /// Lists `dir` two levels deep: hidden entries skipped, symlinks shown with `@` and not
-/// followed, heavy folders (e.g. `node_modules`) shown but not expanded.
-fn list_directory(dir: &Path, shown: &str) -> String {
+/// followed, heavy folders (e.g. `node_modules`) shown but not expanded. Recurses with
+/// directory handles (subdirectories opened with `O_NOFOLLOW`).
+fn list_directory(dir: &Dir, shown: &str) -> String {
     let header = if shown.ends_with('/') {
         shown.to_string()
     } else {
@@ -710,8 +724,8 @@ fn list_directory(dir: &Path, shown: &str) -> String {
     text
 }
 
-fn list_level(dir: &Path, shown: &str, depth: usize, out: &mut Vec<String>, truncated: &mut bool) {
-    let Ok(entries) = fs::read_dir(dir) else {
+fn list_level(dir: &Dir, shown: &str, depth: usize, out: &mut Vec<String>, truncated: &mut bool) {
+    let Ok(entries) = dir.entries() else {
         return;
     };
     let mut names: Vec<_> = entries
@@ -720,16 +734,15 @@ fn list_level(dir: &Path, shown: &str, depth: usize, out: &mut Vec<String>, trun
         .filter(|n| !n.to_string_lossy().starts_with('.'))
         .collect();
     names.sort();
-    for name in names {
+    for os_name in names {
         if out.len() > MAX_DIR_VIEW_ENTRIES {
             *truncated = true;
             return;
         }
-        let full = dir.join(&name);
-        let Ok(meta) = fs::symlink_metadata(&full) else {
+        let Ok(meta) = dir.symlink_metadata(&os_name) else {
             continue;
         };
-        let name = name.to_string_lossy();
+        let name = os_name.to_string_lossy();
         let child = if shown == "/" {
             format!("/{name}")
         } else {
@@ -740,7 +753,10 @@ fn list_level(dir: &Path, shown: &str, depth: usize, out: &mut Vec<String>, trun
         } else if meta.is_dir() {
             out.push(format!("{child}/"));
             if depth < 2 && !EXCLUDED_DIRS.contains(&name.as_ref()) {
-                list_level(&full, &child, depth + 1, out, truncated);
+                // A directory swapped for a symlink since the `lstat` is not entered.
+                if let Ok(sub) = dir.open_dir_nofollow(&os_name) {
+                    list_level(&sub, &child, depth + 1, out, truncated);
+                }
             }
         } else {
             out.push(child);
@@ -870,12 +886,15 @@ enough surrounding lines to make it unique. An empty `new_str` deletes `old_str`
 * `insert` inserts `new_str` after line `insert_line` (0 inserts at the top).\n\
 * `undo_edit` reverts the last edit made to `path` with this tool.\n\
 Paths are absolute under the workspace (e.g. /workspace/src/app.py) or relative to it. Only \
-UTF-8 text files up to 10 MiB can be viewed or edited; use shell commands for anything else.";
+UTF-8 text files up to 10 MiB can be viewed or edited; use shell commands for anything else. \
+Symbolic links are never followed: give the path of the link's target instead.";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::path::Path;
 
     struct Ws {
         _dir: tempfile::TempDir,
@@ -1319,58 +1338,148 @@ mod tests {
     }
 
     #[test]
-    fn symlinks_made_by_the_agent_cannot_escape() {
+    fn symlinks_made_by_the_agent_are_never_followed() {
         let mut w = ws();
         let secret = w.outside.join("secret.txt");
+        w.write("real/conf.toml", "a = 1\n");
         symlink(&secret, w.root.join("link.txt")).unwrap();
         symlink(&w.outside, w.root.join("outdir")).unwrap();
         symlink(w.outside.join("new.txt"), w.root.join("dangling")).unwrap();
+        // Links that stay inside the workspace are refused too: no link is ever followed.
+        symlink("real/conf.toml", w.root.join("conf.toml")).unwrap();
+        symlink("real", w.root.join("real_link")).unwrap();
         let attempts = [
-            json!({"command": "view", "path": "link.txt"}),
-            json!({"command": "view", "path": "/workspace/outdir"}),
-            json!({"command": "view", "path": "outdir/secret.txt"}),
-            json!({"command": "create", "path": "link.txt", "file_text": "pwned"}),
-            json!({"command": "create", "path": "outdir/secret.txt", "file_text": "pwned"}),
-            json!({"command": "create", "path": "outdir/new/deep.txt", "file_text": "pwned"}),
-            json!({"command": "str_replace", "path": "link.txt", "old_str": "top", "new_str": "pwned"}),
-            json!({"command": "insert", "path": "outdir/secret.txt", "insert_line": 0, "new_str": "pwned"}),
-            json!({"command": "undo_edit", "path": "link.txt"}),
+            (
+                json!({"command": "view", "path": "link.txt"}),
+                "/workspace/link.txt",
+            ),
+            (
+                json!({"command": "view", "path": "/workspace/outdir"}),
+                "/workspace/outdir",
+            ),
+            (
+                json!({"command": "view", "path": "outdir/secret.txt"}),
+                "/workspace/outdir",
+            ),
+            (
+                json!({"command": "create", "path": "link.txt", "file_text": "pwned"}),
+                "/workspace/link.txt",
+            ),
+            (
+                json!({"command": "create", "path": "outdir/secret.txt", "file_text": "pwned"}),
+                "/workspace/outdir",
+            ),
+            (
+                json!({"command": "create", "path": "outdir/new/deep.txt", "file_text": "pwned"}),
+                "/workspace/outdir",
+            ),
+            (
+                json!({"command": "create", "path": "dangling", "file_text": "pwned"}),
+                "/workspace/dangling",
+            ),
+            (
+                json!({"command": "str_replace", "path": "link.txt", "old_str": "top", "new_str": "pwned"}),
+                "/workspace/link.txt",
+            ),
+            (
+                json!({"command": "insert", "path": "outdir/secret.txt", "insert_line": 0, "new_str": "pwned"}),
+                "/workspace/outdir",
+            ),
+            (
+                json!({"command": "str_replace", "path": "/workspace/conf.toml", "old_str": "1", "new_str": "2"}),
+                "/workspace/conf.toml",
+            ),
+            (
+                json!({"command": "view", "path": "real_link/conf.toml"}),
+                "/workspace/real_link",
+            ),
+            (
+                json!({"command": "create", "path": "real_link/x/y.txt", "file_text": "x"}),
+                "/workspace/real_link",
+            ),
         ];
-        for args in attempts {
+        for (args, link) in attempts {
             let msg = w.err(args.clone());
-            assert!(msg.contains("leads outside the workspace"), "{args}: {msg}");
+            assert_eq!(
+                msg,
+                format!(
+                    "{link} is a symbolic link; Lucid does not follow links — use the target \
+                     path (`readlink {link}` shows it)."
+                ),
+                "{args}"
+            );
             assert!(!msg.contains(&*w.outside.to_string_lossy()), "{msg}");
         }
-        let msg = w.err(json!({"command": "create", "path": "dangling", "file_text": "pwned"}));
-        assert!(msg.contains("broken symbolic link"), "{msg}");
         assert_eq!(fs::read_to_string(&secret).unwrap(), "top secret\n");
+        assert_eq!(w.read("real/conf.toml"), "a = 1\n");
+        assert!(!w.root.join("real/x").exists());
         let outside_entries: Vec<_> = fs::read_dir(&w.outside).unwrap().collect();
         assert_eq!(outside_entries.len(), 1);
-    }
-
-    #[test]
-    fn symlinks_inside_the_workspace_edit_their_target() {
-        let mut w = ws();
-        w.write("real/conf.toml", "a = 1\n");
-        symlink("real/conf.toml", w.root.join("conf.toml")).unwrap();
-        let out = w.ok(json!({"command": "str_replace", "path": "/workspace/conf.toml", "old_str": "1", "new_str": "2"}));
-        assert_eq!(out.path, "/workspace/real/conf.toml");
+        // The target path works.
+        w.ok(json!({"command": "str_replace", "path": "real/conf.toml", "old_str": "1", "new_str": "2"}));
         assert_eq!(w.read("real/conf.toml"), "a = 2\n");
-        assert!(fs::symlink_metadata(w.root.join("conf.toml"))
-            .unwrap()
-            .file_type()
-            .is_symlink());
     }
 
     #[test]
-    fn symlink_loops_are_reported() {
+    fn symlink_loops_are_reported_as_links() {
         let mut w = ws();
         symlink("b", w.root.join("a")).unwrap();
         symlink("a", w.root.join("b")).unwrap();
         let msg = w.err(json!({"command": "view", "path": "a"}));
-        assert!(msg.contains("loop of symbolic links"), "{msg}");
+        assert!(msg.starts_with("/workspace/a is a symbolic link"), "{msg}");
         let msg = w.err(json!({"command": "create", "path": "a/x", "file_text": ""}));
-        assert!(msg.contains("loop of symbolic links"), "{msg}");
+        assert!(msg.starts_with("/workspace/a is a symbolic link"), "{msg}");
+    }
+
+    /// Undo works on the validated path (any spelling of it) through the handles: when the
+    /// sandbox has replaced a directory with a symlink meanwhile, undo refuses instead of
+    /// deleting or writing through the link.
+    #[test]
+    fn undo_uses_the_validated_path_and_handles() {
+        let mut w = ws();
+        w.ok(json!({"command": "create", "path": "d/f.txt", "file_text": "v1\n"}));
+        w.ok(json!({"command": "create", "path": "/workspace/d/./f.txt", "file_text": "v2\n"}));
+        w.ok(json!({"command": "undo_edit", "path": "x/../d//f.txt"}));
+        assert_eq!(w.read("d/f.txt"), "v1\n");
+
+        // The sandbox swaps `d` for a link to a host directory holding a same-named file.
+        fs::write(w.outside.join("f.txt"), "host file\n").unwrap();
+        fs::rename(w.root.join("d"), w.root.join("d.real")).unwrap();
+        symlink(&w.outside, w.root.join("d")).unwrap();
+        let msg = w.err(json!({"command": "undo_edit", "path": "d/f.txt"}));
+        assert!(msg.starts_with("/workspace/d is a symbolic link"), "{msg}");
+        assert_eq!(
+            fs::read_to_string(w.outside.join("f.txt")).unwrap(),
+            "host file\n"
+        );
+        // Restoring content is refused the same way.
+        w.ok(json!({"command": "create", "path": "e/g.txt", "file_text": "1"}));
+        w.ok(json!({"command": "create", "path": "e/g.txt", "file_text": "2"}));
+        fs::rename(w.root.join("e"), w.root.join("e.real")).unwrap();
+        symlink(&w.outside, w.root.join("e")).unwrap();
+        let msg = w.err(json!({"command": "undo_edit", "path": "e/g.txt"}));
+        assert!(msg.starts_with("/workspace/e is a symbolic link"), "{msg}");
+        let names: Vec<_> = fs::read_dir(&w.outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn fifo_view_does_not_hang() {
+        let mut w = ws();
+        mkfifo(&w.root.join("pipe"));
+        let start = std::time::Instant::now();
+        for args in [
+            json!({"command": "view", "path": "pipe"}),
+            json!({"command": "str_replace", "path": "pipe", "old_str": "a", "new_str": "b"}),
+            json!({"command": "create", "path": "pipe", "file_text": "x"}),
+        ] {
+            let msg = w.err(args.clone());
+            assert!(msg.contains("is not a regular file"), "{args}: {msg}");
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]
@@ -1398,15 +1507,10 @@ mod tests {
         assert!(msg.contains("too large"), "{msg}");
     }
 
-    #[test]
-    fn non_regular_files_are_refused() {
-        let mut w = ws();
-        let fifo = w.root.join("pipe");
-        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    fn mkfifo(path: &Path) {
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
-        let msg = w.err(json!({"command": "view", "path": "pipe"}));
-        assert!(msg.contains("is not a regular file"), "{msg}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::error::{EngineError, ErrorKind};
 /// Why a workspace file operation failed.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FilesError {
-    /// The path leaves the workspace (lexically, or through a symlink).
+    /// The path climbs above the workspace root with `..`.
     #[error("Path traversal not allowed.")]
     Traversal,
     /// Nothing (or nothing of the expected kind) exists at the requested path.
@@ -23,12 +23,16 @@ pub enum FilesError {
     /// A component of the path is a file where a directory is needed.
     #[error("Not a directory: {0}")]
     NotADirectory(String),
-    /// The path runs into a symlink cycle.
-    #[error("Too many levels of symbolic links: {0}")]
-    SymlinkLoop(String),
-    /// The path ends in (or passes through) a symlink whose target does not exist.
-    #[error("Path is a broken symbolic link: {0}")]
-    BrokenSymlink(String),
+    /// The path names or goes through a symbolic link, which Lucid never follows. The
+    /// payload is the link's workspace path in tree form (`/d`).
+    #[error("{0} is a symbolic link; Lucid does not follow links — use the target path.")]
+    Symlink(String),
+    /// A file operation was asked on a directory. The payload is the tree form (`/d`).
+    #[error("Is a directory: {0}")]
+    IsADirectory(String),
+    /// A file operation was asked on the workspace root itself.
+    #[error("The workspace root is a directory, not a file.")]
+    IsRoot,
     /// The workspace directory itself does not exist.
     #[error("Workspace not found.")]
     WorkspaceMissing,
@@ -44,9 +48,8 @@ impl FilesError {
             io::ErrorKind::NotFound => Self::NotFound(requested.to_string()),
             io::ErrorKind::NotADirectory => Self::NotADirectory(requested.to_string()),
             io::ErrorKind::InvalidFilename => Self::InvalidPath("a path component is too long"),
-            _ if err.raw_os_error() == Some(libc::ELOOP) => {
-                Self::SymlinkLoop(requested.to_string())
-            }
+            // O_NOFOLLOW met a symlink (swapped in after the caller looked).
+            _ if err.raw_os_error() == Some(libc::ELOOP) => Self::Symlink(requested.to_string()),
             kind => Self::Io(kind),
         }
     }
@@ -58,8 +61,9 @@ impl From<FilesError> for EngineError {
             FilesError::Traversal
             | FilesError::InvalidPath(_)
             | FilesError::NotADirectory(_)
-            | FilesError::SymlinkLoop(_)
-            | FilesError::BrokenSymlink(_) => ErrorKind::BadRequest,
+            | FilesError::Symlink(_)
+            | FilesError::IsADirectory(_)
+            | FilesError::IsRoot => ErrorKind::BadRequest,
             FilesError::NotFound(_) | FilesError::WorkspaceMissing => ErrorKind::NotFound,
             FilesError::Io(_) => ErrorKind::Internal,
         };
@@ -81,6 +85,13 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::NotFound);
         assert_eq!(e.message, "File not found: /src/a.py");
 
+        let e: EngineError = FilesError::Symlink("/d".into()).into();
+        assert_eq!(e.kind, ErrorKind::BadRequest);
+        assert_eq!(
+            e.message,
+            "/d is a symbolic link; Lucid does not follow links — use the target path."
+        );
+
         let e: EngineError = FilesError::Io(io::ErrorKind::PermissionDenied).into();
         assert_eq!(e.kind, ErrorKind::Internal);
         assert!(!e.message.contains('/'));
@@ -91,7 +102,7 @@ mod tests {
         let loop_err = io::Error::from_raw_os_error(libc::ELOOP);
         assert_eq!(
             FilesError::from_io(&loop_err, "a"),
-            FilesError::SymlinkLoop("a".into())
+            FilesError::Symlink("a".into())
         );
         let missing = io::Error::from(io::ErrorKind::NotFound);
         assert_eq!(

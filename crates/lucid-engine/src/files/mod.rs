@@ -1,19 +1,22 @@
-//! Files inside a session's host workspace: safe path resolution, the UI's file tree and
-//! file reads.
+//! Files inside a session's host workspace: the directory-handle layer every host-side
+//! access goes through, the UI's file tree and file reads.
 //!
-//! These are pure, synchronous functions over a workspace directory; callers check session
-//! ownership first and run them on a blocking thread. Every path is canonicalised (symlinks
-//! resolved) before the containment check, tree walks never follow symlinks, and reads are
-//! capped — closing the original's traversal, symlink-escape and unbounded-read holes.
+//! The sandbox is hostile and changes the workspace concurrently, so nothing here resolves a
+//! workspace path by name: [`WorkspaceDir`] opens the workspace root once as a directory
+//! handle and walks each requested [`WorkspacePath`] component by component without following
+//! any symlink (see [`workspace_dir`]). Tree walks recurse with handles and list symlinks as
+//! symlinks; reads are capped and flag binary files — closing the original's traversal,
+//! symlink-escape and unbounded-read holes, and the check-then-reopen races.
+//!
+//! These are synchronous functions; callers check session ownership first and run them on a
+//! blocking thread.
 
 mod error;
 mod read;
-mod resolve;
 mod tree;
-mod write;
+pub mod workspace_dir;
 
 pub use error::FilesError;
 pub use read::{read_file, FileContent, DEFAULT_MAX_READ_BYTES};
-pub use resolve::{resolve_existing, resolve_for_write, MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
 pub use tree::{build_tree, FileNode, FileTree, NodeKind, TreeLimits, EXCLUDED_DIRS};
-pub use write::{create_dirs, write_atomic};
+pub use workspace_dir::{Entry, WorkspaceDir, WorkspacePath, MAX_COMPONENT_BYTES, MAX_PATH_BYTES};

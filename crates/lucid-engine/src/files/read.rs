@@ -1,15 +1,15 @@
 //! Reading a workspace file for the UI (`GET /api/v1/files/read`), with a size cap and binary
 //! detection (the original read whole files and decoded binaries into garbage).
 
-use std::fs::{File, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+use cap_std::fs::File;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{resolve_existing, FilesError};
+use super::{Entry, FilesError, WorkspaceDir, WorkspacePath};
 
 /// Default cap of [`read_file`]: 1 MiB.
 pub const DEFAULT_MAX_READ_BYTES: u64 = 1024 * 1024;
@@ -32,28 +32,33 @@ pub struct FileContent {
 }
 
 /// Reads at most `max_bytes` of the regular file at `requested` inside the workspace `root`.
-/// Directories, devices, FIFOs and sockets are reported as not found (like the original).
-/// A few invalid UTF-8 sequences in text are replaced with U+FFFD; more, or any NUL byte,
-/// marks the file as binary.
+/// Opens the workspace root and calls [`read_file_in`].
 pub fn read_file(
     root: &Path,
     mount_path: &str,
     requested: &str,
     max_bytes: u64,
 ) -> Result<FileContent, FilesError> {
-    let path = resolve_existing(root, mount_path, requested)?;
-    let not_found = || FilesError::NotFound(requested.to_string());
-    // O_NONBLOCK: a FIFO swapped in after resolution must not block the open;
-    // O_NOFOLLOW: the resolved path is canonical, so a symlink here means a swap: refuse it.
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(|e| FilesError::from_io(&e, requested))?;
-    let meta = file.metadata().map_err(|e| FilesError::Io(e.kind()))?;
-    if !meta.is_file() {
-        return Err(not_found());
-    }
+    let path = WorkspacePath::parse(mount_path, requested)?;
+    read_file_in(&WorkspaceDir::open(root)?, &path, max_bytes)
+}
+
+/// Reads at most `max_bytes` of the regular file at `path` through the workspace handle
+/// (no symlink followed anywhere on the path: [`FilesError::Symlink`]). Directories, devices,
+/// FIFOs and sockets are reported as not found (like the original). A few invalid UTF-8
+/// sequences in text are replaced with U+FFFD; more, or any NUL byte, marks the file as
+/// binary.
+fn read_file_in(
+    ws: &WorkspaceDir,
+    path: &WorkspacePath,
+    max_bytes: u64,
+) -> Result<FileContent, FilesError> {
+    let (file, meta) = match ws.open_entry(path)? {
+        Entry::File(file, meta) => (file, meta),
+        Entry::Dir(_) | Entry::Other => {
+            return Err(FilesError::NotFound(path.requested().to_string()))
+        }
+    };
     let size = meta.len();
     let bytes = read_capped(file, max_bytes).map_err(|e| FilesError::Io(e.kind()))?;
     let truncated = size > bytes.len() as u64;
@@ -231,6 +236,7 @@ mod tests {
         let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+        let start = std::time::Instant::now();
         for p in ["d", "/workspace", "pipe", "missing.txt"] {
             assert_eq!(
                 read_file(dir.path(), MOUNT, p, 10),
@@ -238,6 +244,8 @@ mod tests {
                 "{p}"
             );
         }
+        // The FIFO was not opened for a blocking read.
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]
@@ -248,13 +256,15 @@ mod tests {
         symlink(outside.path().join("secret"), dir.path().join("link")).unwrap();
         symlink(outside.path(), dir.path().join("dirlink")).unwrap();
         symlink("/proc/self/environ", dir.path().join("env")).unwrap();
-        for p in [
-            "link",
-            "dirlink/secret",
-            "env",
-            "../../etc/passwd",
-            "/workspace/../../etc/passwd",
+        for (p, link) in [
+            ("link", "/link"),
+            ("/workspace/dirlink/secret", "/dirlink"),
+            ("/env", "/env"),
         ] {
+            let err = read_file(dir.path(), MOUNT, p, 1024).unwrap_err();
+            assert_eq!(err, FilesError::Symlink(link.into()), "{p}");
+        }
+        for p in ["../../etc/passwd", "/workspace/../../etc/passwd"] {
             assert_eq!(
                 read_file(dir.path(), MOUNT, p, 1024),
                 Err(FilesError::Traversal),

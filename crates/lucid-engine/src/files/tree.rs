@@ -10,17 +10,23 @@
 //! Skipped: hidden directories and the original's heavy folders ([`EXCLUDED_DIRS`]); hidden
 //! files are listed. Walks are bounded by [`TreeLimits`]; when a limit cuts the walk short the
 //! result has `truncated: true`. Unreadable directories are listed with no children.
+//!
+//! The walk recurses with directory handles from the workspace's [`WorkspaceDir`]: each
+//! entry is inspected with `lstat` inside its parent's handle and a subdirectory is opened
+//! with `O_NOFOLLOW`, so a directory swapped for a symlink mid-walk is never entered.
 
 use std::ffi::OsString;
-use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use cap_fs_ext::DirExt;
+use cap_std::fs::Dir;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::FilesError;
+use super::{FilesError, WorkspaceDir};
 
 /// Directory names never descended (nor listed), as in the original.
 pub const EXCLUDED_DIRS: &[&str] = &[
@@ -95,22 +101,19 @@ pub struct FileTree {
 }
 
 /// Walks the workspace at `root` (which must be an existing directory) without following
-/// symlinks.
+/// symlinks. Opens the workspace root and calls [`build_tree_in`].
 pub fn build_tree(root: &Path, limits: TreeLimits) -> Result<FileTree, FilesError> {
-    let meta = match fs::metadata(root) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(FilesError::WorkspaceMissing),
-        Err(e) => return Err(FilesError::Io(e.kind())),
-    };
-    if !meta.is_dir() {
-        return Err(FilesError::WorkspaceMissing);
-    }
+    build_tree_in(&WorkspaceDir::open(root)?, limits)
+}
+
+/// Walks the workspace through its root handle without following symlinks.
+fn build_tree_in(ws: &WorkspaceDir, limits: TreeLimits) -> Result<FileTree, FilesError> {
     let mut walk = Walk {
         limits,
         emitted: 0,
         truncated: false,
     };
-    let tree = match walk.list(root, "", 1) {
+    let tree = match walk.list(ws.root(), "", 1) {
         Ok(nodes) => nodes,
         Err(e) => return Err(FilesError::Io(e.kind())),
     };
@@ -129,10 +132,10 @@ struct Walk {
 impl Walk {
     /// Lists the directory `dir` (at `depth`, the root's entries being depth 1), whose
     /// workspace-relative path is `rel` ("" for the root).
-    fn list(&mut self, dir: &Path, rel: &str, depth: usize) -> io::Result<Vec<FileNode>> {
+    fn list(&mut self, dir: &Dir, rel: &str, depth: usize) -> io::Result<Vec<FileNode>> {
         let remaining = self.limits.max_entries.saturating_sub(self.emitted);
         let mut names: Vec<OsString> = Vec::new();
-        for entry in fs::read_dir(dir)? {
+        for entry in dir.entries()? {
             let Ok(entry) = entry else { continue };
             if names.len() > remaining {
                 // More names than we could ever emit: stop reading (bounded memory).
@@ -144,13 +147,12 @@ impl Walk {
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
 
         let mut nodes = Vec::new();
-        for name in names {
-            let full = dir.join(&name);
+        for os_name in names {
             // Never follows symlinks; an entry that vanished meanwhile is skipped.
-            let Ok(meta) = fs::symlink_metadata(&full) else {
+            let Ok(meta) = dir.symlink_metadata(&os_name) else {
                 continue;
             };
-            let name = name.to_string_lossy().into_owned();
+            let name = os_name.to_string_lossy().into_owned();
             let is_dir = meta.file_type().is_dir();
             if is_dir && (name.starts_with('.') || EXCLUDED_DIRS.contains(&name.as_str())) {
                 continue;
@@ -162,14 +164,18 @@ impl Walk {
             self.emitted += 1;
             let path = format!("{rel}/{name}");
             let node = if is_dir {
-                let children = if depth >= self.limits.max_depth {
-                    if has_entries(&full) {
-                        self.truncated = true;
+                // Opened without following: a directory swapped for a symlink since the
+                // `lstat` fails to open and is listed empty, like an unreadable one.
+                let child = dir.open_dir_nofollow(&os_name).ok();
+                let children = match child {
+                    Some(child) if depth >= self.limits.max_depth => {
+                        if has_entries(&child) {
+                            self.truncated = true;
+                        }
+                        Vec::new()
                     }
-                    Vec::new()
-                } else {
-                    // Unreadable directories are listed empty, like the original.
-                    self.list(&full, &path, depth + 1).unwrap_or_default()
+                    Some(child) => self.list(&child, &path, depth + 1).unwrap_or_default(),
+                    None => Vec::new(),
                 };
                 FileNode {
                     name,
@@ -193,14 +199,15 @@ impl Walk {
     }
 }
 
-fn has_entries(dir: &Path) -> bool {
-    fs::read_dir(dir).is_ok_and(|mut it| it.next().is_some())
+fn has_entries(dir: &Dir) -> bool {
+    dir.entries().is_ok_and(|mut it| it.next().is_some())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::fs;
     use std::os::unix::fs::symlink;
 
     fn names(nodes: &[FileNode]) -> Vec<&str> {
