@@ -22,6 +22,7 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
 {
     tauri::generate_handler![
         commands::status::service_info,
+        commands::status::engine_status,
         commands::sessions::start_session,
         commands::sessions::list_sessions,
         commands::sessions::get_session,

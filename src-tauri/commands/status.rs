@@ -1,12 +1,19 @@
 //! What the engine reports about itself.
 
-use lucid_engine::engine::ServiceInfo;
+use lucid_engine::engine::{EngineStatus, ServiceInfo};
 use tauri::State;
 
 use crate::error::CommandResult;
 use crate::state::Shell;
 
+/// The original's service information (`GET /`).
 #[tauri::command]
 pub async fn service_info(shell: State<'_, Shell>) -> CommandResult<ServiceInfo> {
     Ok(shell.engine.service_info().await)
+}
+
+/// The engine's state and what is wrong with the setup, with fixes (`GET /api/v1/status`).
+#[tauri::command]
+pub async fn engine_status(shell: State<'_, Shell>) -> CommandResult<EngineStatus> {
+    Ok(shell.engine.status().await)
 }

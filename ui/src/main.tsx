@@ -2,16 +2,20 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { App } from './App';
 import { applyTheme, readPrefs } from './app/prefs';
+import { insideDesktopApp, TauriTransport } from './transport/tauri';
 import './styles.css';
 
 applyTheme(readPrefs().theme);
 window.matchMedia?.('(prefers-color-scheme: dark)').addEventListener('change', () => applyTheme(readPrefs().theme));
 
+// Inside the desktop app the engine is reached over Tauri IPC (no sign-in: local mode).
+const desktop = insideDesktopApp() ? new TauriTransport() : undefined;
+
 const root = document.getElementById('root');
 if (root) {
   createRoot(root).render(
     <StrictMode>
-      <App />
+      <App transport={desktop} />
     </StrictMode>,
   );
 }

@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import type { EventKind } from '../generated/events';
+import { TauriTransport } from './tauri';
+import { ApiError, type SessionEvent } from './types';
+
+const detail: EventKind = { kind: 'assistant_message', content: 'x' };
+const frame = (seq: number) => ({ type: 'agent_event', seq, sessionId: 's1', timestamp: '2026-01-01T00:00:00Z', detail });
+
+/** A fake shell: records commands, answers from `answers`, keeps the channels it was given. */
+function fakeShell(answers: Record<string, (args: Record<string, unknown>) => unknown> = {}) {
+  const calls: { cmd: string; args: Record<string, unknown> }[] = [];
+  const channels: ((f: unknown) => void)[] = [];
+  const run = <T,>(cmd: string, args: Record<string, unknown> = {}): Promise<T> => {
+    calls.push({ cmd, args });
+    const answer = answers[cmd];
+    if (!answer) return Promise.resolve(undefined as T);
+    try {
+      return Promise.resolve(answer(args) as T);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  };
+  const makeChannel = (onFrame: (f: unknown) => void) => {
+    channels.push(onFrame);
+    return { id: channels.length };
+  };
+  return { calls, channels, transport: new TauriTransport(run, makeChannel) };
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 0));
+
+describe('TauriTransport', () => {
+  it('calls the shell commands with the Rust argument names', async () => {
+    const { calls, transport } = fakeShell({
+      start_session: () => ({ sessionId: 's1', chatId: 'c1' }),
+      list_repos: () => ({ repos: [{ fullName: 'o/r' }] }),
+      list_branches: () => ({ branches: [] }),
+    });
+    expect(await transport.startSession({ task: 't' } as never)).toEqual({ sessionId: 's1', chatId: 'c1' });
+    expect(await transport.listRepos('github')).toEqual([{ fullName: 'o/r' }]);
+    await transport.readFile('s1', '/a.py');
+    await transport.listBranches('github', 'o/r');
+    expect(calls.map((c) => c.cmd)).toEqual(['start_session', 'list_repos', 'read_file', 'list_branches']);
+    expect(calls[0]?.args).toEqual({ req: { task: 't' } });
+    expect(calls[2]?.args).toEqual({ sessionId: 's1', path: '/a.py' });
+    expect(calls[3]?.args).toEqual({ provider: 'github', fullName: 'o/r' });
+  });
+
+  it("turns the shell's errors into ApiErrors with its status and words", async () => {
+    const { transport } = fakeShell({
+      get_chat: () => {
+        throw { status: 404, message: 'Chat not found' };
+      },
+    });
+    const err = await transport.getChat('nope').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).status).toBe(404);
+    expect((err as ApiError).message).toBe('Chat not found');
+  });
+
+  it('streams events through the channel once each, in order, and sends stop and follow-ups', async () => {
+    const { calls, channels, transport } = fakeShell({ subscribe_session: () => 42 });
+    const got: SessionEvent[] = [];
+    const sub = transport.subscribe('s1', 0, { onEvents: (e) => got.push(...e) });
+    await tick();
+    expect(calls[0]).toMatchObject({ cmd: 'subscribe_session', args: { sessionId: 's1', since: 0 } });
+    const send = channels[0];
+    if (!send) throw new Error('no channel');
+    send(frame(1));
+    send(frame(2));
+    send(frame(2)); // replayed twice: shown once
+    expect(got.map((e) => e.seq)).toEqual([1, 2]);
+    sub.stop();
+    sub.followUp('and add tests');
+    expect(calls.slice(-2)).toEqual([
+      { cmd: 'stop_session', args: { sessionId: 's1' } },
+      { cmd: 'follow_up', args: { sessionId: 's1', content: 'and add tests' } },
+    ]);
+    sub.close();
+    await tick();
+    expect(calls.at(-1)).toEqual({ cmd: 'unsubscribe', args: { subscription: 42 } });
+  });
+
+  it('re-subscribes from the last seq after a gap', async () => {
+    const { calls, channels, transport } = fakeShell({ subscribe_session: () => 1 });
+    const got: SessionEvent[] = [];
+    transport.subscribe('s1', 0, { onEvents: (e) => got.push(...e) });
+    await tick();
+    channels[0]?.(frame(1));
+    channels[0]?.(frame(3)); // 2 is missing
+    await new Promise((r) => setTimeout(r, 400));
+    const resubscribe = calls.filter((c) => c.cmd === 'subscribe_session');
+    expect(resubscribe.at(-1)?.args).toMatchObject({ since: 1 });
+    channels.at(-1)?.(frame(2));
+    channels.at(-1)?.(frame(3));
+    expect(got.map((e) => e.seq)).toEqual([1, 2, 3]);
+  });
+});
