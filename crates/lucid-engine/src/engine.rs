@@ -176,6 +176,7 @@ impl Engine {
             http,
             workspace_base: config.workspace_base.clone(),
             live: Arc::new(Mutex::new(Default::default())),
+            slots: Arc::default(),
         });
         Ok(Arc::new(Engine {
             config,
