@@ -87,8 +87,12 @@ async fn a_flood_of_follow_ups_is_bounded_and_refused_clearly() {
     }
     assert_eq!(accepted, MAX_QUEUED_FOLLOW_UPS, "the queue bound holds");
     assert_eq!(refused.len(), 300 - MAX_QUEUED_FOLLOW_UPS);
-    assert!(refused.iter().all(|e| e.kind == ErrorKind::TooManyRequests
-        && e.message.contains("Too many follow-ups")));
+    assert!(
+        refused
+            .iter()
+            .all(|e| e.kind == ErrorKind::TooManyRequests
+                && e.message.contains("Too many follow-ups"))
+    );
 
     // REST: 429 with the same clear message.
     let (status, body) = s
@@ -123,7 +127,11 @@ async fn a_flood_of_follow_ups_is_bounded_and_refused_clearly() {
         json!({"type": "attach", "sessionId": sid, "since": u64::MAX}),
     )
     .await;
-    send(&mut ws, json!({"type": "message", "content": "and another"})).await;
+    send(
+        &mut ws,
+        json!({"type": "message", "content": "and another"}),
+    )
+    .await;
     let error = tokio::time::timeout(SECOND * 20, async {
         loop {
             let f = recv(&mut ws).await.expect("open");
@@ -167,9 +175,9 @@ async fn a_flood_of_follow_ups_is_bounded_and_refused_clearly() {
     }
     assert!(
         eventually(SECOND * 10, || async {
-            sessions.status(&user, &sid).is_ok_and(|st| {
-                matches!(st, lucid_engine::events::SessionStatus::Stopped)
-            })
+            sessions
+                .status(&user, &sid)
+                .is_ok_and(|st| matches!(st, lucid_engine::events::SessionStatus::Stopped))
         })
         .await
     );
@@ -242,11 +250,7 @@ async fn parallel_starts_never_exceed_the_per_user_limit() {
         .await;
     assert_eq!(status, 200, "{body}");
     let bystander = body["sessionId"].as_str().unwrap().to_string();
-    s.h.engine
-        .sessions()
-        .destroy(&user, &ok[0])
-        .await
-        .unwrap();
+    s.h.engine.sessions().destroy(&user, &ok[0]).await.unwrap();
     let (status, body) = s
         .post("/api/v1/sessions", "racer", json!({"task": "after a stop"}))
         .await;
@@ -393,7 +397,10 @@ fn sandbox_config(image: &str) -> SandboxConfig {
         run_as_root: false,
         run_as: None,
         mount_path: "/workspace".to_string(),
-        container_prefix: format!("lucid-sec-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        container_prefix: format!(
+            "lucid-sec-{}-",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ),
         host_workspace_path: None,
     }
 }
@@ -427,7 +434,9 @@ async fn an_abandoned_sandbox_creation_leaves_no_container() {
     let instance = sandboxes.instance_id().to_string();
     assert!(
         eventually(SECOND * 20, || async {
-            containers_labelled(LABEL_INSTANCE, &instance).await.is_empty()
+            containers_labelled(LABEL_INSTANCE, &instance)
+                .await
+                .is_empty()
         })
         .await,
         "abandoned creations left {:?}",
@@ -462,7 +471,10 @@ impl Drop for NetworkCleanup {
 async fn sandboxes_get_lucids_own_network_without_inter_container_traffic() {
     let docker = require_docker().await;
     let image = ensure_test_image().await;
-    let name = format!("lucid-test-net-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = format!(
+        "lucid-test-net-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let _net = NetworkCleanup(name.clone());
 
     // Created on demand, with the option and the label.
@@ -470,18 +482,32 @@ async fn sandboxes_get_lucids_own_network_without_inter_container_traffic() {
     let net = docker.inspect_network(&name, None).await.unwrap();
     assert_eq!(net.driver.as_deref(), Some("bridge"));
     assert_eq!(
-        net.options.as_ref().unwrap().get(NETWORK_ICC_OPTION).map(String::as_str),
+        net.options
+            .as_ref()
+            .unwrap()
+            .get(NETWORK_ICC_OPTION)
+            .map(String::as_str),
         Some("false")
     );
     assert_eq!(
-        net.labels.as_ref().unwrap().get(LABEL_MANAGED).map(String::as_str),
+        net.labels
+            .as_ref()
+            .unwrap()
+            .get(LABEL_MANAGED)
+            .map(String::as_str),
         Some("true")
     );
     // Reused, not recreated, when it exists with the right options (also concurrently).
-    let (a, b) = tokio::join!(ensure_network(&docker, &name), ensure_network(&docker, &name));
+    let (a, b) = tokio::join!(
+        ensure_network(&docker, &name),
+        ensure_network(&docker, &name)
+    );
     a.unwrap();
     b.unwrap();
-    assert_eq!(docker.inspect_network(&name, None).await.unwrap().id, net.id);
+    assert_eq!(
+        docker.inspect_network(&name, None).await.unwrap().id,
+        net.id
+    );
 
     // A network of that name that lets containers talk is refused, not used.
     let open_name = format!("{name}-open");
@@ -503,7 +529,10 @@ async fn sandboxes_get_lucids_own_network_without_inter_container_traffic() {
     config.owned_network = name.clone();
     let (sandboxes, _cleanup) = sandboxes(&config).await;
     let workspace = tempfile::tempdir().unwrap();
-    let sandbox = sandboxes.create("net", "u", workspace.path()).await.unwrap();
+    let sandbox = sandboxes
+        .create("net", "u", workspace.path())
+        .await
+        .unwrap();
     let info = docker
         .inspect_container(sandbox.container_id(), None)
         .await
@@ -539,7 +568,10 @@ async fn sandbox_processes_run_as_the_user_and_their_files_are_theirs() {
     let (sandboxes, _cleanup) = sandboxes(&config).await;
     let workspace = tempfile::tempdir().unwrap();
     std::fs::write(workspace.path().join("cloned.txt"), "from the host").unwrap();
-    let sandbox = sandboxes.create("uid", "u", workspace.path()).await.unwrap();
+    let sandbox = sandboxes
+        .create("uid", "u", workspace.path())
+        .await
+        .unwrap();
     let r = sandbox
         .exec(
             "id -u; id -g; echo \"$HOME\"; touch \"$HOME/ok\" && echo home-writable; \
@@ -552,7 +584,18 @@ async fn sandbox_processes_run_as_the_user_and_their_files_are_theirs() {
         .await
         .unwrap();
     let lines: Vec<&str> = r.output.lines().collect();
-    assert_eq!(&lines[..5], ["4242", "4343", "/tmp/lucid-home", "home-writable", "cloned-writable"], "{}", r.output);
+    assert_eq!(
+        &lines[..5],
+        [
+            "4242",
+            "4343",
+            "/tmp/lucid-home",
+            "home-writable",
+            "cloned-writable"
+        ],
+        "{}",
+        r.output
+    );
     assert!(r.output.contains("chown-refused"), "{}", r.output);
     for p in ["made-inside", "dir", "dir/sub", "suid", "cloned.txt"] {
         assert_eq!(owner(&workspace.path().join(p)), (4242, 4343), "{p}");
@@ -576,7 +619,10 @@ async fn root_sandboxes_hand_the_workspace_back_without_following_symlinks() {
     let victim = outside.path().join("host-file");
     std::fs::write(&victim, "not the sandbox's").unwrap();
     let workspace = tempfile::tempdir().unwrap();
-    let sandbox = sandboxes.create("root", "u", workspace.path()).await.unwrap();
+    let sandbox = sandboxes
+        .create("root", "u", workspace.path())
+        .await
+        .unwrap();
     let script = format!(
         "id -u; mkdir -p /workspace/d; echo x > /workspace/d/f; \
          cp /bin/busybox /workspace/suid && chmod 4755 /workspace/suid; \
@@ -593,7 +639,9 @@ async fn root_sandboxes_hand_the_workspace_back_without_following_symlinks() {
     for p in ["", "d", "d/f", "suid", "escape", "escape-dir"] {
         assert_eq!(owner(&workspace.path().join(p)), (4242, 4343), "{p}");
     }
-    let mode = std::fs::metadata(workspace.path().join("suid")).unwrap().mode();
+    let mode = std::fs::metadata(workspace.path().join("suid"))
+        .unwrap()
+        .mode();
     assert_eq!(mode & 0o6000, 0, "mode {mode:o}");
     assert_eq!(owner(&victim), (0, 0));
     assert_eq!(owner(outside.path()), (0, 0));
@@ -624,8 +672,8 @@ async fn ws_says_initializing_once_then_ready_then_the_task() {
     assert_eq!(initializing, 1, "said exactly once: {frames:#?}");
     let pos = |pred: &dyn Fn(&Value) -> bool| frames.iter().position(pred);
     let ready = pos(&|f| f["type"] == "status" && f["status"] == "ready").expect("ready");
-    let task = pos(&|f| f["type"] == "agent_event" && f["eventType"] == "InitialTask")
-        .expect("the task");
+    let task =
+        pos(&|f| f["type"] == "agent_event" && f["eventType"] == "InitialTask").expect("the task");
     assert!(ready < task, "ready before the task: {frames:#?}");
     let first_agent_event_after_ready = frames[ready..]
         .iter()
@@ -645,9 +693,18 @@ async fn ws_says_initializing_once_then_ready_then_the_task() {
 
 #[test]
 fn the_configuration_documents_its_new_settings() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    for name in ["DOCKER_NETWORK", "LUCID_SANDBOX_NETWORK", "SANDBOX_RUN_AS_ROOT", "SANDBOX_USER"] {
-        assert!(readme.contains(&format!("`{name}`")), "{name} is not documented");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for name in [
+        "DOCKER_NETWORK",
+        "LUCID_SANDBOX_NETWORK",
+        "SANDBOX_RUN_AS_ROOT",
+        "SANDBOX_USER",
+    ] {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "{name} is not documented"
+        );
     }
     let _ = StartSession::default();
 }

@@ -516,8 +516,10 @@ impl DockerSandboxes {
             let mkdir = vec!["mkdir".into(), "-p".into(), SANDBOX_HOME.into()];
             match run_exec(&self.docker, &id, mkdir).await {
                 Ok((_, Some(0))) => {}
-                Ok((output, code)) => tracing::warn!(container = %name, ?code, output = %output.trim(),
-                    "could not create the sandbox HOME"),
+                Ok((output, code)) => {
+                    tracing::warn!(container = %name, ?code, output = %output.trim(),
+                    "could not create the sandbox HOME")
+                }
                 Err(e) => tracing::warn!(container = %name, error = %e,
                     "could not create the sandbox HOME"),
             }
@@ -577,7 +579,9 @@ impl DockerSandboxes {
         let dir = workspace_dir.to_path_buf();
         match tokio::task::spawn_blocking(move || chown_tree(&dir, uid, gid)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not give the workspace to the sandbox user"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not give the workspace to the sandbox user")
+            }
             Err(e) => tracing::warn!(error = %e, "workspace ownership task failed"),
         }
     }

@@ -119,7 +119,15 @@ mod tests {
 
         let n = chown_tree(root, 4321, 4322).unwrap();
         assert_eq!(n, 7, "root, a, a/b, a/b/f, a/suid and both links");
-        for p in ["", "a", "a/b", "a/b/f", "a/suid", "a/link-to-file", "link-to-dir"] {
+        for p in [
+            "",
+            "a",
+            "a/b",
+            "a/b/f",
+            "a/suid",
+            "a/link-to-file",
+            "link-to-dir",
+        ] {
             let m = std::fs::symlink_metadata(root.join(p)).unwrap();
             assert_eq!((m.uid(), m.gid()), (4321, 4322), "{p}");
         }

@@ -89,7 +89,10 @@ mod tests {
                     scope.spawn(move || slots.reserve("u", 8).ok())
                 })
                 .collect();
-            handles.into_iter().filter_map(|h| h.join().unwrap()).collect()
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().unwrap())
+                .collect()
         });
         assert_eq!(granted.len(), 8);
         assert_eq!(slots.held("u"), 8);
