@@ -545,6 +545,24 @@ async fn sandboxes_get_lucids_own_network_without_inter_container_traffic() {
     assert!(nets.contains_key(&name), "{nets:?}");
     sandbox.shutdown().await.unwrap();
 
+    // Removed while the engine runs (e.g. `docker network prune`): created again on demand.
+    docker.remove_network(&name).await.unwrap();
+    let again = sandboxes
+        .create("net2", "u", workspace.path())
+        .await
+        .unwrap();
+    let net2 = docker.inspect_network(&name, None).await.unwrap();
+    assert_ne!(net2.id, net.id);
+    assert_eq!(
+        net2.options
+            .as_ref()
+            .unwrap()
+            .get(NETWORK_ICC_OPTION)
+            .map(String::as_str),
+        Some("false")
+    );
+    again.shutdown().await.unwrap();
+
     // The configuration default is Lucid's network; DOCKER_NETWORK overrides it.
     let vars: HashMap<String, String> =
         HashMap::from([("LUCID_DATA_DIR".to_string(), "/tmp/x".to_string())]);
@@ -601,6 +619,14 @@ async fn sandbox_processes_run_as_the_user_and_their_files_are_theirs() {
         assert_eq!(owner(&workspace.path().join(p)), (4242, 4343), "{p}");
     }
     assert_eq!(owner(workspace.path()), (4242, 4343));
+    // Interrupting an unprivileged user's command works, and the shell carries on.
+    let r = sandbox.exec("sleep 30", SECOND).await.unwrap();
+    assert!(r.timed_out);
+    let r = sandbox
+        .exec("echo still; id -u", SECOND * 10)
+        .await
+        .unwrap();
+    assert_eq!(r.output, "still\n4242\n");
     sandbox.shutdown().await.unwrap();
 }
 

@@ -256,15 +256,22 @@ impl DockerSandboxes {
         })
     }
 
-    /// The user files in the workspace belong to: `SANDBOX_USER`, else the engine's user.
-    pub fn file_owner(&self) -> (u32, u32) {
-        self.config.run_as.unwrap_or_else(engine_user)
+    /// The user files in the workspace belong to: `SANDBOX_USER`, else (on Linux) the
+    /// engine's user. `None` elsewhere: Docker Desktop maps ownership itself.
+    pub fn file_owner(&self) -> Option<(u32, u32)> {
+        self.config.run_as.or_else(|| {
+            if cfg!(target_os = "linux") {
+                Some(engine_user())
+            } else {
+                None
+            }
+        })
     }
 
-    /// The `uid:gid` sandbox processes run as.
-    pub fn process_user(&self) -> (u32, u32) {
+    /// The `uid:gid` sandbox processes run as; `None` = the image's own user.
+    pub fn process_user(&self) -> Option<(u32, u32)> {
         if self.config.run_as_root {
-            (0, 0)
+            Some((0, 0))
         } else {
             self.file_owner()
         }
@@ -407,17 +414,16 @@ impl DockerSandboxes {
             (LABEL_INSTANCE.to_string(), self.instance_id.clone()),
         ]);
         let c = &self.config;
-        let (uid, gid) = self.process_user();
-        let env = if uid == 0 {
-            Vec::new()
-        } else {
-            vec![format!("HOME={SANDBOX_HOME}")]
+        let user = self.process_user();
+        let env = match user {
+            Some((uid, _)) if uid != 0 => vec![format!("HOME={SANDBOX_HOME}")],
+            _ => Vec::new(),
         };
         ContainerCreateBody {
             image: Some(c.image.clone()),
             cmd: Some(KEEP_ALIVE.iter().map(|s| s.to_string()).collect()),
             working_dir: Some(c.mount_path.clone()),
-            user: Some(format!("{uid}:{gid}")),
+            user: user.map(|(uid, gid)| format!("{uid}:{gid}")),
             labels: Some(labels),
             env: Some(env),
             tty: Some(false),
@@ -499,19 +505,38 @@ impl DockerSandboxes {
         self.hand_over_workspace(workspace_dir).await;
         let body = self.container_body(session_id, user_id, &source, &network);
 
-        let id = match self.create_container(&name, body.clone()).await {
-            Err(e) if is_status(&e, 409) && self.remove_stale(&name).await => {
-                self.create_container(&name, body).await
+        let mut retried = false;
+        let id = loop {
+            let created = match self.create_container(&name, body.clone()).await {
+                Err(e) if is_status(&e, 409) && self.remove_stale(&name).await => {
+                    self.create_container(&name, body.clone()).await
+                }
+                other => other,
+            };
+            let failure = match created {
+                Ok(id) => match self.docker.start_container(&id, None).await {
+                    Ok(()) => break id,
+                    Err(e) => {
+                        self.force_remove(&id).await;
+                        (e, "start")
+                    }
+                },
+                Err(e) => (e, "create"),
+            };
+            // Lucid's network was removed while the engine ran (the daemon says so at create
+            // or at start): create it again, once.
+            if !retried && is_status(&failure.0, 404) && self.config.network.is_none() {
+                retried = true;
+                *self.owned_network_ready.lock().await = false;
+                self.network().await?;
+                continue;
             }
-            other => other,
-        }
-        .map_err(|e| SandboxError::Container(format!("cannot create {name}: {e}")))?;
-
-        if let Err(e) = self.docker.start_container(&id, None).await {
-            self.force_remove(&id).await;
-            return Err(SandboxError::Container(format!("cannot start {name}: {e}")));
-        }
-        if self.process_user().0 != 0 {
+            return Err(SandboxError::Container(format!(
+                "cannot {} {name}: {}",
+                failure.1, failure.0
+            )));
+        };
+        if self.process_user().is_some_and(|(uid, _)| uid != 0) {
             // A writable HOME for tools that need one, owned by the sandbox user.
             let mkdir = vec!["mkdir".into(), "-p".into(), SANDBOX_HOME.into()];
             match run_exec(&self.docker, &id, mkdir).await {
@@ -556,10 +581,10 @@ impl DockerSandboxes {
             closed: AtomicBool::new(false),
             removed: AtomicBool::new(false),
             registry: self.active.clone(),
-            hand_back: self.config.run_as_root.then(|| {
-                let (uid, gid) = self.file_owner();
-                (workspace_dir.to_path_buf(), uid, gid)
-            }),
+            hand_back: self
+                .file_owner()
+                .filter(|_| self.config.run_as_root)
+                .map(|(uid, gid)| (workspace_dir.to_path_buf(), uid, gid)),
         });
         if let Ok(mut active) = self.active.lock() {
             active.insert(id, Arc::downgrade(&sandbox));
@@ -572,7 +597,9 @@ impl DockerSandboxes {
     /// When the engine runs as root and files should belong to another user (`SANDBOX_USER`),
     /// gives the workspace to that user first so the sandbox can write it.
     async fn hand_over_workspace(&self, workspace_dir: &Path) {
-        let (uid, gid) = self.file_owner();
+        let Some((uid, gid)) = self.file_owner() else {
+            return;
+        };
         if engine_user().0 != 0 || (uid, gid) == engine_user() {
             return;
         }
