@@ -244,6 +244,20 @@ async fn parallel_starts_never_exceed_the_per_user_limit() {
     );
     tokio::time::sleep(SECOND).await;
     assert_eq!(instance_containers(&s.h).await.len(), LIMIT);
+    // Over WS, the same clear refusal.
+    let mut ws = s.ws("racer").await;
+    send(&mut ws, json!({"task": "one too many"})).await;
+    let refusal = recv(&mut ws).await.expect("an error frame");
+    assert_eq!(refusal["type"], "error", "{refusal}");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .unwrap()
+            .contains("the limit is 3"),
+        "{refusal}"
+    );
+    assert_eq!(recv(&mut ws).await, Err(1011));
+    assert_eq!(s.h.engine.sessions().list(&user).len(), LIMIT);
     // Another user is not affected; a freed slot is usable again.
     let (status, body) = s
         .post("/api/v1/sessions", "bystander", json!({"task": "mine"}))

@@ -462,6 +462,31 @@ mod tests {
     }
 
     #[test]
+    fn sandbox_network_and_user_settings() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.sandbox.network, None);
+        assert_eq!(c.sandbox.owned_network, DEFAULT_SANDBOX_NETWORK);
+        assert!(!c.sandbox.run_as_root);
+        assert_eq!(c.sandbox.run_as, None);
+        let c = cfg(&[
+            ("DOCKER_NETWORK", "none"),
+            ("LUCID_SANDBOX_NETWORK", "mine"),
+            ("SANDBOX_RUN_AS_ROOT", "TRUE"),
+            ("SANDBOX_USER", "1000:1001"),
+        ])
+        .unwrap();
+        assert_eq!(c.sandbox.network.as_deref(), Some("none"));
+        assert_eq!(c.sandbox.owned_network, "mine");
+        assert!(c.sandbox.run_as_root);
+        assert_eq!(c.sandbox.run_as, Some((1000, 1001)));
+        for bad in ["1000", "alice:staff", "1000:", ":1000", "-1:0"] {
+            let err = cfg(&[("SANDBOX_USER", bad)]).err().unwrap();
+            assert!(err.to_string().contains("SANDBOX_USER"), "{bad}: {err}");
+        }
+        assert!(cfg(&[("SANDBOX_RUN_AS_ROOT", "maybe")]).is_err());
+    }
+
+    #[test]
     fn empty_environment_is_local_mode_with_defaults() {
         let c = cfg(&[]).unwrap();
         assert!(c.is_local_mode());
