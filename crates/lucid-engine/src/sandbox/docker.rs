@@ -77,6 +77,8 @@ pub const KEPT_CAPABILITIES: &[&str] = &[
 const KEEP_ALIVE: [&str; 2] = ["sleep", "2147483647"];
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 const STOP_TIMEOUT_SECS: i32 = 2;
+/// Longest in-container `chown -R` when a root sandbox hands its workspace back.
+const HAND_BACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// A pull that prints nothing for this long is abandoned.
 const PULL_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// The file, in the data directory, holding this engine's instance id.
@@ -1050,6 +1052,30 @@ impl Sandbox for DockerSandbox {
             return Ok(());
         }
         self.shell.close().await;
+        // Root wrote the workspace: a first hand-back from inside while the container still
+        // runs (this works even when the engine itself is not root; `-h` and the default
+        // `-P` of `-R` never follow a symlink, and inside the container a symlink cannot
+        // reach the host anyway). The host-side pass after removal catches the rest.
+        if let Some((_, uid, gid)) = self.hand_back.as_ref().filter(|h| (h.1, h.2) != (0, 0)) {
+            let cmd = vec![
+                "chown".to_string(),
+                "-R".to_string(),
+                "-h".to_string(),
+                format!("{uid}:{gid}"),
+                self.mount_path.clone(),
+            ];
+            let chown = run_exec(&self.docker, &self.container_id, cmd);
+            match tokio::time::timeout(HAND_BACK_TIMEOUT, chown).await {
+                Ok(Ok((_, Some(0)))) => {}
+                Ok(Ok((output, code))) => tracing::debug!(container = %self.name, ?code,
+                    output = %output.trim(), "in-container hand-back incomplete"),
+                Ok(Err(e)) => tracing::debug!(container = %self.name, error = %e,
+                    "in-container hand-back failed"),
+                Err(_) => {
+                    tracing::debug!(container = %self.name, "in-container hand-back timed out")
+                }
+            }
+        }
         let stop = StopContainerOptionsBuilder::default()
             .t(STOP_TIMEOUT_SECS)
             .build();
@@ -1070,9 +1096,10 @@ impl Sandbox for DockerSandbox {
             active.remove(&self.container_id);
         }
         tracing::info!(container = %self.name, "sandbox removed");
-        // Root wrote the workspace: give it back now that nothing runs in it any more.
+        // Root wrote the workspace: give it back now that nothing runs in it any more (needs
+        // the engine to be root; otherwise the in-container pass above did the work).
         if let Some((dir, uid, gid)) = self.hand_back.clone() {
-            if (uid, gid) != (0, 0) {
+            if (uid, gid) != (0, 0) && engine_user().0 == 0 {
                 match tokio::task::spawn_blocking(move || chown_tree(&dir, uid, gid)).await {
                     Ok(Ok(n)) => {
                         tracing::debug!(container = %self.name, entries = n, "workspace handed back")
