@@ -367,13 +367,14 @@ impl EventLog {
         self.wake.send_replace(last);
     }
 
-    /// The chat is gone: `notice` (never stored) becomes the only event in memory, the log is
-    /// closed, and whoever waits for [`EventLog::chat_gone`] is told.
+    /// The chat is gone: `notice` (never stored) follows what memory still holds for live
+    /// subscribers (the store no longer has anything), the log is closed, and whoever waits
+    /// for [`EventLog::chat_gone`] is told.
     fn mark_chat_gone(&self, notice: Event) {
         let seq = notice.seq;
         if let Ok(mut tail) = self.tail.lock() {
-            tail.recent = VecDeque::from([notice]);
-            tail.recent_bytes = tail.recent.iter().map(approx_size).sum();
+            tail.recent_bytes += approx_size(&notice);
+            tail.recent.push_back(notice);
             tail.persisted = seq;
             tail.closed = true;
         }
