@@ -645,6 +645,52 @@ async fn sandbox_processes_run_as_the_user_and_their_files_are_theirs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_session_with_sandbox_user_leaves_the_users_files() {
+    let script = vec![
+        Step::tool_call(
+            "execute_bash",
+            json!({"command": "id -u > /workspace/by-agent; mkdir /workspace/out"}),
+        ),
+        Step::tool_call("finish", json!({"message": "done"})),
+    ];
+    let llm = ScriptedLlm::start(Format::Anthropic, script).await;
+    let h = Harness::start(Some(&llm), &[("SANDBOX_USER", "4242:4343")]).await;
+    let _cleanup = LabelCleanup(LABEL_INSTANCE.into(), instance_id(&h));
+    let user = User::with_id("desktop-user");
+    let started = h.start_task(&user, "make files").await;
+    let mut a = h.attach_from_start(&user, &started.session_id).await;
+    let events = crate::common::collect_until_done(&mut a.events, SECOND * 60).await;
+    assert!(
+        events.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::CommandOutput {
+                exit_code: Some(0),
+                ..
+            }
+        )),
+        "{events:#?}"
+    );
+    let workspace = h
+        .engine
+        .sessions()
+        .workspace_of(&user, &started.session_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("by-agent")).unwrap(),
+        "4242\n"
+    );
+    assert_eq!(owner(&workspace.join("by-agent")), (4242, 4343));
+    assert_eq!(owner(&workspace.join("out")), (4242, 4343));
+    h.engine
+        .sessions()
+        .destroy(&user, &started.session_id)
+        .await
+        .unwrap();
+    h.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_sandboxes_hand_the_workspace_back_without_following_symlinks() {
     if lucid_engine::sandbox::ownership::engine_user().0 != 0 {
         eprintln!("skipped: needs root to observe ownership changes");
