@@ -126,7 +126,12 @@ async fn full_session_over_websocket() {
     let first = recv(&mut ws).await.unwrap();
     assert_eq!(first["type"], "status");
     assert_eq!(first["status"], "initializing");
-    let frames = until_status(&mut ws, &["completed", "failed"]).await;
+    assert_eq!(
+        first["seq"], 1,
+        "the session's own (single) initializing status"
+    );
+    let mut frames = vec![first];
+    frames.extend(until_status(&mut ws, &["completed", "failed"]).await);
     assert_eq!(frames.last().unwrap()["status"], "completed", "{frames:#?}");
     let ready = frames
         .iter()

@@ -93,6 +93,9 @@ fn sandbox_config(image: &str) -> SandboxConfig {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         ),
         host_workspace_path: None,
+        owned_network: lucid_engine::config::DEFAULT_SANDBOX_NETWORK.to_string(),
+        run_as_root: false,
+        run_as: None,
     }
 }
 

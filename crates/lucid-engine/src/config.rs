@@ -61,6 +61,9 @@ pub enum SandboxMode {
     Local,
 }
 
+/// The network Lucid creates for its sandboxes when `DOCKER_NETWORK` is unset.
+pub const DEFAULT_SANDBOX_NETWORK: &str = "lucid-sandbox";
+
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
     pub mode: SandboxMode,
@@ -69,8 +72,19 @@ pub struct SandboxConfig {
     pub memory_bytes: i64,
     pub cpu_limit: f64,
     pub pids_limit: i64,
-    /// Docker network for sandboxes; `None` = the daemon's default bridge.
+    /// Docker network for sandboxes (`DOCKER_NETWORK`, e.g. `none`); `None` = Lucid's own
+    /// network [`SandboxConfig::owned_network`], created on demand without inter-container
+    /// traffic.
     pub network: Option<String>,
+    /// Name of the bridge network Lucid creates and owns for sandboxes when `network` is
+    /// unset (`LUCID_SANDBOX_NETWORK`, default [`DEFAULT_SANDBOX_NETWORK`]).
+    pub owned_network: String,
+    /// Run sandbox processes as root (`SANDBOX_RUN_AS_ROOT`), for images that need it; the
+    /// workspace is handed back to the engine's user when the sandbox is released.
+    pub run_as_root: bool,
+    /// The `uid:gid` sandbox processes run as (`SANDBOX_USER`); `None` = the engine's own
+    /// user on Linux. Ignored with `run_as_root`.
+    pub run_as: Option<(u32, u32)>,
     /// Mount point of the workspace inside the container.
     pub mount_path: String,
     pub container_prefix: String,
@@ -286,6 +300,18 @@ impl Config {
                 cpu_limit,
                 pids_limit: parse_num::<i64>(&get, "SANDBOX_PIDS_LIMIT", 512)?,
                 network: get("DOCKER_NETWORK"),
+                owned_network: get("LUCID_SANDBOX_NETWORK")
+                    .unwrap_or_else(|| DEFAULT_SANDBOX_NETWORK.into()),
+                run_as_root: parse_bool(&get, "SANDBOX_RUN_AS_ROOT", false)?,
+                run_as: get("SANDBOX_USER")
+                    .map(|v| {
+                        parse_uid_gid(&v).ok_or(ConfigError::InvalidValue {
+                            name: "SANDBOX_USER",
+                            value: v.clone(),
+                            reason: "expected `uid:gid` (numbers)".into(),
+                        })
+                    })
+                    .transpose()?,
                 mount_path: get("WORKSPACE_MOUNT_PATH").unwrap_or_else(|| "/workspace".into()),
                 container_prefix: get("SANDBOX_CONTAINER_PREFIX")
                     .unwrap_or_else(|| "lucid-sandbox-".into()),
@@ -317,6 +343,29 @@ impl Config {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("lucid.sqlite3")
     }
+}
+
+fn parse_bool(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(name).map(|v| v.to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
+        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
+        Some(v) => Err(ConfigError::InvalidValue {
+            name,
+            value: v,
+            reason: "expected true or false".into(),
+        }),
+    }
+}
+
+/// `uid:gid`, both numeric.
+pub fn parse_uid_gid(value: &str) -> Option<(u32, u32)> {
+    let (uid, gid) = value.trim().split_once(':')?;
+    Some((uid.parse().ok()?, gid.parse().ok()?))
 }
 
 fn parse_num<T: std::str::FromStr>(
@@ -421,6 +470,31 @@ mod tests {
         map.entry("LUCID_DATA_DIR".into())
             .or_insert_with(|| "/tmp/lucid-test".into());
         Config::from_map(&map)
+    }
+
+    #[test]
+    fn sandbox_network_and_user_settings() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.sandbox.network, None);
+        assert_eq!(c.sandbox.owned_network, DEFAULT_SANDBOX_NETWORK);
+        assert!(!c.sandbox.run_as_root);
+        assert_eq!(c.sandbox.run_as, None);
+        let c = cfg(&[
+            ("DOCKER_NETWORK", "none"),
+            ("LUCID_SANDBOX_NETWORK", "mine"),
+            ("SANDBOX_RUN_AS_ROOT", "TRUE"),
+            ("SANDBOX_USER", "1000:1001"),
+        ])
+        .unwrap();
+        assert_eq!(c.sandbox.network.as_deref(), Some("none"));
+        assert_eq!(c.sandbox.owned_network, "mine");
+        assert!(c.sandbox.run_as_root);
+        assert_eq!(c.sandbox.run_as, Some((1000, 1001)));
+        for bad in ["1000", "alice:staff", "1000:", ":1000", "-1:0"] {
+            let err = cfg(&[("SANDBOX_USER", bad)]).err().unwrap();
+            assert!(err.to_string().contains("SANDBOX_USER"), "{bad}: {err}");
+        }
+        assert!(cfg(&[("SANDBOX_RUN_AS_ROOT", "maybe")]).is_err());
     }
 
     #[test]

@@ -222,6 +222,7 @@ impl Engine {
             http,
             workspace_base: config.workspace_base.clone(),
             live: Arc::new(Mutex::new(Default::default())),
+            slots: Arc::default(),
         });
         let pull_requests = crate::pull_request::PullRequests::new(
             crate::git::Git::new(crate::git::GitOptions {

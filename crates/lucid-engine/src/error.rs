@@ -18,6 +18,8 @@ pub enum ErrorKind {
     NotFound,
     /// A state conflict (HTTP 409).
     Conflict,
+    /// A per-user or per-session limit is reached; retry later (HTTP 429).
+    TooManyRequests,
     /// Input understood but rejected by a validation step, e.g. a forge refused a token (HTTP 422).
     Unprocessable,
     /// An upstream service (forge, LLM) failed (HTTP 502).

@@ -81,6 +81,9 @@ fn test_config(image: &str) -> SandboxConfig {
         cpu_limit: 1.0,
         pids_limit: 256,
         network: Some("none".to_string()),
+        owned_network: lucid_engine::config::DEFAULT_SANDBOX_NETWORK.to_string(),
+        run_as_root: false,
+        run_as: None,
         mount_path: "/workspace".to_string(),
         container_prefix: format!(
             "lucid-test-{}-",

@@ -38,6 +38,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
             "/api/v1/sessions/{session_id}",
             get(sessions::get_one).delete(sessions::delete),
         )
+        .route(
+            "/api/v1/sessions/{session_id}/messages",
+            post(sessions::follow_up),
+        )
         .route("/api/v1/chats", get(chats::list))
         .route(
             "/api/v1/chats/{chat_id}",

@@ -11,6 +11,7 @@ use crate::routes::{chats, files, health, integrations, sessions, status};
     paths(
         health::root, health::health,
         sessions::create, sessions::list, sessions::get_one, sessions::delete,
+        sessions::follow_up,
         chats::list, chats::get_one, chats::rename, chats::delete,
         files::list, files::read,
         integrations::save, integrations::list, integrations::delete, integrations::repos,

@@ -222,16 +222,8 @@ impl Connection {
             project_id: text(&["projectId", "project_id"]),
             git_token: text(&["gitToken", "git_token"]),
         };
-        if !self
-            .send(json!({
-                "type": "status",
-                "status": "initializing",
-                "message": "Setting up agent workspace...",
-            }))
-            .await
-        {
-            return None;
-        }
+        // No frame of our own here: the session's first event is its `initializing` status
+        // (with a seq), then `ready`, then the task; saying it here too would say it twice.
         let started = match self.engine.sessions().start(user, req).await {
             Ok(s) => s,
             Err(e) => {

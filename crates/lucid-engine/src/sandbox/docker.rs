@@ -14,7 +14,21 @@
 //! SETUID and SETGID (a root dev shell needs them to write workspace files owned by the host
 //! user, to chown/chmod files that package managers unpack, and for tools that drop
 //! privileges to a service user); `no-new-privileges`; memory (swap included), CPU and pids
-//! limits; an init process; the configured network; no environment variables from the engine.
+//! limits; an init process; no environment variables from the engine (except `HOME` for a
+//! non-root user).
+//!
+//! Network: `DOCKER_NETWORK` when set (e.g. `none`); otherwise a bridge network Lucid creates
+//! and owns ([`ensure_network`], default `lucid-sandbox`) with inter-container traffic
+//! disabled, so sandboxes of different sessions cannot reach each other.
+//!
+//! User: processes run as the engine's own `uid:gid` on Linux (or `SANDBOX_USER`), with a
+//! writable `HOME` created before the shell starts, so files the agent creates belong to the
+//! desktop user. With `SANDBOX_RUN_AS_ROOT` they run as root and the workspace is handed back
+//! to that user when the sandbox is released (see [`super::ownership`]).
+//!
+//! Creation is race-safe: [`DockerSandboxes::create`] runs in a task of its own that always
+//! completes; if the caller gave up meanwhile, the finished sandbox is released at once, so a
+//! cancelled start never leaves a container (not even a `Created` one) behind.
 
 use std::collections::HashMap;
 use std::io;
@@ -27,7 +41,7 @@ use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
@@ -35,6 +49,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::StreamExt;
 
+use super::ownership::{chown_tree, engine_user};
 use super::shell::{PersistentShell, ShellChannels, ShellHost, ShellLaunch, ShellMode};
 use super::{ExecOutput, Sandbox, SandboxError, SandboxKind};
 use crate::config::SandboxConfig;
@@ -43,6 +58,10 @@ pub const LABEL_MANAGED: &str = "lucid.managed";
 pub const LABEL_SESSION: &str = "lucid.session_id";
 pub const LABEL_USER: &str = "lucid.user_id";
 pub const LABEL_INSTANCE: &str = "lucid.instance";
+/// The bridge driver option that disables traffic between containers of a network.
+pub const NETWORK_ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
+/// `HOME` of a non-root sandbox user (created before the shell starts).
+pub const SANDBOX_HOME: &str = "/tmp/lucid-home";
 
 /// Capabilities kept after `cap_drop ALL` (see the module documentation for why).
 pub const KEPT_CAPABILITIES: &[&str] = &[
@@ -58,6 +77,8 @@ pub const KEPT_CAPABILITIES: &[&str] = &[
 const KEEP_ALIVE: [&str; 2] = ["sleep", "2147483647"];
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 const STOP_TIMEOUT_SECS: i32 = 2;
+/// Longest in-container `chown -R` when a root sandbox hands its workspace back.
+const HAND_BACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// A pull that prints nothing for this long is abandoned.
 const PULL_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// The file, in the data directory, holding this engine's instance id.
@@ -129,13 +150,83 @@ fn reference_with_tag(image: &str) -> String {
 
 type Registry = Arc<StdMutex<HashMap<String, Weak<DockerSandbox>>>>;
 
+/// Makes sure the Lucid-owned sandbox network `name` exists: a bridge network without
+/// inter-container traffic, labelled `lucid.managed=true`. An existing network of that name is
+/// reused only if it is such a network; anything else is refused with an explanation.
+pub async fn ensure_network(docker: &Docker, name: &str) -> Result<(), SandboxError> {
+    for _ in 0..2 {
+        match docker.inspect_network(name, None).await {
+            Ok(network) => return check_owned_network(name, &network),
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => {
+                return Err(SandboxError::Container(format!(
+                    "cannot inspect the sandbox network {name}: {e}"
+                )))
+            }
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            options: Some(HashMap::from([(
+                NETWORK_ICC_OPTION.to_string(),
+                "false".to_string(),
+            )])),
+            labels: Some(HashMap::from([(
+                LABEL_MANAGED.to_string(),
+                "true".to_string(),
+            )])),
+            ..Default::default()
+        };
+        match docker.create_network(request).await {
+            Ok(_) => {
+                tracing::info!(network = name, "created the sandbox network");
+                return Ok(());
+            }
+            // Created concurrently (another session or engine): inspect it again.
+            Err(e) if is_status(&e, 409) => continue,
+            Err(e) => {
+                return Err(SandboxError::Container(format!(
+                    "cannot create the sandbox network {name}: {e}"
+                )))
+            }
+        }
+    }
+    Err(SandboxError::Container(format!(
+        "the sandbox network {name} could not be created or found"
+    )))
+}
+
+fn check_owned_network(
+    name: &str,
+    network: &bollard::models::NetworkInspect,
+) -> Result<(), SandboxError> {
+    let bridge = network.driver.as_deref() == Some("bridge");
+    let no_icc = network
+        .options
+        .as_ref()
+        .and_then(|o| o.get(NETWORK_ICC_OPTION))
+        .is_some_and(|v| v == "false");
+    if bridge && no_icc {
+        Ok(())
+    } else {
+        Err(SandboxError::Container(format!(
+            "the network {name} exists but is not a bridge network with {NETWORK_ICC_OPTION}=false, \
+             so sandboxes could reach each other; remove it (docker network rm {name}) to let \
+             Lucid create it, or choose a network with DOCKER_NETWORK"
+        )))
+    }
+}
+
 /// The engine's Docker sandboxes.
+#[derive(Clone)]
 pub struct DockerSandboxes {
     docker: Docker,
     config: SandboxConfig,
     instance_id: String,
     workspace_base: Option<PathBuf>,
     active: Registry,
+    /// The Lucid-owned network once it is known to exist.
+    owned_network_ready: Arc<tokio::sync::Mutex<bool>>,
 }
 
 impl DockerSandboxes {
@@ -163,7 +254,43 @@ impl DockerSandboxes {
             instance_id,
             workspace_base: None,
             active: Arc::new(StdMutex::new(HashMap::new())),
+            owned_network_ready: Arc::new(tokio::sync::Mutex::new(false)),
         })
+    }
+
+    /// The user files in the workspace belong to: `SANDBOX_USER`, else (on Linux) the
+    /// engine's user. `None` elsewhere: Docker Desktop maps ownership itself.
+    pub fn file_owner(&self) -> Option<(u32, u32)> {
+        self.config.run_as.or_else(|| {
+            if cfg!(target_os = "linux") {
+                Some(engine_user())
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The `uid:gid` sandbox processes run as; `None` = the image's own user.
+    pub fn process_user(&self) -> Option<(u32, u32)> {
+        if self.config.run_as_root {
+            Some((0, 0))
+        } else {
+            self.file_owner()
+        }
+    }
+
+    /// The network sandboxes join: `DOCKER_NETWORK`, else Lucid's own network (created on
+    /// first use, see [`ensure_network`]).
+    pub async fn network(&self) -> Result<String, SandboxError> {
+        if let Some(network) = &self.config.network {
+            return Ok(network.clone());
+        }
+        let mut ready = self.owned_network_ready.lock().await;
+        if !*ready {
+            ensure_network(&self.docker, &self.config.owned_network).await?;
+            *ready = true;
+        }
+        Ok(self.config.owned_network.clone())
     }
 
     /// The engine-side root of all workspaces (`WORKSPACE_BASE_PATH`). Needed when
@@ -280,6 +407,7 @@ impl DockerSandboxes {
         session_id: &str,
         user_id: &str,
         bind_source: &Path,
+        network: &str,
     ) -> ContainerCreateBody {
         let labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
@@ -288,12 +416,18 @@ impl DockerSandboxes {
             (LABEL_INSTANCE.to_string(), self.instance_id.clone()),
         ]);
         let c = &self.config;
+        let user = self.process_user();
+        let env = match user {
+            Some((uid, _)) if uid != 0 => vec![format!("HOME={SANDBOX_HOME}")],
+            _ => Vec::new(),
+        };
         ContainerCreateBody {
             image: Some(c.image.clone()),
             cmd: Some(KEEP_ALIVE.iter().map(|s| s.to_string()).collect()),
             working_dir: Some(c.mount_path.clone()),
+            user: user.map(|(uid, gid)| format!("{uid}:{gid}")),
             labels: Some(labels),
-            env: Some(Vec::new()),
+            env: Some(env),
             tty: Some(false),
             open_stdin: Some(false),
             host_config: Some(HostConfig {
@@ -310,7 +444,7 @@ impl DockerSandboxes {
                 cap_add: Some(KEPT_CAPABILITIES.iter().map(|s| s.to_string()).collect()),
                 security_opt: Some(vec!["no-new-privileges".to_string()]),
                 init: Some(true),
-                network_mode: c.network.clone(),
+                network_mode: Some(network.to_string()),
                 ..Default::default()
             }),
             ..Default::default()
@@ -318,7 +452,36 @@ impl DockerSandboxes {
     }
 
     /// Creates and starts the container of a session and its shell.
+    ///
+    /// The work runs in a task of its own that always completes: if this future is dropped
+    /// (the session was destroyed, the caller timed out), the sandbox it produces is released
+    /// at once instead of leaving a container behind.
     pub async fn create(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        workspace_dir: &Path,
+    ) -> Result<Arc<DockerSandbox>, SandboxError> {
+        let handoff = Arc::new(Handoff::default());
+        let task = {
+            let this = self.clone();
+            let handoff = Arc::clone(&handoff);
+            let (session_id, user_id) = (session_id.to_string(), user_id.to_string());
+            let workspace_dir = workspace_dir.to_path_buf();
+            async move {
+                let result = this.create_now(&session_id, &user_id, &workspace_dir).await;
+                handoff.deliver(result).await;
+            }
+        };
+        tokio::spawn(task);
+        let mut claim = Claim {
+            handoff,
+            taken: false,
+        };
+        claim.wait().await
+    }
+
+    async fn create_now(
         &self,
         session_id: &str,
         user_id: &str,
@@ -340,19 +503,53 @@ impl DockerSandboxes {
             ))
         })?;
         let source = self.bind_source(workspace_dir)?;
-        let body = self.container_body(session_id, user_id, &source);
+        let network = self.network().await?;
+        self.hand_over_workspace(workspace_dir).await;
+        let body = self.container_body(session_id, user_id, &source, &network);
 
-        let id = match self.create_container(&name, body.clone()).await {
-            Err(e) if is_status(&e, 409) && self.remove_stale(&name).await => {
-                self.create_container(&name, body).await
+        let mut retried = false;
+        let id = loop {
+            let created = match self.create_container(&name, body.clone()).await {
+                Err(e) if is_status(&e, 409) && self.remove_stale(&name).await => {
+                    self.create_container(&name, body.clone()).await
+                }
+                other => other,
+            };
+            let failure = match created {
+                Ok(id) => match self.docker.start_container(&id, None).await {
+                    Ok(()) => break id,
+                    Err(e) => {
+                        self.force_remove(&id).await;
+                        (e, "start")
+                    }
+                },
+                Err(e) => (e, "create"),
+            };
+            // Lucid's network was removed while the engine ran (the daemon says so at create
+            // or at start): create it again, once.
+            if !retried && is_status(&failure.0, 404) && self.config.network.is_none() {
+                retried = true;
+                *self.owned_network_ready.lock().await = false;
+                self.network().await?;
+                continue;
             }
-            other => other,
-        }
-        .map_err(|e| SandboxError::Container(format!("cannot create {name}: {e}")))?;
-
-        if let Err(e) = self.docker.start_container(&id, None).await {
-            self.force_remove(&id).await;
-            return Err(SandboxError::Container(format!("cannot start {name}: {e}")));
+            return Err(SandboxError::Container(format!(
+                "cannot {} {name}: {}",
+                failure.1, failure.0
+            )));
+        };
+        if self.process_user().is_some_and(|(uid, _)| uid != 0) {
+            // A writable HOME for tools that need one, owned by the sandbox user.
+            let mkdir = vec!["mkdir".into(), "-p".into(), SANDBOX_HOME.into()];
+            match run_exec(&self.docker, &id, mkdir).await {
+                Ok((_, Some(0))) => {}
+                Ok((output, code)) => {
+                    tracing::warn!(container = %name, ?code, output = %output.trim(),
+                    "could not create the sandbox HOME")
+                }
+                Err(e) => tracing::warn!(container = %name, error = %e,
+                    "could not create the sandbox HOME"),
+            }
         }
 
         let host: Arc<dyn ShellHost> = Arc::new(DockerShellHost::new(
@@ -386,6 +583,10 @@ impl DockerSandboxes {
             closed: AtomicBool::new(false),
             removed: AtomicBool::new(false),
             registry: self.active.clone(),
+            hand_back: self
+                .file_owner()
+                .filter(|_| self.config.run_as_root)
+                .map(|(uid, gid)| (workspace_dir.to_path_buf(), uid, gid)),
         });
         if let Ok(mut active) = self.active.lock() {
             active.insert(id, Arc::downgrade(&sandbox));
@@ -393,6 +594,25 @@ impl DockerSandboxes {
         tracing::info!(container = %sandbox.name, session = session_id,
             mode = ?sandbox.shell_mode(), "sandbox started");
         Ok(sandbox)
+    }
+
+    /// When the engine runs as root and files should belong to another user (`SANDBOX_USER`),
+    /// gives the workspace to that user first so the sandbox can write it.
+    async fn hand_over_workspace(&self, workspace_dir: &Path) {
+        let Some((uid, gid)) = self.file_owner() else {
+            return;
+        };
+        if engine_user().0 != 0 || (uid, gid) == engine_user() {
+            return;
+        }
+        let dir = workspace_dir.to_path_buf();
+        match tokio::task::spawn_blocking(move || chown_tree(&dir, uid, gid)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not give the workspace to the sandbox user")
+            }
+            Err(e) => tracing::warn!(error = %e, "workspace ownership task failed"),
+        }
     }
 
     async fn create_container(
@@ -521,6 +741,103 @@ impl DockerSandboxes {
     /// How many containers this manager created and has not removed yet.
     pub fn active_count(&self) -> usize {
         self.active.lock().map(|active| active.len()).unwrap_or(0)
+    }
+}
+
+/// A sandbox being created in its own task, on its way to the caller that asked for it.
+#[derive(Default)]
+struct Handoff {
+    state: StdMutex<HandoffState>,
+    ready: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+enum HandoffState {
+    #[default]
+    Pending,
+    Ready(Result<Arc<DockerSandbox>, SandboxError>),
+    /// The caller took the result.
+    Taken,
+    /// The caller went away: whatever arrives is released.
+    Abandoned,
+}
+
+impl Handoff {
+    /// Called by the creating task: hands the result over, or releases the sandbox if the
+    /// caller already gave up. The state is decided under one lock, so a sandbox is either
+    /// taken by the caller or released here, never lost.
+    async fn deliver(&self, result: Result<Arc<DockerSandbox>, SandboxError>) {
+        let orphan = {
+            let mut state = self.state.lock().expect("handoff poisoned");
+            match *state {
+                HandoffState::Abandoned => Some(result),
+                _ => {
+                    *state = HandoffState::Ready(result);
+                    None
+                }
+            }
+        };
+        match orphan {
+            Some(Ok(sandbox)) => {
+                tracing::info!(container = %sandbox.name, "releasing a sandbox nobody waits for");
+                if let Err(e) = sandbox.shutdown().await {
+                    tracing::warn!(container = %sandbox.name, error = %e, "release failed");
+                }
+            }
+            Some(Err(_)) => {}
+            None => self.ready.notify_one(),
+        }
+    }
+}
+
+/// The caller's side of a [`Handoff`]; dropping it before taking the result abandons it.
+struct Claim {
+    handoff: Arc<Handoff>,
+    taken: bool,
+}
+
+impl Claim {
+    async fn wait(&mut self) -> Result<Arc<DockerSandbox>, SandboxError> {
+        loop {
+            {
+                let mut state = self.handoff.state.lock().expect("handoff poisoned");
+                if matches!(*state, HandoffState::Ready(_)) {
+                    let HandoffState::Ready(result) =
+                        std::mem::replace(&mut *state, HandoffState::Taken)
+                    else {
+                        unreachable!()
+                    };
+                    self.taken = true;
+                    return result;
+                }
+            }
+            // `notify_one` keeps a permit when nobody waits yet: no wake-up is lost.
+            self.handoff.ready.notified().await;
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.taken {
+            return;
+        }
+        let ready = {
+            let Ok(mut state) = self.handoff.state.lock() else {
+                return;
+            };
+            std::mem::replace(&mut *state, HandoffState::Abandoned)
+        };
+        // Arrived after the caller's last look: release it here.
+        if let HandoffState::Ready(Ok(sandbox)) = ready {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(e) = sandbox.shutdown().await {
+                        tracing::warn!(container = %sandbox.name, error = %e, "release failed");
+                    }
+                });
+            }
+        }
     }
 }
 
@@ -685,6 +1002,8 @@ pub struct DockerSandbox {
     closed: AtomicBool,
     removed: AtomicBool,
     registry: Registry,
+    /// With `SANDBOX_RUN_AS_ROOT`: the workspace and the user it is handed back to on release.
+    hand_back: Option<(PathBuf, u32, u32)>,
 }
 
 impl DockerSandbox {
@@ -733,6 +1052,30 @@ impl Sandbox for DockerSandbox {
             return Ok(());
         }
         self.shell.close().await;
+        // Root wrote the workspace: a first hand-back from inside while the container still
+        // runs (this works even when the engine itself is not root; `-h` and the default
+        // `-P` of `-R` never follow a symlink, and inside the container a symlink cannot
+        // reach the host anyway). The host-side pass after removal catches the rest.
+        if let Some((_, uid, gid)) = self.hand_back.as_ref().filter(|h| (h.1, h.2) != (0, 0)) {
+            let cmd = vec![
+                "chown".to_string(),
+                "-R".to_string(),
+                "-h".to_string(),
+                format!("{uid}:{gid}"),
+                self.mount_path.clone(),
+            ];
+            let chown = run_exec(&self.docker, &self.container_id, cmd);
+            match tokio::time::timeout(HAND_BACK_TIMEOUT, chown).await {
+                Ok(Ok((_, Some(0)))) => {}
+                Ok(Ok((output, code))) => tracing::debug!(container = %self.name, ?code,
+                    output = %output.trim(), "in-container hand-back incomplete"),
+                Ok(Err(e)) => tracing::debug!(container = %self.name, error = %e,
+                    "in-container hand-back failed"),
+                Err(_) => {
+                    tracing::debug!(container = %self.name, "in-container hand-back timed out")
+                }
+            }
+        }
         let stop = StopContainerOptionsBuilder::default()
             .t(STOP_TIMEOUT_SECS)
             .build();
@@ -753,6 +1096,20 @@ impl Sandbox for DockerSandbox {
             active.remove(&self.container_id);
         }
         tracing::info!(container = %self.name, "sandbox removed");
+        // Root wrote the workspace: give it back now that nothing runs in it any more (needs
+        // the engine to be root; otherwise the in-container pass above did the work).
+        if let Some((dir, uid, gid)) = self.hand_back.clone() {
+            if (uid, gid) != (0, 0) && engine_user().0 == 0 {
+                match tokio::task::spawn_blocking(move || chown_tree(&dir, uid, gid)).await {
+                    Ok(Ok(n)) => {
+                        tracing::debug!(container = %self.name, entries = n, "workspace handed back")
+                    }
+                    Ok(Err(e)) => tracing::warn!(container = %self.name, error = %e,
+                        "could not hand the workspace back to its user"),
+                    Err(e) => tracing::warn!(error = %e, "workspace ownership task failed"),
+                }
+            }
+        }
         Ok(())
     }
 }

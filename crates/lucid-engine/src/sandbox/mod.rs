@@ -13,6 +13,7 @@ use thiserror::Error;
 pub mod docker;
 pub mod freeze;
 pub mod local;
+pub mod ownership;
 pub mod shell;
 
 /// Output kept in memory per command; the rest is counted but dropped.
@@ -30,6 +31,9 @@ pub enum SandboxError {
     ShellGone(String),
     #[error("sandbox I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The sandbox was not (or no longer) wanted: its session was stopped while it started.
+    #[error("the sandbox start was cancelled")]
+    Cancelled,
 }
 
 /// The result of one command.

@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::{Config, SandboxMode};
 use crate::sandbox::docker::DockerSandboxes;
 use crate::sandbox::local::LocalSandbox;
@@ -87,27 +89,44 @@ impl SandboxBackend {
     }
 
     /// Creates a sandbox for a session, pulling the image first if needed.
+    ///
+    /// `cancel` aborts the preparation (image pull) at once. Once a container is being
+    /// created, creation is never abandoned halfway (that would leave a `Created` container
+    /// behind): it completes, and if `cancel` fired meanwhile the sandbox is released again
+    /// before [`SandboxError::Cancelled`] is returned.
     pub async fn create(
         &self,
         session_id: &str,
         user_id: &str,
         workspace: &Path,
         progress: &(dyn Fn(String) + Send + Sync),
+        cancel: &CancellationToken,
     ) -> Result<Arc<dyn Sandbox>, SandboxError> {
-        match self {
+        let sandbox = match self {
             SandboxBackend::Docker(docker) => {
-                docker.ensure_image(progress).await?;
-                let sandbox = docker.create(session_id, user_id, workspace).await?;
-                Ok(sandbox as Arc<dyn Sandbox>)
+                tokio::select! {
+                    r = docker.ensure_image(progress) => r?,
+                    _ = cancel.cancelled() => return Err(SandboxError::Cancelled),
+                }
+                docker.create(session_id, user_id, workspace).await? as Arc<dyn Sandbox>
             }
             SandboxBackend::Local => {
-                let sandbox = LocalSandbox::start(workspace).await?;
-                Ok(sandbox as Arc<dyn Sandbox>)
+                if cancel.is_cancelled() {
+                    return Err(SandboxError::Cancelled);
+                }
+                LocalSandbox::start(workspace).await? as Arc<dyn Sandbox>
             }
             SandboxBackend::Unavailable(reason) => {
-                Err(SandboxError::DockerUnavailable(reason.clone()))
+                return Err(SandboxError::DockerUnavailable(reason.clone()))
             }
+        };
+        if cancel.is_cancelled() {
+            if let Err(e) = sandbox.shutdown().await {
+                tracing::warn!(session = session_id, error = %e, "sandbox release failed");
+            }
+            return Err(SandboxError::Cancelled);
         }
+        Ok(sandbox)
     }
 
     pub async fn is_docker_available(&self) -> bool {

@@ -9,6 +9,11 @@
 //! memory). A client therefore never sees an event that is not in the history, and a crash
 //! loses nothing a client was shown.
 //!
+//! If the chat itself disappears (deleted underneath a running session), retrying can never
+//! succeed: the writer stops, refuses every further event (producers get an error instead of
+//! waiting forever), publishes a final in-memory error event to live subscribers and signals
+//! [`EventLog::chat_gone`], on which the session ends.
+//!
 //! Memory: the tail keeps only events that some live subscriber has not read yet, within a
 //! count and size budget. An idle session, or one nobody follows, holds none; a subscriber
 //! that falls further behind than the budget continues from the store.
@@ -18,11 +23,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Mutex, Notify};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::User;
 use crate::error::{EngineError, EngineResult};
 use crate::events::{Event, EventKind};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+
+/// The last word of a session whose chat was deleted underneath it.
+pub const CHAT_GONE_MESSAGE: &str =
+    "This session's chat was deleted; the session has ended and its events are no longer kept.";
 
 /// Events waiting for persistence per session; a full queue makes `emit` wait.
 const QUEUE_CAPACITY: usize = 1024;
@@ -118,6 +128,8 @@ pub struct EventLog {
     /// copies of its own and a slow subscriber can never be overrun.
     wake: watch::Sender<u64>,
     drained: Notify,
+    /// Cancelled when the chat turned out to be deleted (see the module documentation).
+    chat_gone: CancellationToken,
 }
 
 struct Producer {
@@ -147,6 +159,7 @@ impl EventLog {
             tail: std::sync::Mutex::new(Tail::new(last, false)),
             wake: watch::Sender::new(last),
             drained: Notify::new(),
+            chat_gone: CancellationToken::new(),
         });
         tokio::spawn(writer(Arc::clone(&log), rx));
         Ok(log)
@@ -172,7 +185,18 @@ impl EventLog {
             tail: std::sync::Mutex::new(Tail::new(last, true)),
             wake: watch::Sender::new(last),
             drained: Notify::new(),
+            chat_gone: CancellationToken::new(),
         }))
+    }
+
+    /// Completes when the chat of this log was found deleted (the log is then closed).
+    pub async fn chat_gone(&self) {
+        self.chat_gone.cancelled().await
+    }
+
+    /// Whether the chat of this log was found deleted.
+    pub fn is_chat_gone(&self) -> bool {
+        self.chat_gone.is_cancelled()
     }
 
     pub fn session_id(&self) -> &str {
@@ -343,6 +367,22 @@ impl EventLog {
         self.wake.send_replace(last);
     }
 
+    /// The chat is gone: `notice` (never stored) follows what memory still holds for live
+    /// subscribers (the store no longer has anything), the log is closed, and whoever waits
+    /// for [`EventLog::chat_gone`] is told.
+    fn mark_chat_gone(&self, notice: Event) {
+        let seq = notice.seq;
+        if let Ok(mut tail) = self.tail.lock() {
+            tail.recent_bytes += approx_size(&notice);
+            tail.recent.push_back(notice);
+            tail.persisted = seq;
+            tail.closed = true;
+        }
+        self.wake.send_replace(seq);
+        self.drained.notify_waiters();
+        self.chat_gone.cancel();
+    }
+
     fn mark_closed(&self) {
         if let Ok(mut tail) = self.tail.lock() {
             tail.closed = true;
@@ -407,6 +447,28 @@ async fn writer(log: Arc<EventLog>, mut rx: mpsc::Receiver<Event>) {
                 .await
             {
                 Ok(()) => break,
+                Err(StoreError::ChatNotFound(reason)) => {
+                    tracing::warn!(
+                        session = %log.session_id,
+                        error = %reason,
+                        "the session's chat was deleted; its events can no longer be stored"
+                    );
+                    // Refuse everything from now on: blocked producers get an error at once.
+                    rx.close();
+                    let mut last = batch.last().map_or(0, |e| e.seq);
+                    while let Some(event) = rx.recv().await {
+                        last = last.max(event.seq);
+                    }
+                    let notice = Event::new(
+                        log.session_id.clone(),
+                        last + 1,
+                        EventKind::Error {
+                            message: CHAT_GONE_MESSAGE.to_string(),
+                        },
+                    );
+                    log.mark_chat_gone(notice);
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(
                         session = %log.session_id,
@@ -496,7 +558,9 @@ impl Drop for EventStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewChat, SqliteStore};
+    use crate::store::{
+        ChatMessage, ChatSession, IntegrationRow, NewChat, SqliteStore, StoreResult,
+    };
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -744,11 +808,87 @@ mod tests {
         assert!(cancelled > 0, "the test must actually cancel some waits");
     }
 
+    /// The SQLite store, with appends failing as "unavailable" while `down` is set.
+    struct FlakyStore {
+        inner: SqliteStore,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for FlakyStore {
+        async fn create_chat(&self, u: &User, c: NewChat) -> StoreResult<ChatSession> {
+            self.inner.create_chat(u, c).await
+        }
+        async fn list_chats(&self, u: &User, l: u32, o: u32) -> StoreResult<Vec<ChatSession>> {
+            self.inner.list_chats(u, l, o).await
+        }
+        async fn get_chat(&self, u: &User, c: &str) -> StoreResult<Option<ChatSession>> {
+            self.inner.get_chat(u, c).await
+        }
+        async fn chat_by_session(&self, u: &User, s: &str) -> StoreResult<Option<ChatSession>> {
+            self.inner.chat_by_session(u, s).await
+        }
+        async fn chat_messages(&self, u: &User, c: &str) -> StoreResult<Vec<ChatMessage>> {
+            self.inner.chat_messages(u, c).await
+        }
+        async fn rename_chat(&self, u: &User, c: &str, t: &str) -> StoreResult<bool> {
+            self.inner.rename_chat(u, c, t).await
+        }
+        async fn delete_chat(&self, u: &User, c: &str) -> StoreResult<bool> {
+            self.inner.delete_chat(u, c).await
+        }
+        async fn set_chat_active(&self, u: &User, c: &str, a: bool) -> StoreResult<()> {
+            self.inner.set_chat_active(u, c, a).await
+        }
+        async fn deactivate_all_chats(&self) -> StoreResult<u64> {
+            self.inner.deactivate_all_chats().await
+        }
+        async fn append_events(&self, u: &User, c: &str, e: &[Event]) -> StoreResult<()> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("disk full".into()));
+            }
+            self.inner.append_events(u, c, e).await
+        }
+        async fn events_since(&self, u: &User, c: &str, s: u64, l: u32) -> StoreResult<Vec<Event>> {
+            self.inner.events_since(u, c, s, l).await
+        }
+        async fn last_seq(&self, u: &User, c: &str) -> StoreResult<u64> {
+            self.inner.last_seq(u, c).await
+        }
+        async fn upsert_integration(&self, u: &User, r: IntegrationRow) -> StoreResult<String> {
+            self.inner.upsert_integration(u, r).await
+        }
+        async fn get_integration(&self, u: &User, p: &str) -> StoreResult<Option<IntegrationRow>> {
+            self.inner.get_integration(u, p).await
+        }
+        async fn list_integrations(&self, u: &User) -> StoreResult<Vec<IntegrationRow>> {
+            self.inner.list_integrations(u).await
+        }
+        async fn delete_integration(&self, u: &User, p: &str) -> StoreResult<bool> {
+            self.inner.delete_integration(u, p).await
+        }
+        async fn ping(&self) -> StoreResult<()> {
+            self.inner.ping().await
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_store_blocks_producers_and_loses_nothing() {
         let f = Fixture::new();
-        // No chat yet: every append fails and the writer retries.
-        let log = f.open("c").await;
+        f.chat("c").await;
+        let flaky = Arc::new(FlakyStore {
+            inner: f.store.clone(),
+            down: std::sync::atomic::AtomicBool::new(true),
+        });
+        // The database is down: every append fails and the writer retries.
+        let log = EventLog::open(
+            Arc::clone(&flaky) as Arc<dyn Store>,
+            f.user.clone(),
+            "c".into(),
+            "s-c".into(),
+        )
+        .await
+        .unwrap();
         let mut stream = log.subscribe(0);
         let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let producer = {
@@ -775,7 +915,7 @@ mod tests {
             "nothing is published before it is stored"
         );
         // The store recovers: the writer's retry goes through and everything follows.
-        f.chat("c").await;
+        flaky.down.store(false, std::sync::atomic::Ordering::SeqCst);
         tokio::time::timeout(Duration::from_secs(30), producer)
             .await
             .unwrap()
@@ -783,6 +923,63 @@ mod tests {
         log.close().await;
         assert_eq!(read_all(&mut stream, 0).await, 3000);
         assert_eq!(f.store.last_seq(&f.user, "c").await.unwrap(), 3000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deleted_chat_ends_the_log_and_unblocks_its_producers() {
+        let f = Fixture::new();
+        f.chat("c").await;
+        let log = f.open("c").await;
+        let mut stream = log.subscribe(0);
+        emit_n(&log, 1, 10).await;
+        persisted(&log, 10).await;
+        assert!(!log.is_chat_gone());
+        f.store.delete_chat(&f.user, "c").await.unwrap();
+        // Several producers flood the log: none of them may stay blocked.
+        let producers: Vec<_> = (0..4)
+            .map(|p| {
+                let log = Arc::clone(&log);
+                tokio::spawn(async move {
+                    let mut refused = 0;
+                    for seq in 0..5000u64 {
+                        if log.emit(output(p * 10_000 + seq, 64)).await.is_err() {
+                            refused += 1;
+                        }
+                    }
+                    refused
+                })
+            })
+            .collect();
+        for producer in producers {
+            let refused = tokio::time::timeout(Duration::from_secs(20), producer)
+                .await
+                .expect("a producer is blocked")
+                .unwrap();
+            assert!(refused > 0, "events after the deletion are refused");
+        }
+        tokio::time::timeout(Duration::from_secs(5), log.chat_gone())
+            .await
+            .expect("the session is told");
+        tokio::time::timeout(Duration::from_secs(5), log.close())
+            .await
+            .expect("close does not hang");
+        // The subscriber gets what was stored, then the final error, then the end.
+        let mut last = None;
+        while let Some(e) = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("the stream ends")
+            .unwrap()
+        {
+            last = Some(e);
+        }
+        let last = last.expect("events");
+        assert_eq!(
+            last.kind,
+            EventKind::Error {
+                message: CHAT_GONE_MESSAGE.into()
+            }
+        );
+        assert!(log.emit(output(1, 8)).await.is_err());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

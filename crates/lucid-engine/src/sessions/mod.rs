@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod event_log;
 mod runner;
+mod slots;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ use crate::store::NewChat;
 pub use backend::SandboxBackend;
 pub use event_log::{EventLog, EventStream};
 pub(crate) use runner::SessionDeps;
+pub(crate) use slots::SessionSlots;
 
 /// Follow-ups that may wait behind a running turn.
 pub const MAX_QUEUED_FOLLOW_UPS: usize = 16;
@@ -229,17 +231,13 @@ impl Sessions {
             .map(str::trim)
             .filter(|b| !b.is_empty());
 
-        let running = self.list(user).iter().filter(|s| s.is_alive).count();
-        if running >= self.deps.config.max_sessions_per_user {
-            return Err(EngineError::new(
-                crate::error::ErrorKind::Conflict,
-                format!(
-                    "You already have {running} running sessions (the limit is {}); stop one \
-                     first.",
-                    self.deps.config.max_sessions_per_user
-                ),
-            ));
-        }
+        // Checked and reserved in one step: parallel starts cannot overshoot the limit. The
+        // slot is held until the session has ended and released its sandbox; any failure
+        // below gives it back.
+        let slot = self
+            .deps
+            .slots
+            .reserve(&user.id, self.deps.config.max_sessions_per_user)?;
         let session_id = uuid::Uuid::new_v4().to_string();
         let chat_id = uuid::Uuid::new_v4().to_string();
         let workspace =
@@ -318,6 +316,7 @@ impl Sessions {
         let live_map = Arc::downgrade(&self.deps.live);
         tokio::spawn(async move {
             runner::run_session(deps, Arc::clone(&session), plan, control_rx).await;
+            drop(slot);
             let _ = done_tx.send(true);
             if let Some(map) = live_map.upgrade() {
                 map.lock().expect("sessions poisoned").remove(&session.id);
@@ -404,6 +403,22 @@ impl Sessions {
             )));
         }
         let session = self.owned(user, session_id)?;
+        // Reserve a place in the queue first (the runner gives it back when it takes the
+        // follow-up): the queue never holds more than MAX_QUEUED_FOLLOW_UPS messages.
+        session
+            .queued_follow_ups
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| {
+                (queued < MAX_QUEUED_FOLLOW_UPS).then_some(queued + 1)
+            })
+            .map_err(|_| {
+                EngineError::new(
+                    crate::error::ErrorKind::TooManyRequests,
+                    format!(
+                        "Too many follow-ups are waiting ({MAX_QUEUED_FOLLOW_UPS} at most); \
+                         wait for the agent to take them, or stop it."
+                    ),
+                )
+            })?;
         let generation = session
             .turns
             .lock()
@@ -412,7 +427,10 @@ impl Sessions {
         session
             .control
             .send(Control::FollowUp(content.to_string(), generation))
-            .map_err(|_| EngineError::not_found(format!("Session {session_id} has ended.")))
+            .map_err(|_| {
+                session.queued_follow_ups.fetch_sub(1, Ordering::SeqCst);
+                EngineError::not_found(format!("Session {session_id} has ended."))
+            })
     }
 
     /// The current status of one of the caller's live sessions.

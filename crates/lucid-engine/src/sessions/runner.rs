@@ -32,6 +32,8 @@ pub(crate) struct SessionDeps {
     pub http: reqwest::Client,
     pub workspace_base: PathBuf,
     pub live: Arc<LiveMap>,
+    /// Running sessions per user (see [`super::SessionSlots`]).
+    pub slots: Arc<super::SessionSlots>,
 }
 
 impl SessionDeps {
@@ -83,28 +85,34 @@ pub(crate) async fn run_session(
     plan: SessionPlan,
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
-    emit(
-        &session,
-        EventKind::UserMessage {
-            content: plan.task.clone(),
-            follow_up: false,
-        },
-    )
-    .await;
+    // A chat deleted underneath the session (its event log can no longer be written) ends
+    // the session like a destroy: setup, the running turn and the idle wait all stop.
+    let chat_watch = {
+        let session = Arc::clone(&session);
+        tokio::spawn(async move {
+            session.log.chat_gone().await;
+            tracing::warn!(session = %session.id, "the session's chat was deleted; ending it");
+            session.shutdown.cancel();
+            let _ = session.control.send(Control::Shutdown);
+        })
+    };
+    // The original's order: `initializing` first (said once), then `ready`, then the task.
     set_status(
         &session,
         SessionStatus::Initializing,
         "Setting up agent workspace...",
     )
     .await;
-
-    let prepared = tokio::select! {
-        r = prepare(&deps, &session, &plan) => r,
-        _ = session.shutdown.cancelled() => Err("The session was stopped during setup.".to_string()),
+    let task_event = EventKind::UserMessage {
+        content: plan.task.clone(),
+        follow_up: false,
     };
-    let mut agent = match prepared {
+
+    let mut agent = match prepare(&deps, &session, &plan).await {
         Ok(agent) => Some(agent),
         Err(message) => {
+            // The task stays in the history even when setup failed.
+            emit(&session, task_event.clone()).await;
             fail(&session, message).await;
             None
         }
@@ -117,6 +125,7 @@ pub(crate) async fn run_session(
             "Agent session ready. Starting task...",
         )
         .await;
+        emit(&session, task_event).await;
         // The first turn uses the token created with the session, so a stop issued during
         // setup stops it.
         let first = session
@@ -144,6 +153,7 @@ pub(crate) async fn run_session(
     }
 
     session.log.close().await;
+    chat_watch.abort();
     if let Err(e) = deps
         .store
         .set_chat_active(&session.user, &session.chat_id, false)
@@ -157,12 +167,56 @@ pub(crate) async fn run_session(
     }
 }
 
-/// Clones the repository (if any), starts the sandbox and builds the agent.
+const STOPPED_DURING_SETUP: &str = "The session was stopped during setup.";
+
+/// Clones the repository (if any), starts the sandbox and builds the agent. A stop (or
+/// destroy) during setup ends it early; a sandbox being created is never abandoned halfway:
+/// its creation completes and it is released before this returns, so no container is left.
 async fn prepare(
     deps: &SessionDeps,
     session: &Arc<LiveSession>,
     plan: &SessionPlan,
 ) -> Result<Agent, String> {
+    tokio::select! {
+        r = prepare_workspace(deps, session, plan) => r?,
+        _ = session.shutdown.cancelled() => return Err(STOPPED_DURING_SETUP.to_string()),
+    }
+    let sandbox = start_sandbox(deps, session).await?;
+    if session.shutdown.is_cancelled() {
+        if let Err(e) = sandbox.shutdown().await {
+            tracing::warn!(session = %session.id, error = %e, "sandbox shutdown failed");
+        }
+        return Err(STOPPED_DURING_SETUP.to_string());
+    }
+    let workspace_path = sandbox.workspace_path().to_string();
+    let prompt = system_prompt(&PromptContext {
+        workspace_path: workspace_path.clone(),
+        sandbox: sandbox.kind(),
+        repo_url: plan.repo_url.clone(),
+        branch: plan.branch.clone(),
+        network: deps.config.sandbox.network.clone(),
+    });
+    let editor = Editor::new(session.workspace.clone(), workspace_path);
+    Ok(Agent::new(
+        Arc::clone(&plan.model.client),
+        plan.model.model.clone(),
+        prompt,
+        sandbox,
+        editor,
+        AgentLimits {
+            max_iterations: deps.config.max_iterations,
+            turn_timeout: deps.config.conversation_timeout,
+            ..AgentLimits::default()
+        },
+    ))
+}
+
+/// Creates the workspace and clones the repository into it (no container involved).
+async fn prepare_workspace(
+    deps: &SessionDeps,
+    session: &Arc<LiveSession>,
+    plan: &SessionPlan,
+) -> Result<(), String> {
     std::fs::create_dir_all(&session.workspace)
         .map_err(|e| format!("Could not create the workspace: {e}"))?;
 
@@ -198,29 +252,7 @@ async fn prepare(
         let _ = forwarder.await;
         cloned.map_err(|e| format!("Could not clone {url}: {e}"))?;
     }
-
-    let sandbox = start_sandbox(deps, session).await?;
-    let workspace_path = sandbox.workspace_path().to_string();
-    let prompt = system_prompt(&PromptContext {
-        workspace_path: workspace_path.clone(),
-        sandbox: sandbox.kind(),
-        repo_url: plan.repo_url.clone(),
-        branch: plan.branch.clone(),
-        network: deps.config.sandbox.network.clone(),
-    });
-    let editor = Editor::new(session.workspace.clone(), workspace_path);
-    Ok(Agent::new(
-        Arc::clone(&plan.model.client),
-        plan.model.model.clone(),
-        prompt,
-        sandbox,
-        editor,
-        AgentLimits {
-            max_iterations: deps.config.max_iterations,
-            turn_timeout: deps.config.conversation_timeout,
-            ..AgentLimits::default()
-        },
-    ))
+    Ok(())
 }
 
 async fn start_sandbox(
@@ -230,11 +262,20 @@ async fn start_sandbox(
     let (progress, forwarder) = progress_forwarder(session);
     let created = deps
         .backend
-        .create(&session.id, &session.user.id, &session.workspace, &progress)
+        .create(
+            &session.id,
+            &session.user.id,
+            &session.workspace,
+            &progress,
+            &session.shutdown,
+        )
         .await;
     drop(progress);
     let _ = forwarder.await;
-    let sandbox = created.map_err(|e| format!("Could not start the sandbox: {e}"))?;
+    let sandbox = created.map_err(|e| match e {
+        crate::sandbox::SandboxError::Cancelled => STOPPED_DURING_SETUP.to_string(),
+        e => format!("Could not start the sandbox: {e}"),
+    })?;
     if sandbox.kind() == SandboxKind::Local {
         emit(
             session,

@@ -26,6 +26,10 @@ pub enum StoreError {
     /// A unique constraint was violated.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The chat written to does not exist (any more) for this user, e.g. it was deleted
+    /// under a running session. Retrying cannot succeed.
+    #[error("{0}")]
+    ChatNotFound(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -171,6 +175,7 @@ impl From<StoreError> for crate::error::EngineError {
                 EngineError::new(ErrorKind::Unavailable, "Database unavailable, try again")
             }
             StoreError::Conflict(m) => EngineError::new(ErrorKind::Conflict, m),
+            StoreError::ChatNotFound(_) => EngineError::new(ErrorKind::NotFound, "Chat not found"),
             StoreError::Database(_) => EngineError::new(ErrorKind::Internal, "Database error"),
         }
     }

@@ -61,3 +61,28 @@ pub async fn delete(
         "message": "Session stopped and resources cleaned up.",
     })))
 }
+
+/// A follow-up message for a running session.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct FollowUp {
+    pub content: String,
+}
+
+/// Queues a follow-up: it runs after the current step. At most
+/// `MAX_QUEUED_FOLLOW_UPS` may wait; beyond that the answer is 429.
+#[utoipa::path(post, path = "/api/v1/sessions/{session_id}/messages", request_body = FollowUp, responses((status = 200, description = "`{status: queued, sessionId}`"), (status = 400), (status = 404), (status = 429, description = "Too many follow-ups are waiting")))]
+pub async fn follow_up(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(session_id): Path<String>,
+    JsonBody(body): JsonBody<FollowUp>,
+) -> ApiResult<Json<Value>> {
+    state
+        .engine
+        .sessions()
+        .follow_up(&user, &session_id, &body.content)?;
+    Ok(Json(json!({
+        "status": "queued",
+        "sessionId": session_id,
+    })))
+}

@@ -99,7 +99,7 @@ pub fn append(
         .and_then(|mut stmt| stmt.query_row(params![chat_id, user_id], |r| r.get(0)))
         .map_err(map_sqlite)?;
     if !owned {
-        return Err(StoreError::Database(format!(
+        return Err(StoreError::ChatNotFound(format!(
             "cannot append events: chat {chat_id} not found"
         )));
     }

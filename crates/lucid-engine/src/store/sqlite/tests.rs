@@ -380,7 +380,7 @@ async fn users_never_see_each_others_rows() {
     let err = store
         .append_events(&b, "ca", &[assistant("sa", 2, "forged")])
         .await;
-    assert!(matches!(err, Err(StoreError::Database(_))), "{err:?}");
+    assert!(matches!(err, Err(StoreError::ChatNotFound(_))), "{err:?}");
     // Bob's error reads exactly like a missing chat's.
     let missing = store
         .append_events(&b, "zz", &[assistant("sa", 2, "forged")])
