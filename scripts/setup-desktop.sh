@@ -17,4 +17,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# tauri-driver drives the real window through WebKitWebDriver in the desktop tests.
+if ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then
+  echo "setup-desktop: installing tauri-driver"
+  cargo install tauri-driver --locked --quiet
+fi
 echo "setup-desktop: ok"
