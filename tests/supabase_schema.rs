@@ -814,6 +814,28 @@ async fn a_user_cannot_touch_another_users_rows_in_any_table() {
                 &what("delete all others'"),
             );
             assert_eq!(everything, 0, "{}", what("deleted other users' rows"));
+            // Without a WHERE clause no column is read, so the SELECT policy does not
+            // filter: only the UPDATE / DELETE policies keep the statement to my rows.
+            let all_updated = ok(
+                exec_as(&mut f.db, who, &format!("update {t} set {}", table.touch())).await,
+                &what("update all"),
+            );
+            assert_eq!(
+                all_updated,
+                1,
+                "{}",
+                what("an unfiltered update reached others")
+            );
+            let all_deleted = ok(
+                exec_as(&mut f.db, who, &format!("delete from {t}")).await,
+                &what("delete all"),
+            );
+            assert_eq!(
+                all_deleted,
+                1,
+                "{}",
+                what("an unfiltered delete reached others")
+            );
 
             // Move my own row over to them.
             assert_denied(
@@ -827,6 +849,17 @@ async fn a_user_cannot_touch_another_users_rows_in_any_table() {
                 )
                 .await,
                 &what("move own row to another user"),
+            );
+            // The same without a WHERE clause: no column is read, so only the UPDATE
+            // policy's WITH CHECK (not the SELECT policy) stands in the way.
+            assert_denied(
+                exec_as(
+                    &mut f.db,
+                    who,
+                    &format!("update {t} set {col} = '{other_owner}'"),
+                )
+                .await,
+                &what("move all own rows to another user"),
             );
 
             // Truncate ignores RLS: not granted.
