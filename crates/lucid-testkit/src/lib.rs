@@ -2,10 +2,12 @@
 //! Anthropic, Gemini and OpenAI-compatible formats ([`llm`]), fake GitHub/GitLab APIs
 //! ([`forge`]), a token-protected git smart-HTTP server ([`git_server`]), the local sandbox
 //! test image ([`image`]), throwaway PostgreSQL 15 clusters with a
-//! Supabase-style `auth` schema ([`postgres`]), and small helpers.
+//! Supabase-style `auth` schema ([`postgres`]), a fake Supabase JWKS endpoint with test signing
+//! keys ([`jwks`]), and small helpers.
 
 pub mod forge;
 pub mod git_server;
 pub mod image;
+pub mod jwks;
 pub mod llm;
 pub mod postgres;

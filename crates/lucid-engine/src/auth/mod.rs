@@ -3,6 +3,7 @@
 
 mod jwt;
 mod local_secret;
+pub mod supabase;
 
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -10,6 +11,7 @@ use thiserror::Error;
 
 pub use jwt::{issue_token, verify_token, Claims};
 pub use local_secret::load_or_create_local_secret;
+pub use supabase::{JwksPolicy, SupabaseTokenVerifier};
 
 /// The authenticated caller. Every engine call takes one; ownership is checked against `id`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
