@@ -396,3 +396,58 @@ pub fn describe(error: &tokio_postgres::Error) -> String {
 pub fn sqlstate(error: &tokio_postgres::Error) -> Option<&str> {
     error.code().map(|c| c.code())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cluster_runs_the_auth_stub_and_is_gone_after_drop() {
+        let cluster = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+        let dir = cluster.dir.clone();
+        let pid: String = std::fs::read_to_string(cluster.data_dir.join("postmaster.pid"))
+            .expect("postmaster.pid")
+            .lines()
+            .next()
+            .expect("pid line")
+            .trim()
+            .to_string();
+        let (_name, db) = cluster.supabase_database().await.expect("database");
+        let version: String = db
+            .query_one("show server_version", &[])
+            .await
+            .expect("version")
+            .get(0);
+        assert!(version.starts_with("15."), "{version}");
+        // The stub is re-runnable, and auth.uid() reads the request's claims.
+        db.batch_execute(SUPABASE_AUTH_STUB_SQL)
+            .await
+            .unwrap_or_else(|e| panic!("{}", describe(&e)));
+        db.execute(
+            "select set_config('request.jwt.claims', $1, false)",
+            &[&r#"{"sub":"00000000-0000-0000-0000-00000000000a","role":"authenticated"}"#],
+        )
+        .await
+        .expect("claims");
+        let row = db
+            .query_one(
+                "select auth.uid()::text, auth.role(), auth.jwt() ->> 'role'",
+                &[],
+            )
+            .await
+            .expect("auth functions");
+        assert_eq!(
+            row.get::<_, String>(0),
+            "00000000-0000-0000-0000-00000000000a"
+        );
+        assert_eq!(row.get::<_, String>(1), "authenticated");
+        assert_eq!(row.get::<_, String>(2), "authenticated");
+        drop(db);
+        drop(cluster);
+        assert!(!dir.exists(), "the cluster directory is left behind");
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "postgres (pid {pid}) still runs"
+        );
+    }
+}
