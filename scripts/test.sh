@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need (Docker
-# daemon, busybox-static for the local sandbox image, git, openssl; Node.js and Chromium for
-# the UI; WebKitGTK, Xvfb and WebKitWebDriver for the desktop app), then lints, tests and builds the UI (so it is embedded in the `lucid` binary),
-# formats-checks, lints and runs every test of the workspace against the real daemon and
-# real databases, and finally drives the UI in headless Chromium against a real `lucid serve`.
+# daemon, busybox-static for the local sandbox image, git, openssl, PostgreSQL 15 binaries for
+# the Supabase schema tests; Node.js and Chromium for the UI; WebKitGTK, Xvfb, WebKitWebDriver
+# and tauri-driver for the desktop app), then lints, tests and builds the UI (so it is embedded
+# in the `lucid` binary and the app), formats-checks, lints and runs every test of the
+# workspace against the real daemon and real databases (the desktop app in a real window
+# under Xvfb), and finally drives the UI in headless Chromium against a real `lucid serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-host.sh

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::auth::{AuthError, Authenticator, Credentials, User};
+use crate::auth::{AuthError, Authenticator, Credentials, SupabaseTokenVerifier, User};
 use crate::chats::Chats;
 use crate::config::Config;
 use crate::error::{EngineError, EngineResult, ErrorKind};
@@ -187,7 +187,10 @@ impl Engine {
             Some(supabase) => supabase.jwt_secret.clone(),
             None => local_jwt_secret(&config)?,
         };
-        let auth = Authenticator::new(jwt_secret.into_bytes(), config.internal_api_key.clone());
+        let auth = Authenticator::new(
+            jwt_secret.clone().into_bytes(),
+            config.internal_api_key.clone(),
+        );
 
         let (data_lock, alone) = lock_data_dir(&config.data_dir).await?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_path())?);
@@ -211,6 +214,14 @@ impl Engine {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| EngineError::internal(format!("HTTP client: {e}")))?;
+        let auth = match &config.supabase {
+            Some(supabase) => auth.with_supabase(SupabaseTokenVerifier::new(
+                &supabase.url,
+                jwt_secret.into_bytes(),
+                http.clone(),
+            )),
+            None => auth,
+        };
         // The forge client keeps its own 15 s timeout (LLM requests may take minutes).
         let integrations = Arc::new(Integrations::new(Arc::clone(&store), &config));
         let chats = Chats::new(Arc::clone(&store), config.workspace_base.clone());
@@ -250,8 +261,8 @@ impl Engine {
         &self.config
     }
 
-    pub fn authenticate(&self, credentials: Credentials<'_>) -> Result<User, AuthError> {
-        self.auth.authenticate(credentials)
+    pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<User, AuthError> {
+        self.auth.authenticate(credentials).await
     }
 
     pub fn chats(&self) -> &Chats {

@@ -23,6 +23,6 @@ impl FromRequestParts<AppState> for AuthUser {
             header("x-user-id"),
             header("x-internal-key"),
         );
-        Ok(AuthUser(state.engine.authenticate(credentials)?))
+        Ok(AuthUser(state.engine.authenticate(credentials).await?))
     }
 }

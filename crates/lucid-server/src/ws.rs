@@ -127,7 +127,7 @@ impl Connection {
     async fn run(mut self, token: Option<String>) {
         // Authenticate from the query/header token first: a bad one is final.
         let mut user = match token.as_deref() {
-            Some(t) => match self.engine.authenticate(Credentials::Bearer(t)) {
+            Some(t) => match self.engine.authenticate(Credentials::Bearer(t)).await {
                 Ok(u) => Some(u),
                 Err(e) => {
                     self.close(CLOSE_AUTH, &e.to_string()).await;
@@ -150,7 +150,7 @@ impl Connection {
 
         if user.is_none() {
             if let Some(t) = first.get("token").and_then(Value::as_str) {
-                user = self.engine.authenticate(Credentials::Bearer(t)).ok();
+                user = self.engine.authenticate(Credentials::Bearer(t)).await.ok();
             }
         }
         let Some(user) = user else {

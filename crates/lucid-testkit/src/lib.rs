@@ -1,9 +1,13 @@
 //! Wire-level fakes and fixtures for Lucid's tests: a scripted LLM server speaking the
 //! Anthropic, Gemini and OpenAI-compatible formats ([`llm`]), fake GitHub/GitLab APIs
 //! ([`forge`]), a token-protected git smart-HTTP server ([`git_server`]), the local sandbox
-//! test image ([`image`]), and small helpers.
+//! test image ([`image`]), throwaway PostgreSQL 15 clusters with a
+//! Supabase-style `auth` schema ([`postgres`]), a fake Supabase JWKS endpoint with test signing
+//! keys ([`jwks`]), and small helpers.
 
 pub mod forge;
 pub mod git_server;
 pub mod image;
+pub mod jwks;
 pub mod llm;
+pub mod postgres;

@@ -1,4 +1,5 @@
-//! HS256 JWTs: `exp` and `sub` required; `alg: none`, other algorithms, expired, not-yet-valid,
+//! HS256 JWTs (and the shared verification of Supabase's asymmetric ones, see `supabase`):
+//! `exp` and `sub` required; `alg: none`, other algorithms, expired, not-yet-valid,
 //! wrong-secret and malformed tokens are rejected.
 
 use std::collections::HashSet;
@@ -28,20 +29,45 @@ pub struct Claims {
 }
 
 pub fn verify_token(token: &str, secret: &[u8]) -> Result<Claims, AuthError> {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.algorithms = vec![Algorithm::HS256];
+    verify_with(
+        token,
+        &DecodingKey::from_secret(secret),
+        Algorithm::HS256,
+        None,
+    )
+}
+
+/// Verifies `token` with `key` for exactly `alg` (the header must name it): signature, `exp`
+/// (required), `nbf`, and — when `audience` is given — an `aud` claim naming it.
+pub(crate) fn verify_with(
+    token: &str,
+    key: &DecodingKey,
+    alg: Algorithm,
+    audience: Option<&str>,
+) -> Result<Claims, AuthError> {
+    let mut validation = Validation::new(alg);
+    validation.algorithms = vec![alg];
     validation.required_spec_claims = HashSet::from(["exp".to_string(), "sub".to_string()]);
     validation.validate_exp = true;
     validation.validate_nbf = true;
-    validation.validate_aud = false;
     validation.leeway = LEEWAY_SECS;
-    let data = decode::<serde_json::Value>(token, &DecodingKey::from_secret(secret), &validation)
-        .map_err(|e| match e.kind() {
-        JwtErrorKind::ExpiredSignature => AuthError::Expired,
-        JwtErrorKind::MissingRequiredClaim(c) if c == "sub" => AuthError::MissingSub,
-        _ => AuthError::InvalidToken,
-    })?;
-    let claims = data.claims;
+    match audience {
+        Some(aud) => {
+            validation.set_audience(&[aud]);
+            validation.required_spec_claims.insert("aud".to_string());
+        }
+        None => validation.validate_aud = false,
+    }
+    let data =
+        decode::<serde_json::Value>(token, key, &validation).map_err(|e| match e.kind() {
+            JwtErrorKind::ExpiredSignature => AuthError::Expired,
+            JwtErrorKind::MissingRequiredClaim(c) if c == "sub" => AuthError::MissingSub,
+            _ => AuthError::InvalidToken,
+        })?;
+    claims_from(&data.claims)
+}
+
+fn claims_from(claims: &serde_json::Value) -> Result<Claims, AuthError> {
     let sub = claims
         .get("sub")
         .and_then(|s| s.as_str())

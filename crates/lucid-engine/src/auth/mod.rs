@@ -1,8 +1,13 @@
-//! Authentication shared by every front door: bearer JWTs (HS256, `exp` and `sub` required)
-//! and the internal-key path (`X-User-ID` + `X-Internal-Key`, only when a key is configured).
+//! Authentication shared by every front door: bearer JWTs (`exp` and `sub` required; local
+//! mode: HS256 with the local secret; Supabase mode: Supabase access tokens, HS256 or ES256/RS256
+//! from the project's JWKS, see [`supabase`]) and the internal-key path (`X-User-ID` +
+//! `X-Internal-Key`, only when a key is configured).
 
 mod jwt;
 mod local_secret;
+pub mod supabase;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -10,6 +15,7 @@ use thiserror::Error;
 
 pub use jwt::{issue_token, verify_token, Claims};
 pub use local_secret::load_or_create_local_secret;
+pub use supabase::{JwksPolicy, SupabaseTokenVerifier};
 
 /// The authenticated caller. Every engine call takes one; ownership is checked against `id`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +109,8 @@ impl<'a> Credentials<'a> {
 pub struct Authenticator {
     jwt_secret: Vec<u8>,
     internal_key: Option<String>,
+    /// Supabase mode: bearer tokens are Supabase access tokens.
+    supabase: Option<Arc<SupabaseTokenVerifier>>,
 }
 
 impl Authenticator {
@@ -110,19 +118,30 @@ impl Authenticator {
         Self {
             jwt_secret: jwt_secret.into(),
             internal_key: internal_key.filter(|k| !k.is_empty()),
+            supabase: None,
         }
     }
 
-    pub fn authenticate(&self, credentials: Credentials<'_>) -> Result<User, AuthError> {
+    /// Supabase mode: bearer tokens are verified as Supabase access tokens (`aud` =
+    /// `authenticated`, HS256 with the project secret or ES256/RS256 from its JWKS).
+    pub fn with_supabase(mut self, verifier: SupabaseTokenVerifier) -> Self {
+        self.supabase = Some(Arc::new(verifier));
+        self
+    }
+
+    pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<User, AuthError> {
         match credentials {
-            Credentials::Bearer(token) => self.verify_bearer(token),
+            Credentials::Bearer(token) => self.verify_bearer(token).await,
             Credentials::Internal { user_id, key } => self.verify_internal(user_id, key),
             Credentials::None => Err(AuthError::Missing),
         }
     }
 
-    pub fn verify_bearer(&self, token: &str) -> Result<User, AuthError> {
-        let claims = verify_token(token, &self.jwt_secret)?;
+    pub async fn verify_bearer(&self, token: &str) -> Result<User, AuthError> {
+        let claims = match &self.supabase {
+            Some(verifier) => verifier.verify(token).await?,
+            None => verify_token(token, &self.jwt_secret)?,
+        };
         Ok(User {
             id: claims.sub,
             email: claims.email,
@@ -181,44 +200,95 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn issued_tokens_verify() {
+    #[tokio::test]
+    async fn issued_tokens_verify() {
         let a = auth();
         let t = a.issue("user-1", Duration::from_secs(60));
-        let u = a.authenticate(Credentials::Bearer(&t)).unwrap();
+        let u = a.authenticate(Credentials::Bearer(&t)).await.unwrap();
         assert_eq!(u.id, "user-1");
         assert_eq!(u.raw_jwt.as_deref(), Some(t.as_str()));
     }
 
-    #[test]
-    fn internal_key_rules() {
+    #[tokio::test]
+    async fn internal_key_rules() {
         let a = auth();
-        let ok = a.authenticate(Credentials::Internal {
-            user_id: "u1",
-            key: Some("internal-key"),
-        });
+        let ok = a
+            .authenticate(Credentials::Internal {
+                user_id: "u1",
+                key: Some("internal-key"),
+            })
+            .await;
         assert_eq!(ok.unwrap().id, "u1");
-        let bad = a.authenticate(Credentials::Internal {
-            user_id: "u1",
-            key: Some("internal-kex"),
-        });
+        let bad = a
+            .authenticate(Credentials::Internal {
+                user_id: "u1",
+                key: Some("internal-kex"),
+            })
+            .await;
         assert_eq!(bad.unwrap_err(), AuthError::InvalidInternalKey);
-        let none = a.authenticate(Credentials::Internal {
-            user_id: "u1",
-            key: None,
-        });
+        let none = a
+            .authenticate(Credentials::Internal {
+                user_id: "u1",
+                key: None,
+            })
+            .await;
         assert_eq!(none.unwrap_err(), AuthError::InvalidInternalKey);
-        let disabled =
-            Authenticator::new(b"s".to_vec(), None).authenticate(Credentials::Internal {
+        let disabled = Authenticator::new(b"s".to_vec(), None)
+            .authenticate(Credentials::Internal {
                 user_id: "u1",
                 key: Some(""),
-            });
+            })
+            .await;
         assert_eq!(disabled.unwrap_err(), AuthError::InternalKeyDisabled);
     }
 
-    #[test]
-    fn no_credentials_is_missing() {
-        let e = auth().authenticate(Credentials::None).unwrap_err();
+    #[tokio::test]
+    async fn supabase_mode_takes_supabase_access_tokens() {
+        use lucid_testkit::jwks::{JwksServer, TestKey};
+        let key = TestKey::es256("project-key");
+        let server = JwksServer::start(&[&key]).await;
+        let secret = b"fake-supabase-project-secret".to_vec();
+        let a = Authenticator::new(secret.clone(), Some("internal-key".into())).with_supabase(
+            SupabaseTokenVerifier::new(server.base_url(), secret, reqwest::Client::new()),
+        );
+        let exp = chrono::Utc::now().timestamp() + 600;
+        let token = key.sign(&serde_json::json!({
+            "sub": "supabase-user", "aud": "authenticated", "exp": exp, "email": "s@example.test"
+        }));
+        let user = a.authenticate(Credentials::Bearer(&token)).await.unwrap();
+        assert_eq!(user.id, "supabase-user");
+        assert_eq!(user.email.as_deref(), Some("s@example.test"));
+        assert_eq!(user.raw_jwt.as_deref(), Some(token.as_str()));
+        // A local-style token (no audience) is not a Supabase access token.
+        let local = a.issue("u", Duration::from_secs(60));
+        assert_eq!(
+            a.authenticate(Credentials::Bearer(&local))
+                .await
+                .unwrap_err(),
+            AuthError::InvalidToken
+        );
+        let expired = key.sign(&serde_json::json!({
+            "sub": "supabase-user", "aud": "authenticated", "exp": exp - 7200
+        }));
+        assert_eq!(
+            a.authenticate(Credentials::Bearer(&expired))
+                .await
+                .unwrap_err(),
+            AuthError::Expired
+        );
+        // The internal-key path is unchanged.
+        let internal = a
+            .authenticate(Credentials::Internal {
+                user_id: "u1",
+                key: Some("internal-key"),
+            })
+            .await;
+        assert_eq!(internal.unwrap().id, "u1");
+    }
+
+    #[tokio::test]
+    async fn no_credentials_is_missing() {
+        let e = auth().authenticate(Credentials::None).await.unwrap_err();
         assert!(e.is_missing());
     }
 }
