@@ -19,6 +19,8 @@ use crate::store::{SqliteStore, Store};
 
 /// The user of local mode (no accounts): `lucid run` and `lucid serve --print-token` act as it.
 pub const LOCAL_USER_ID: &str = "local";
+/// The generated token encryption key of local mode, in the data directory.
+pub const ENCRYPTION_KEY_FILE: &str = "encryption-key";
 /// Largest file the files API returns.
 pub const FILE_READ_MAX_BYTES: u64 = 1024 * 1024;
 
@@ -192,6 +194,18 @@ impl Engine {
             config.internal_api_key.clone(),
         );
 
+        let mut config = config;
+        if config.is_local_mode() && config.encryption_key.is_none() {
+            // Local mode: the key that encrypts saved forge tokens is generated on first run
+            // and kept beside the local JWT secret (0600), so connecting GitHub or GitLab
+            // needs no ENCRYPTION_KEY; an explicitly set one still wins.
+            let key =
+                crate::auth::load_or_create_secret_file(&config.data_dir, ENCRYPTION_KEY_FILE)
+                    .map_err(|e| {
+                        EngineError::unavailable(format!("cannot store the encryption key: {e}"))
+                    })?;
+            config.encryption_key = Some(key);
+        }
         let (data_lock, alone) = lock_data_dir(&config.data_dir).await?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_path())?);
         // What a crashed previous run left is only recognisable when no other engine (a

@@ -334,7 +334,10 @@ async fn doctor_without_docker_or_provider_fails_and_names_the_fixes() {
         text.contains("fix: set ANTHROPIC_API_KEY or GOOGLE_API_KEY, or LLM_BASE_URL"),
         "{text}"
     );
-    assert!(text.contains("warn  ENCRYPTION_KEY is not set"), "{text}");
+    assert!(
+        text.contains("ok    saved GitHub/GitLab tokens are encrypted with a generated key"),
+        "{text}"
+    );
     assert!(text.contains("2 problem(s) found."), "{text}");
     assert!(!text.contains("All good."), "{text}");
 }

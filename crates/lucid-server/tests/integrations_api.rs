@@ -696,7 +696,7 @@ async fn an_unreachable_forge_is_a_clear_error() {
 }
 
 #[tokio::test]
-async fn saving_without_an_encryption_key_is_a_clear_error_and_sends_nothing() {
+async fn local_mode_without_an_encryption_key_uses_a_generated_one() {
     let gh = FakeGithub::start(GH_TOKEN, 3).await;
     let s = TestServer::start(&[
         ("LUCID_GITHUB_API_URL", &gh.base_url()),
@@ -708,16 +708,21 @@ async fn saving_without_an_encryption_key_is_a_clear_error_and_sends_nothing() {
             .json(&json!({"provider": "github", "token": GH_TOKEN})),
     )
     .await;
-    assert_eq!(status, 500, "{body}");
-    assert!(
-        detail(&body).contains("ENCRYPTION_KEY is not set"),
-        "{body}"
+    assert_eq!(status, 200, "{body}");
+    let key_file = s
+        .data_dir
+        .path()
+        .join(lucid_engine::engine::ENCRYPTION_KEY_FILE);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
     );
-    assert!(
-        gh.requests().is_empty(),
-        "the token was sent before it could be stored"
-    );
+    assert_eq!(mode & 0o777, 0o600);
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(key.trim().len(), 64);
     let (status, list) = send(s.get("/api/v1/integrations", "hank")).await;
     assert_eq!(status, 200);
-    assert_eq!(list, json!({"integrations": []}));
+    assert_eq!(list["integrations"].as_array().unwrap().len(), 1);
+    // The stored token is encrypted, not the token itself.
+    let db = std::fs::read(s.data_dir.path().join("lucid.sqlite3")).unwrap();
+    assert!(!db.windows(GH_TOKEN.len()).any(|w| w == GH_TOKEN.as_bytes()));
 }

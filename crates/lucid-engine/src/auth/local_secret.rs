@@ -12,7 +12,12 @@ const FILE_NAME: &str = "jwt-secret";
 /// candidate to its own temporary file and publishes it with a hard link, which fails if
 /// another process published first; the loser then returns the winner's secret.
 pub fn load_or_create_local_secret(data_dir: &Path) -> std::io::Result<String> {
-    let path = data_dir.join(FILE_NAME);
+    load_or_create_secret_file(data_dir, FILE_NAME)
+}
+
+/// Like [`load_or_create_local_secret`] for the secret file `<data_dir>/<file_name>`.
+pub fn load_or_create_secret_file(data_dir: &Path, file_name: &str) -> std::io::Result<String> {
+    let path = data_dir.join(file_name);
     let existing = read_valid(&path);
     if let Some(secret) = existing.clone().flatten() {
         return Ok(secret);
@@ -20,7 +25,7 @@ pub fn load_or_create_local_secret(data_dir: &Path) -> std::io::Result<String> {
     std::fs::create_dir_all(data_dir)?;
     let secret = hex::encode(rand::random::<[u8; 32]>());
     let tmp = data_dir.join(format!(
-        "{FILE_NAME}.{}.tmp",
+        "{file_name}.{}.tmp",
         hex::encode(rand::random::<[u8; 8]>())
     ));
     {

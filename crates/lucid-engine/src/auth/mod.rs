@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 pub use jwt::{issue_token, verify_token, Claims};
-pub use local_secret::load_or_create_local_secret;
+pub use local_secret::{load_or_create_local_secret, load_or_create_secret_file};
 pub use supabase::{JwksPolicy, SupabaseTokenVerifier};
 
 /// The authenticated caller. Every engine call takes one; ownership is checked against `id`.

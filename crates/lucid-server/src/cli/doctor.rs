@@ -46,7 +46,16 @@ pub async fn doctor() -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
-    if config.encryption_key.is_none() {
+    if config.encryption_key.is_none() && config.is_local_mode() {
+        r.ok(&format!(
+            "saved GitHub/GitLab tokens are encrypted with a generated key ({}; set \
+             ENCRYPTION_KEY to use your own)",
+            config
+                .data_dir
+                .join(lucid_engine::engine::ENCRYPTION_KEY_FILE)
+                .display()
+        ));
+    } else if config.encryption_key.is_none() {
         r.warn(
             "ENCRYPTION_KEY is not set: GitHub/GitLab tokens cannot be saved",
             "set ENCRYPTION_KEY to a long random string (keep it: it decrypts saved tokens)",
