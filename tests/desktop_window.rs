@@ -42,6 +42,58 @@ fn require(program: &str, hint: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{program} is needed for this test: {hint}"))
 }
 
+/// Proportional set size (KiB) of `root` and all its descendants, with their names.
+fn pss_of_tree(root: u32) -> (u64, Vec<String>) {
+    let parent_of = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) state ppid ...`: the comm may contain spaces; read after the last ')'.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let mut total = 0;
+    let mut names = Vec::new();
+    for pid in pids {
+        let mut cur = Some(pid);
+        let mut inside = false;
+        while let Some(p) = cur {
+            if p == root {
+                inside = true;
+                break;
+            }
+            if p <= 1 {
+                break;
+            }
+            cur = parent_of(p);
+        }
+        if !inside || pid == root {
+            continue;
+        }
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        let pss: u64 = rollup
+            .lines()
+            .find(|l| l.starts_with("Pss:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0);
+        total += pss;
+        names.push(
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        );
+    }
+    (total, names)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -222,6 +274,7 @@ async fn the_app_runs_a_task_in_a_real_window() {
         }
     }
     let _driver = Reaped(driver_cmd.spawn().unwrap());
+    let driver_pid = _driver.0.id();
 
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -260,7 +313,17 @@ async fn the_app_runs_a_task_in_a_real_window() {
 
     // The app opens on the new-task page, in local mode without signing in.
     let task_box = d.wait_for("textarea", Duration::from_secs(60)).await;
-    println!("launch to interactive window: {:?}", launched.elapsed());
+    println!(
+        "bench: launch to interactive window: {} ms",
+        launched.elapsed().as_millis()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (pss_kib, processes) = pss_of_tree(driver_pid);
+    println!(
+        "bench: idle memory (PSS) of the app's processes: {} MiB ({})",
+        pss_kib / 1024,
+        processes.join(", ")
+    );
     assert_eq!(
         d.script("return '__TAURI_INTERNALS__' in window").await,
         json!(true),
