@@ -67,6 +67,8 @@ pub fn run() {
             }
         }))
         .plugin(tauri_plugin_opener::init())
+        // The window's size and position are restored at the next start.
+        .plugin(tauri_plugin_window_state::Builder::default().build())
         .setup(|app| {
             let paths = ShellPaths {
                 data_dir: app.path().app_data_dir()?,

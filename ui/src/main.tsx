@@ -2,7 +2,7 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { App } from './App';
 import { applyTheme, readPrefs } from './app/prefs';
-import { insideDesktopApp, TauriTransport } from './transport/tauri';
+import { insideDesktopApp, openExternalLinksInBrowser, TauriTransport } from './transport/tauri';
 import './styles.css';
 
 applyTheme(readPrefs().theme);
@@ -10,6 +10,7 @@ window.matchMedia?.('(prefers-color-scheme: dark)').addEventListener('change', (
 
 // Inside the desktop app the engine is reached over Tauri IPC (no sign-in: local mode).
 const desktop = insideDesktopApp() ? new TauriTransport() : undefined;
+if (desktop) openExternalLinksInBrowser();
 
 const root = document.getElementById('root');
 if (root) {

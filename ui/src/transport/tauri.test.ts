@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { EventKind } from '../generated/events';
-import { TauriTransport } from './tauri';
+import { openExternalLinksInBrowser, TauriTransport } from './tauri';
 import { ApiError, type SessionEvent } from './types';
 
 const detail: EventKind = { kind: 'assistant_message', content: 'x' };
@@ -94,5 +94,27 @@ describe('TauriTransport', () => {
     channels.at(-1)?.(frame(2));
     channels.at(-1)?.(frame(3));
     expect(got.map((e) => e.seq)).toEqual([1, 2, 3]);
+  });
+});
+
+describe('links in the desktop app', () => {
+  it('open outside links in the system browser and leave the UI\'s own links alone', () => {
+    const opened: unknown[] = [];
+    openExternalLinksInBrowser(<T,>(cmd: string, args?: Record<string, unknown>) => {
+      opened.push({ cmd, args });
+      return Promise.resolve(undefined as T);
+    });
+    document.body.innerHTML =
+      '<a id="pr" href="https://github.com/o/r/pull/1" target="_blank">PR</a><a id="own" href="/ui/history">H</a>';
+    const pr = document.getElementById('pr');
+    const own = document.getElementById('own');
+    const click = (el: HTMLElement | null) => {
+      const ev = new MouseEvent('click', { bubbles: true, cancelable: true });
+      el?.dispatchEvent(ev);
+      return ev.defaultPrevented;
+    };
+    expect(click(pr)).toBe(true);
+    expect(click(own)).toBe(false);
+    expect(opened).toEqual([{ cmd: 'plugin:opener|open_url', args: { url: 'https://github.com/o/r/pull/1' } }]);
   });
 });

@@ -202,3 +202,18 @@ export class TauriTransport implements Transport {
     return call(this.run, 'create_pr', { provider, req });
   }
 }
+
+/**
+ * Inside the app, links that leave the UI (a new pull request, a forge page) open in the
+ * system browser instead of a webview window.
+ */
+export function openExternalLinksInBrowser(run: Invoke = invoke): void {
+  document.addEventListener('click', (ev) => {
+    const target = ev.target instanceof Element ? ev.target.closest('a[href]') : null;
+    if (!(target instanceof HTMLAnchorElement)) return;
+    const url = new URL(target.href, window.location.href);
+    if (url.origin === window.location.origin || !/^https?:$/.test(url.protocol)) return;
+    ev.preventDefault();
+    void run('plugin:opener|open_url', { url: url.href }).catch(() => undefined);
+  });
+}
