@@ -255,6 +255,7 @@ impl Engine {
                 ..Default::default()
             }),
             config.data_dir.clone(),
+            config.workspace_base.clone(),
             config.is_local_mode(),
         );
         Ok(Arc::new(Engine {

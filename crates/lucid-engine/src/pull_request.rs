@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::auth::User;
+use crate::error::ErrorKind;
 use crate::error::{EngineError, EngineResult};
-use crate::git::{Git, GitCredentials, GitIdentity, NoFreeze, WorkspaceFreeze};
+use crate::git::{
+    CommitOutcome, Git, GitCredentials, GitIdentity, NoFreeze, SnapshotMode, WorkspaceFreeze,
+};
 use crate::integrations::{CreatePrRequest, Integrations};
 use crate::sandbox::freeze::SessionFreeze;
 use crate::sessions::SandboxBackend;
@@ -19,6 +22,7 @@ use crate::store::ChatSession;
 pub(crate) struct PullRequests {
     git: Git,
     data_dir: PathBuf,
+    workspace_base: PathBuf,
     local_mode: bool,
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
 }
@@ -31,10 +35,16 @@ pub(crate) struct SessionForPr<'a> {
 }
 
 impl PullRequests {
-    pub(crate) fn new(git: Git, data_dir: PathBuf, local_mode: bool) -> Self {
+    pub(crate) fn new(
+        git: Git,
+        data_dir: PathBuf,
+        workspace_base: PathBuf,
+        local_mode: bool,
+    ) -> Self {
         Self {
             git,
             data_dir,
+            workspace_base,
             local_mode,
             locks: Mutex::new(HashMap::new()),
         }
@@ -63,6 +73,13 @@ impl PullRequests {
                 "Local repositories cannot be pushed to on this server.",
             ));
         }
+        if local_remote && self.is_engine_owned(&remote) {
+            // A workspace (or a private repository) is written by a sandbox: pushing into it
+            // would run what that sandbox put there.
+            return Err(EngineError::bad_request(
+                "A pull request cannot be pushed into a Lucid workspace or data directory.",
+            ));
+        }
         let forge = if local_remote {
             // The forge API still needs the integration; git needs no token for a path.
             integrations
@@ -84,8 +101,13 @@ impl PullRequests {
             req.title.clone()
         };
         let private = self.private_repo(user, session.session_id)?;
-        let lock = self.lock_for(session.session_id);
-        let _held = lock.lock().await;
+        let mode = if session.chat.repo_url.is_some() {
+            SnapshotMode::ReplaceTree
+        } else {
+            SnapshotMode::Overlay
+        };
+        // Held until the commit task ends, even if this request is dropped first.
+        let held = self.lock_for(session.session_id).lock_owned().await;
 
         if !private.exists() {
             self.git
@@ -115,20 +137,32 @@ impl PullRequests {
                 title.clone(),
             );
             tokio::spawn(async move {
-                git.commit_workspace(
-                    &private,
-                    &workspace,
-                    &branch,
-                    &identity,
-                    &title,
-                    freeze.as_ref(),
-                )
-                .await
+                let committed = git
+                    .commit_workspace(
+                        &private,
+                        &workspace,
+                        &branch,
+                        &identity,
+                        &title,
+                        mode,
+                        freeze.as_ref(),
+                    )
+                    .await;
+                drop(held);
+                committed
             })
             .await
             .map_err(|e| EngineError::internal(format!("commit task failed: {e}")))?
         };
         let (outcome, stats) = committed?;
+        if matches!(outcome, CommitOutcome::NothingToCommit { .. })
+            && !self.git.has_branch(&private, &branch).await?
+        {
+            return Err(EngineError::new(
+                ErrorKind::Unprocessable,
+                "There are no changes to propose: the workspace matches the repository.",
+            ));
+        }
         tracing::info!(
             session = session.session_id,
             ?outcome,
@@ -181,6 +215,19 @@ impl PullRequests {
                 Ok((clean, base))
             }
         }
+    }
+
+    /// Whether a local path lies inside the engine's workspaces or data directory.
+    fn is_engine_owned(&self, remote: &str) -> bool {
+        let path = remote
+            .trim()
+            .strip_prefix("file://")
+            .unwrap_or(remote.trim());
+        let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path));
+        [&self.workspace_base, &self.data_dir].iter().any(|dir| {
+            let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            resolved.starts_with(&dir)
+        })
     }
 
     fn lock_for(&self, session_id: &str) -> Arc<tokio::sync::Mutex<()>> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lucid_engine::git::{
     branch_for_session, CommitOutcome, Git, GitCredentials, GitError, GitIdentity, GitOptions,
-    NoFreeze,
+    NoFreeze, SnapshotMode,
 };
 use lucid_testkit::git_server::{GitServer, SEED_AUTHOR_EMAIL};
 
@@ -298,10 +298,18 @@ async fn clone_session(git: &Git, url: &str, root: &Path, name: &str) -> Session
 }
 
 async fn commit(git: &Git, s: &Session, branch: &str, message: &str) -> CommitOutcome {
-    git.commit_workspace(&s.private, &s.ws, branch, &identity(), message, &NoFreeze)
-        .await
-        .unwrap()
-        .0
+    git.commit_workspace(
+        &s.private,
+        &s.ws,
+        branch,
+        &identity(),
+        message,
+        SnapshotMode::ReplaceTree,
+        &NoFreeze,
+    )
+    .await
+    .unwrap()
+    .0
 }
 
 #[tokio::test]
@@ -846,4 +854,63 @@ async fn token_is_not_given_to_a_host_the_remote_redirects_to() {
     );
     assert!(!ws.exists());
     redirector.abort();
+}
+
+#[tokio::test]
+async fn a_workspace_without_a_repository_is_laid_over_the_base_without_deleting_it() {
+    let server = server_with_app().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let git = Git::default();
+    let private = tmp.path().join("private.git");
+    let ws = tmp.path().join("ws");
+    std::fs::create_dir_all(ws.join("docs")).unwrap();
+    let branch = branch_for_session("0a0b0c0d-none");
+    git.init_private_from_remote(
+        &private,
+        &server.url_for("app"),
+        Some("main"),
+        &branch,
+        Some(&creds()),
+    )
+    .await
+    .unwrap();
+    // Nothing in the workspace: nothing to propose, and no branch is made.
+    let (outcome, _) = git
+        .commit_workspace(
+            &private,
+            &ws,
+            &branch,
+            &identity(),
+            "empty",
+            SnapshotMode::Overlay,
+            &NoFreeze,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, CommitOutcome::NothingToCommit { .. }));
+    assert!(!git.has_branch(&private, &branch).await.unwrap());
+
+    std::fs::write(ws.join("docs/new.md"), "new\n").unwrap();
+    let (outcome, _) = git
+        .commit_workspace(
+            &private,
+            &ws,
+            &branch,
+            &identity(),
+            "Add docs",
+            SnapshotMode::Overlay,
+            &NoFreeze,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, CommitOutcome::Committed { .. }));
+    git.push_private(&private, &server.url_for("app"), &branch, Some(&creds()))
+        .await
+        .unwrap();
+    let files = server
+        .git_in_repo("app", &["ls-tree", "-r", "--name-only", &branch])
+        .await
+        .unwrap();
+    let files: Vec<&str> = files.lines().collect();
+    assert_eq!(files, ["README.md", "docs/new.md", "src/main.rs"]);
 }

@@ -219,7 +219,8 @@ pub fn http_client_with(
 ) -> Result<reqwest::Client, ForgeError> {
     let mut builder = reqwest::Client::builder();
     if policy.is_restricted() {
-        builder = builder.dns_resolver(policy.resolver());
+        // Every connection is to the checked address: no proxy resolves names for us.
+        builder = builder.dns_resolver(policy.resolver()).no_proxy();
     }
     builder
         .user_agent("lucid")

@@ -88,6 +88,7 @@ impl Git {
             stdin: None,
             stdin_file: None,
             config,
+            no_proxy: self.options.outbound.is_restricted(),
             timeout: self.options.network_timeout,
         };
         tracing::info!(url = %repo.clean, branch = ?branch, dest = %dest.display(), bare, "cloning repository");
@@ -113,6 +114,18 @@ impl Git {
         })?;
         let port = parsed.port_or_known_default().unwrap_or(443);
         let host = parsed.host_str().unwrap_or_default().to_string();
+        let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+        if bare_host
+            .split('.')
+            .any(|label| label.starts_with('-') || label.ends_with('-'))
+        {
+            // curl reads a resolve entry that starts with '-' as a removal: never let a host
+            // name turn the pin off.
+            return Err(GitError::InvalidUrl {
+                shown: repo.clean.clone(),
+                reason: "the host name is not valid".into(),
+            });
+        }
         let addrs = policy
             .resolve(&host, port)
             .await
@@ -120,21 +133,25 @@ impl Git {
                 shown: repo.clean.clone(),
                 reason: e.to_string(),
             })?;
-        let pinned: Vec<String> = addrs
-            .iter()
-            .map(|a| match a.ip() {
-                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-                std::net::IpAddr::V4(v4) => v4.to_string(),
-            })
-            .collect();
-        let bare_host = host.trim_start_matches('[').trim_end_matches(']');
-        Ok(vec![
-            format!(
+        let mut config = vec![
+            // No proxy: the checked address is the one connected to.
+            "http.proxy=".to_string(),
+            "http.followRedirects=false".to_string(),
+        ];
+        if bare_host.parse::<std::net::IpAddr>().is_err() {
+            let pinned: Vec<String> = addrs
+                .iter()
+                .map(|a| match a.ip() {
+                    std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                    std::net::IpAddr::V4(v4) => v4.to_string(),
+                })
+                .collect();
+            config.push(format!(
                 "http.curloptResolve={bare_host}:{port}:{}",
                 pinned.join(",")
-            ),
-            "http.followRedirects=false".to_string(),
-        ])
+            ));
+        }
+        Ok(config)
     }
 }
 

@@ -71,6 +71,9 @@ pub(crate) struct Invocation<'a> {
     pub(crate) stdin_file: Option<&'a Path>,
     /// Further `-c key=value` settings of this run (after the hardening).
     pub(crate) config: Vec<String>,
+    /// Drop proxy variables from the environment (a restricted outbound policy: the checked
+    /// address must be the one connected to).
+    pub(crate) no_proxy: bool,
     pub(crate) timeout: Duration,
 }
 
@@ -95,6 +98,7 @@ impl<'a> Invocation<'a> {
             stdin: None,
             stdin_file: None,
             config: Vec::new(),
+            no_proxy: false,
             timeout,
         }
     }
@@ -124,13 +128,21 @@ pub(crate) fn build_command(program: &Path, inv: &Invocation<'_>) -> Command {
     cmd.current_dir(inv.cwd);
     for (key, _) in std::env::vars_os() {
         let inherited_git_setting = key.to_str().is_none_or(|k| {
-            k.starts_with("GIT_") || k == "SSH_ASKPASS" || k == USERNAME_VAR || k == PASSWORD_VAR
+            k.starts_with("GIT_")
+                || k == "SSH_ASKPASS"
+                || k == USERNAME_VAR
+                || k == PASSWORD_VAR
+                || (inv.no_proxy && k.to_ascii_lowercase().ends_with("_proxy"))
         });
         if inherited_git_setting {
             cmd.env_remove(&key);
         }
     }
+    // Neither the system's nor the user's git configuration takes part: a global LFS filter
+    // or `insteadOf` rule would otherwise run or redirect on untrusted repository content.
     cmd.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_LFS_SKIP_SMUDGE", "1")
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GCM_INTERACTIVE", "never")
         .env("LC_ALL", "C");
@@ -233,6 +245,38 @@ pub(crate) async fn run(
         stdout: secrets.scrub(&String::from_utf8_lossy(&out)),
         stderr: err,
     })
+}
+
+/// Runs a local `inv` and returns its whole standard output as raw bytes (no cap, no text
+/// conversion), for listings that must be complete; a non-zero exit is an error.
+pub(crate) async fn run_raw_stdout(
+    program: &Path,
+    inv: Invocation<'_>,
+) -> Result<Vec<u8>, GitError> {
+    let operation = inv.operation;
+    let mut cmd = build_command(program, &inv);
+    let output = match tokio::time::timeout(inv.timeout, cmd.output()).await {
+        Ok(result) => result.map_err(|e| {
+            GitError::GitUnavailable(format!("could not start {}: {e}", program.display()))
+        })?,
+        Err(_) => {
+            return Err(GitError::TimedOut {
+                operation,
+                after: inv.timeout,
+            })
+        }
+    };
+    if !output.status.success() {
+        return Err(GitError::CommandFailed {
+            operation,
+            message: String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("failed")
+                .to_string(),
+        });
+    }
+    Ok(output.stdout)
 }
 
 /// Runs `inv` and turns a non-zero exit into an error (see [`failure`]).

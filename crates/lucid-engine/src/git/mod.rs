@@ -35,7 +35,7 @@ mod snapshot;
 mod url;
 
 pub use error::GitError;
-pub use private_repo::{NoFreeze, WorkspaceFreeze};
+pub use private_repo::{NoFreeze, SnapshotMode, WorkspaceFreeze};
 pub use refname::{branch_for_session, validate_branch_name};
 pub use snapshot::{SnapshotLimits, SnapshotStats};
 pub use url::{redact_url, TOKEN_ONLY_USERNAME};

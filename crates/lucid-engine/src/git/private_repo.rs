@@ -16,12 +16,21 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use super::askpass::Askpass;
-use super::command::{failure, run, run_checked, Invocation};
+use super::command::{failure, run, run_checked, run_raw_stdout, Invocation};
 use super::error::{summarise_output, GitError};
 use super::refname::validate_branch_name;
 use super::snapshot::{self, SnapshotLimits, SnapshotStats, TrackedPaths};
 use super::url::{RemoteKind, RepoUrl};
 use super::{CommitOutcome, Git, GitCredentials, GitIdentity};
+
+/// How a snapshot relates to the parent commit (see [`Git::commit_workspace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// The workspace is a checkout: its files are the new tree (deletions kept).
+    ReplaceTree,
+    /// The workspace is laid over the parent's tree (nothing deleted).
+    Overlay,
+}
 
 /// The ref holding the commit a session started from.
 pub(crate) const BASE_REF: &str = "refs/lucid/base";
@@ -61,6 +70,7 @@ impl Git {
         progress: impl Fn(String) + Send + Sync,
     ) -> Result<(), GitError> {
         let repo = RepoUrl::parse(url)?;
+        let private = &super::command::absolute(private)?;
         let mut private_guard = super::clone::DestinationGuard::prepare(private)?;
         self.clone_inner(url, branch, private, creds, &progress, true)
             .await?;
@@ -145,6 +155,12 @@ impl Git {
     /// the branch if it exists there, else of [`BASE_REF`]. `freeze` holds the sandbox still
     /// while the worktree is read. Returns [`CommitOutcome::NothingToCommit`] (and leaves the
     /// branch where it was, or at the base) when the content equals the parent's.
+    ///
+    /// `mode` says whether the workspace is a checkout of the repository (its files replace
+    /// the parent's tree: deletions are kept) or an unrelated directory whose files are laid
+    /// over the parent's tree (a session without a repository: nothing of the base is
+    /// deleted).
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit_workspace(
         &self,
         private: &Path,
@@ -152,6 +168,7 @@ impl Git {
         branch: &str,
         identity: &GitIdentity,
         message: &str,
+        mode: SnapshotMode,
         freeze: &dyn WorkspaceFreeze,
     ) -> Result<(CommitOutcome, SnapshotStats), GitError> {
         validate_branch_name(branch)?;
@@ -164,20 +181,36 @@ impl Git {
                 GitError::InvalidInput("the session's private repository has no base commit".into())
             })?,
         };
-        let listed = run_checked(
-            self.program(),
-            self.bare(
-                private,
-                "ls-tree",
-                &["ls-tree", "-r", "-z", "--name-only", &parent],
-            ),
-            None,
-        )
-        .await?;
-        let tracked = TrackedPaths::from_ls_tree(listed.stdout.as_bytes());
+        let had_branch = self.resolve(private, &branch_ref).await?.is_some();
+        let tracked = match mode {
+            SnapshotMode::ReplaceTree => {
+                // Complete and byte-exact: a truncated list would turn tracked paths that
+                // `.gitignore` matches into deletions.
+                let listed = run_raw_stdout(
+                    self.program(),
+                    self.bare(
+                        private,
+                        "ls-tree",
+                        &["ls-tree", "-r", "-z", "--name-only", &parent],
+                    ),
+                )
+                .await?;
+                TrackedPaths::from_ls_tree(&listed)
+            }
+            SnapshotMode::Overlay => TrackedPaths::default(),
+        };
 
-        let stream_path = private.join("lucid-snapshot.fi");
-        let header = commit_header(&branch_ref, identity, message, &parent);
+        let stream_path = private.join(format!(
+            "lucid-snapshot-{}.fi",
+            hex::encode(rand::random::<[u8; 8]>())
+        ));
+        let header = commit_header(
+            &branch_ref,
+            identity,
+            message,
+            &parent,
+            mode == SnapshotMode::ReplaceTree,
+        );
         freeze
             .freeze()
             .await
@@ -209,9 +242,15 @@ impl Git {
             .await?;
         let old_tree = self.resolve(private, &format!("{parent}^{{tree}}")).await?;
         if new_tree == old_tree {
+            // Leave the branch as it was: where it was, or absent.
+            let args: Vec<&str> = if had_branch {
+                vec!["update-ref", &branch_ref, &parent]
+            } else {
+                vec!["update-ref", "-d", &branch_ref]
+            };
             run_checked(
                 self.program(),
-                self.bare(private, "update-ref", &["update-ref", &branch_ref, &parent]),
+                self.bare(private, "update-ref", &args),
                 None,
             )
             .await?;
@@ -263,17 +302,18 @@ impl Git {
         }
         let refspec = format!("{branch_ref}:{branch_ref}");
         let askpass = Askpass::create(private)?;
-        let args: Vec<OsString> = [
-            "push",
-            "--porcelain",
-            "--no-verify",
-            "--",
-            repo.clean.as_str(),
-            refspec.as_str(),
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
+        let mut args: Vec<OsString> =
+            vec!["push".into(), "--porcelain".into(), "--no-verify".into()];
+        if repo.kind == RemoteKind::Local {
+            // The local transport drops our `-c` settings for the receiving side: its hooks
+            // must not run on the host either.
+            args.push("--receive-pack=git -c core.hooksPath=/dev/null receive-pack".into());
+        }
+        args.extend([
+            "--".into(),
+            OsString::from(&repo.clean),
+            OsString::from(&refspec),
+        ]);
         let inv = Invocation {
             operation: "push",
             cwd: private,
@@ -287,6 +327,7 @@ impl Git {
             stdin: None,
             stdin_file: None,
             config,
+            no_proxy: self.options.outbound.is_restricted(),
             timeout: self.options.network_timeout,
         };
         let secrets = inv.secrets();
@@ -309,6 +350,15 @@ impl Git {
             });
         }
         Err(failure("push", &output, Some(&repo.clean)))
+    }
+
+    /// Whether `branch` has a commit in the private repository.
+    pub async fn has_branch(&self, private: &Path, branch: &str) -> Result<bool, GitError> {
+        validate_branch_name(branch)?;
+        Ok(self
+            .resolve(private, &format!("refs/heads/{branch}"))
+            .await?
+            .is_some())
     }
 
     async fn fetch(
@@ -343,6 +393,7 @@ impl Git {
             stdin: None,
             stdin_file: None,
             config,
+            no_proxy: self.options.outbound.is_restricted(),
             timeout: self.options.network_timeout,
         };
         let output = run(self.program(), inv, None).await?;
@@ -386,7 +437,13 @@ impl Git {
 }
 
 /// The start of the fast-import stream: one commit replacing the whole tree of `parent`.
-fn commit_header(branch_ref: &str, identity: &GitIdentity, message: &str, parent: &str) -> Vec<u8> {
+fn commit_header(
+    branch_ref: &str,
+    identity: &GitIdentity,
+    message: &str,
+    parent: &str,
+    replace: bool,
+) -> Vec<u8> {
     let now = chrono::Utc::now().timestamp();
     let who = format!(
         "{} <{}> {now} +0000",
@@ -399,7 +456,10 @@ fn commit_header(branch_ref: &str, identity: &GitIdentity, message: &str, parent
     let message = format!("{}\n", message.trim_end());
     out.extend_from_slice(format!("data {}\n", message.len()).as_bytes());
     out.extend_from_slice(message.as_bytes());
-    out.extend_from_slice(format!("from {parent}\ndeleteall\n").as_bytes());
+    out.extend_from_slice(format!("from {parent}\n").as_bytes());
+    if replace {
+        out.extend_from_slice(b"deleteall\n");
+    }
     out
 }
 

@@ -36,6 +36,12 @@ pub struct SnapshotLimits {
     pub max_file_bytes: u64,
     /// Most bytes of content in all.
     pub max_total_bytes: u64,
+    /// Deepest directory nesting walked.
+    pub max_depth: usize,
+    /// Most directories walked.
+    pub max_dirs: usize,
+    /// Most bytes of `.gitignore` files read in all.
+    pub max_ignore_bytes: u64,
 }
 
 impl Default for SnapshotLimits {
@@ -44,6 +50,9 @@ impl Default for SnapshotLimits {
             max_entries: 200_000,
             max_file_bytes: 100 * 1024 * 1024,
             max_total_bytes: 2 * 1024 * 1024 * 1024,
+            max_depth: 128,
+            max_dirs: 100_000,
+            max_ignore_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -106,6 +115,9 @@ pub(crate) fn write_worktree(
         out,
         stats: SnapshotStats::default(),
         ignores: Vec::new(),
+        depth: 0,
+        dirs: 0,
+        ignore_bytes: 0,
     };
     walk.dir(&dir, &mut Vec::new(), false)?;
     Ok(walk.stats)
@@ -118,13 +130,26 @@ struct Walk<'a> {
     stats: SnapshotStats,
     /// `.gitignore` matchers of the directories being walked, outermost first.
     ignores: Vec<Gitignore>,
+    depth: usize,
+    dirs: usize,
+    ignore_bytes: u64,
 }
 
 impl Walk<'_> {
     /// Walks `dir` (at workspace-relative `rel`, empty for the root). `ignored` = `dir` itself
     /// is ignored, so only tracked paths below it are kept.
     fn dir(&mut self, dir: &Dir, rel: &mut Vec<u8>, ignored: bool) -> Result<(), GitError> {
-        let pushed = match read_gitignore(dir, rel)? {
+        self.dirs += 1;
+        if self.depth > self.limits.max_depth || self.dirs > self.limits.max_dirs {
+            return Err(GitError::Snapshot(format!(
+                "the workspace is too deep or has too many directories to push (at {}: at most \
+                 {} levels and {} directories)",
+                show(rel),
+                self.limits.max_depth,
+                self.limits.max_dirs
+            )));
+        }
+        let pushed = match read_gitignore(dir, rel, &mut self.ignore_bytes, &self.limits)? {
             Some(matcher) => {
                 self.ignores.push(matcher);
                 true
@@ -179,7 +204,10 @@ impl Walk<'_> {
             let sub = dir
                 .open_dir_nofollow(name)
                 .map_err(|e| walk_error("open", rel, e))?;
-            return self.dir(&sub, rel, ignored);
+            self.depth += 1;
+            let walked = self.dir(&sub, rel, ignored);
+            self.depth -= 1;
+            return walked;
         }
         let keep = self.tracked.has_file(rel) || !(parent_ignored || self.is_ignored(rel, false));
         if !keep {
@@ -204,7 +232,7 @@ impl Walk<'_> {
         options
             .read(true)
             .follow(FollowSymlinks::No)
-            .custom_flags(libc::O_NONBLOCK);
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
         let file = match dir.open_with(name, &options) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -294,27 +322,37 @@ impl Walk<'_> {
 }
 
 /// The `.gitignore` of `dir`, if it is a regular file (read without following links).
-fn read_gitignore(dir: &Dir, rel: &[u8]) -> Result<Option<Gitignore>, GitError> {
+fn read_gitignore(
+    dir: &Dir,
+    rel: &[u8],
+    budget_used: &mut u64,
+    limits: &SnapshotLimits,
+) -> Result<Option<Gitignore>, GitError> {
     let mut options = OpenOptions::new();
     options
         .read(true)
         .follow(FollowSymlinks::No)
-        .custom_flags(libc::O_NONBLOCK);
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
     let Ok(file) = dir.open_with(".gitignore", &options) else {
         return Ok(None);
     };
     match file.metadata() {
-        Ok(meta) if meta.is_file() && meta.len() <= 1024 * 1024 => {}
+        Ok(meta) if meta.is_file() => {}
         _ => return Ok(None),
     }
+    // Never silently disregarded (that would push what it ignores): over budget is an error.
+    let remaining = limits.max_ignore_bytes.saturating_sub(*budget_used);
     let mut text = Vec::new();
-    if file
-        .into_std()
-        .take(1024 * 1024)
+    file.into_std()
+        .take(remaining + 1)
         .read_to_end(&mut text)
-        .is_err()
-    {
-        return Ok(None);
+        .map_err(|e| walk_error("read the .gitignore in", rel, e))?;
+    *budget_used += text.len() as u64;
+    if *budget_used > limits.max_ignore_bytes {
+        return Err(GitError::Snapshot(format!(
+            "the workspace's .gitignore files are too large (more than {} bytes in all)",
+            limits.max_ignore_bytes
+        )));
     }
     let mut builder = GitignoreBuilder::new(virtual_path(rel));
     for line in String::from_utf8_lossy(&text).lines() {
@@ -469,6 +507,42 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("big"), "{err}");
+    }
+
+    #[test]
+    fn deep_trees_and_huge_ignore_files_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut deep = tmp.path().to_path_buf();
+        for _ in 0..20 {
+            deep.push("a");
+        }
+        fs::create_dir_all(&deep).unwrap();
+        let limits = SnapshotLimits {
+            max_depth: 10,
+            ..SnapshotLimits::default()
+        };
+        let err = write_worktree(
+            tmp.path(),
+            &TrackedPaths::default(),
+            limits,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("too deep"), "{err}");
+        let wide = tempfile::tempdir().unwrap();
+        fs::write(wide.path().join(".gitignore"), "x\n".repeat(600)).unwrap();
+        let limits = SnapshotLimits {
+            max_ignore_bytes: 1000,
+            ..SnapshotLimits::default()
+        };
+        let err = write_worktree(
+            wide.path(),
+            &TrackedPaths::default(),
+            limits,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains(".gitignore"), "{err}");
     }
 
     #[test]
