@@ -40,27 +40,6 @@ async fn git_server() -> GitServer {
     git
 }
 
-/// Starts a session and reads its events until it completes, fails or stops.
-async fn run_session(h: &Harness, user: &User, req: StartSession) -> (StartedSession, Vec<Event>) {
-    let started = h.engine.sessions().start(user, req).await.unwrap();
-    let mut attachment = h
-        .engine
-        .sessions()
-        .attach(user, &started.session_id, 0)
-        .await
-        .unwrap();
-    let events = collect_until_done(&mut attachment.events, Duration::from_secs(120)).await;
-    assert_gap_free(&events);
-    (started, events)
-}
-
-fn final_status(events: &[Event]) -> SessionStatus {
-    match &events.last().unwrap().kind {
-        EventKind::Status { status, .. } => *status,
-        other => panic!("last event is not a status: {other:?}"),
-    }
-}
-
 fn command_outputs(events: &[Event]) -> Vec<String> {
     events
         .iter()

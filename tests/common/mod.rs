@@ -246,3 +246,29 @@ pub async fn inspect_session_container(session_id: &str) -> serde_json::Value {
         .unwrap();
     serde_json::to_value(inspect).unwrap()
 }
+
+/// Starts a session and reads its events until it completes, fails or stops (gap-free).
+pub async fn run_session(
+    h: &Harness,
+    user: &lucid_engine::User,
+    req: lucid_engine::sessions::StartSession,
+) -> (lucid_engine::sessions::StartedSession, Vec<Event>) {
+    let started = h.engine.sessions().start(user, req).await.unwrap();
+    let mut attachment = h
+        .engine
+        .sessions()
+        .attach(user, &started.session_id, 0)
+        .await
+        .unwrap();
+    let events = collect_until_done(&mut attachment.events, Duration::from_secs(120)).await;
+    assert_gap_free(&events);
+    (started, events)
+}
+
+/// The status of the last event (the session's final status).
+pub fn final_status(events: &[Event]) -> SessionStatus {
+    match &events.last().unwrap().kind {
+        EventKind::Status { status, .. } => *status,
+        other => panic!("last event is not a status: {other:?}"),
+    }
+}

@@ -4,11 +4,10 @@
 //! host.
 
 use std::path::Path;
-use std::time::Duration;
 
-use lucid_engine::events::{Event, EventKind, SessionStatus};
+use lucid_engine::events::{EventKind, SessionStatus};
 use lucid_engine::integrations::{CreatePrRequest, SaveIntegrationRequest};
-use lucid_engine::sessions::{StartSession, StartedSession};
+use lucid_engine::sessions::StartSession;
 use lucid_engine::{ErrorKind, User};
 use lucid_testkit::forge::FakeGithub;
 use lucid_testkit::git_server::GitServer;
@@ -33,25 +32,6 @@ async fn git_server() -> GitServer {
     )
     .await;
     git
-}
-
-async fn run_session(h: &Harness, user: &User, req: StartSession) -> (StartedSession, Vec<Event>) {
-    let started = h.engine.sessions().start(user, req).await.unwrap();
-    let mut attachment = h
-        .engine
-        .sessions()
-        .attach(user, &started.session_id, 0)
-        .await
-        .unwrap();
-    let events = collect_until_done(&mut attachment.events, Duration::from_secs(120)).await;
-    (started, events)
-}
-
-fn final_status(events: &[Event]) -> SessionStatus {
-    match &events.last().unwrap().kind {
-        EventKind::Status { status, .. } => *status,
-        other => panic!("last event is not a status: {other:?}"),
-    }
 }
 
 async fn save_github(h: &Harness, user: &User) {

@@ -314,22 +314,15 @@ impl Git {
             OsString::from(&repo.clean),
             OsString::from(&refspec),
         ]);
-        let inv = Invocation {
-            operation: "push",
-            cwd: private,
+        let inv = self.remote_run(
+            "push",
+            private,
+            &repo,
             args,
-            transport: Some(repo.kind),
-            safe_directory: None,
-            credentials: credentials.as_ref(),
-            credential_origin: repo.credential_origin(),
-            askpass: Some(&askpass),
-            env: vec![("GIT_DIR", private.to_string_lossy().into_owned())],
-            stdin: None,
-            stdin_file: None,
+            credentials.as_ref(),
+            &askpass,
             config,
-            no_proxy: self.options.outbound.is_restricted(),
-            timeout: self.options.network_timeout,
-        };
+        );
         let secrets = inv.secrets();
         tracing::info!(url = %repo.clean, branch, "pushing branch");
         let output = run(self.program(), inv, None).await?;
@@ -380,27 +373,50 @@ impl Git {
         args.push(repo.clean.clone().into());
         args.extend(refspecs.iter().map(OsString::from));
         let config = self.network_config(repo).await?;
-        let inv = Invocation {
-            operation: "fetch",
+        let inv = self.remote_run(
+            "fetch",
+            private,
+            repo,
+            args,
+            credentials.as_ref(),
+            &askpass,
+            config,
+        );
+        let output = run(self.program(), inv, None).await?;
+        if output.success() {
+            Ok(())
+        } else {
+            Err(failure("fetch", &output, Some(&repo.clean)))
+        }
+    }
+
+    /// A git run in the bare `private` repository that talks to `repo`.
+    #[allow(clippy::too_many_arguments)]
+    fn remote_run<'a>(
+        &self,
+        operation: &'static str,
+        private: &'a Path,
+        repo: &RepoUrl,
+        args: Vec<OsString>,
+        credentials: Option<&'a GitCredentials>,
+        askpass: &'a Askpass,
+        config: Vec<String>,
+    ) -> Invocation<'a> {
+        Invocation {
+            operation,
             cwd: private,
             args,
             transport: Some(repo.kind),
             safe_directory: None,
-            credentials: credentials.as_ref(),
+            credentials,
             credential_origin: repo.credential_origin(),
-            askpass: Some(&askpass),
+            askpass: Some(askpass),
             env: vec![("GIT_DIR", private.to_string_lossy().into_owned())],
             stdin: None,
             stdin_file: None,
             config,
             no_proxy: self.options.outbound.is_restricted(),
             timeout: self.options.network_timeout,
-        };
-        let output = run(self.program(), inv, None).await?;
-        if output.success() {
-            Ok(())
-        } else {
-            Err(failure("fetch", &output, Some(&repo.clean)))
         }
     }
 
