@@ -99,6 +99,8 @@ pub struct Config {
     pub session_detach_grace: Duration,
     /// Live sessions (each with a container) one user may have at once.
     pub max_sessions_per_user: usize,
+    /// Estimated cost in USD after which a session's agent stops (`LUCID_SESSION_BUDGET_USD`).
+    pub session_budget_usd: Option<f64>,
     pub sandbox: SandboxConfig,
     pub workspace_base: PathBuf,
     pub allowed_origins: Vec<String>,
@@ -278,6 +280,7 @@ impl Config {
             )?),
             max_sessions_per_user: parse_num::<usize>(&get, "LUCID_MAX_SESSIONS_PER_USER", 8)?
                 .max(1),
+            session_budget_usd: parse_budget(&get, "LUCID_SESSION_BUDGET_USD")?,
             sandbox: SandboxConfig {
                 mode: sandbox_mode,
                 image: get("SANDBOX_IMAGE")
@@ -316,6 +319,24 @@ impl Config {
     /// Path of the embedded SQLite database.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("lucid.sqlite3")
+    }
+}
+
+/// An optional positive amount of USD; empty means none.
+fn parse_budget(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<f64>, ConfigError> {
+    let Some(value) = get(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match value.trim().trim_start_matches('$').parse::<f64>() {
+        Ok(amount) if amount.is_finite() && amount > 0.0 => Ok(Some(amount)),
+        _ => Err(ConfigError::InvalidValue {
+            name,
+            value,
+            reason: "not a positive amount of USD (e.g. 2.50)".into(),
+        }),
     }
 }
 
@@ -529,5 +550,28 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("super-secret-value"));
         assert!(!shown.contains("sk-hidden"));
+    }
+
+    #[test]
+    fn session_budget_is_an_optional_positive_amount() {
+        assert_eq!(cfg(&[]).unwrap().session_budget_usd, None);
+        assert_eq!(
+            cfg(&[("LUCID_SESSION_BUDGET_USD", "2.5")])
+                .unwrap()
+                .session_budget_usd,
+            Some(2.5)
+        );
+        assert_eq!(
+            cfg(&[("LUCID_SESSION_BUDGET_USD", "$0.75")])
+                .unwrap()
+                .session_budget_usd,
+            Some(0.75)
+        );
+        for bad in ["0", "-1", "lots", "NaN"] {
+            assert!(
+                cfg(&[("LUCID_SESSION_BUDGET_USD", bad)]).is_err(),
+                "{bad} accepted"
+            );
+        }
     }
 }

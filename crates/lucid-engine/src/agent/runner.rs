@@ -2,6 +2,12 @@
 //! results back, until it finishes, replies without tools, or a limit is hit. Every step
 //! becomes typed events; stop (the cancellation token) interrupts the LLM request and the
 //! running command.
+//!
+//! Answers are streamed: the text the model writes goes to the sink as transient
+//! [`TransientKind::AssistantDelta`] events while it arrives; the stored
+//! [`EventKind::AssistantMessage`] follows with the whole text. Usage and cost are summed over
+//! the session (every request of every turn); an optional cost budget stops the agent before
+//! the next request once it is reached.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,9 +22,9 @@ use super::stuck::StuckDetector;
 use super::tools::{self, EXECUTE_BASH, FINISH, STR_REPLACE_EDITOR, THINK};
 use super::truncate::truncate_for_model;
 use crate::error::EngineResult;
-use crate::events::{EventKind, UsageReport};
+use crate::events::{EventKind, TransientKind, UsageReport};
 use crate::llm::pricing::estimate_cost_usd;
-use crate::llm::{LlmClient, LlmError, LlmRequest, Message, ToolCall, Usage};
+use crate::llm::{LlmClient, LlmError, LlmRequest, Message, StreamDelta, ToolCall, Usage};
 use crate::sandbox::Sandbox;
 
 /// Characters of a tool result the model sees (head and tail kept).
@@ -30,12 +36,18 @@ const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 #[async_trait]
 pub trait EventSink: Send + Sync {
     async fn emit(&self, kind: EventKind) -> EngineResult<u64>;
+    /// A live-only event (partial text): published to whoever watches, never stored.
+    fn transient(&self, _kind: TransientKind) {}
 }
 
 #[async_trait]
 impl EventSink for crate::sessions::event_log::EventLog {
     async fn emit(&self, kind: EventKind) -> EngineResult<u64> {
         crate::sessions::event_log::EventLog::emit(self, kind).await
+    }
+
+    fn transient(&self, kind: TransientKind) {
+        self.publish_transient(kind);
     }
 }
 
@@ -48,6 +60,8 @@ pub struct AgentLimits {
     pub max_tokens: u32,
     /// Optional budget on total (input + output) tokens of the session.
     pub token_budget: Option<u64>,
+    /// Optional budget on the session's estimated cost in USD (`LUCID_SESSION_BUDGET_USD`).
+    pub cost_budget_usd: Option<f64>,
 }
 
 impl Default for AgentLimits {
@@ -57,6 +71,7 @@ impl Default for AgentLimits {
             turn_timeout: Duration::from_secs(1800),
             max_tokens: 8192,
             token_budget: None,
+            cost_budget_usd: None,
         }
     }
 }
@@ -77,7 +92,8 @@ pub enum TurnOutcome {
     TimedOut,
     MaxIterations,
     Stuck,
-    BudgetExceeded,
+    /// The session's token or cost budget is used up; the message says which.
+    BudgetExceeded(String),
     /// The LLM or the sandbox failed; the message is for the user.
     Failed(String),
 }
@@ -148,6 +164,32 @@ impl Agent {
         self.totals
     }
 
+    /// Estimated cost of the session so far (`None` when the model's price is unknown).
+    pub fn total_cost_usd(&self) -> Option<f64> {
+        self.total_cost
+    }
+
+    /// Why no further request may be made, if a budget is used up.
+    fn budget_reached(&self) -> Option<String> {
+        if let Some(budget) = self.limits.token_budget {
+            let used = self.totals.input_tokens + self.totals.output_tokens;
+            if used >= budget {
+                return Some(format!(
+                    "The session reached its token budget ({used} of {budget} tokens)."
+                ));
+            }
+        }
+        if let (Some(budget), Some(spent)) = (self.limits.cost_budget_usd, self.total_cost) {
+            if spent >= budget {
+                return Some(format!(
+                    "The session reached its cost budget: ${spent:.4} spent of ${budget:.2} \
+                     (LUCID_SESSION_BUDGET_USD). The agent was stopped."
+                ));
+            }
+        }
+        None
+    }
+
     /// Runs one turn on a user message (the task or a follow-up).
     pub async fn run_turn(
         &mut self,
@@ -190,10 +232,8 @@ impl Agent {
             if cancel.is_cancelled() {
                 return Ok(TurnOutcome::Stopped);
             }
-            if let Some(budget) = self.limits.token_budget {
-                if self.totals.input_tokens + self.totals.output_tokens >= budget {
-                    return Ok(TurnOutcome::BudgetExceeded);
-                }
+            if let Some(message) = self.budget_reached() {
+                return Ok(TurnOutcome::BudgetExceeded(message));
             }
             let elided =
                 super::context::compact_tool_results(&mut self.history, TOOL_RESULT_BUDGET_CHARS);
@@ -207,10 +247,17 @@ impl Agent {
                 tools: tools::all_specs(),
                 max_tokens: self.limits.max_tokens,
             };
+            let on_delta = |delta: StreamDelta| {
+                sink.transient(match delta {
+                    StreamDelta::Text(text) => TransientKind::AssistantDelta { text },
+                    StreamDelta::Restart { reason } => TransientKind::AssistantRestart { reason },
+                })
+            };
+            // Dropping the request on stop aborts the HTTP stream at once.
             let response = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Ok(TurnOutcome::Stopped),
-                r = self.llm.complete(&request) => r,
+                r = self.llm.stream(&request, &on_delta) => r,
             };
             let response = match response {
                 Ok(r) => r,
@@ -293,9 +340,7 @@ impl Agent {
     }
 
     async fn record_usage(&mut self, usage: Usage, sink: &dyn EventSink) -> EngineResult<()> {
-        self.totals.input_tokens += usage.input_tokens;
-        self.totals.output_tokens += usage.output_tokens;
-        self.totals.cached_input_tokens += usage.cached_input_tokens;
+        self.totals.add(&usage);
         self.total_cost = match (self.total_cost, estimate_cost_usd(&self.model, &usage)) {
             (Some(total), Some(step)) => Some(total + step),
             _ => None,
@@ -308,6 +353,8 @@ impl Agent {
             total_input_tokens: self.totals.input_tokens,
             total_output_tokens: self.totals.output_tokens,
             total_cached_input_tokens: self.totals.cached_input_tokens,
+            cache_write_input_tokens: usage.cache_write_tokens,
+            total_cache_write_input_tokens: self.totals.cache_write_tokens,
             total_cost_usd: self.total_cost,
         }))
         .await?;
