@@ -929,6 +929,8 @@ fn event_stream_like_cut(
             None => return None,
         };
         if index >= limit {
+            // Let what was sent reach the client first, then break the connection.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             return Some((
                 Err(std::io::Error::other("scripted cut")),
                 (Vec::new().into_iter().enumerate(), open, 0),
@@ -1063,6 +1065,12 @@ mod tests {
     use super::*;
 
     async fn post(url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        let (status, text) = post_raw(url, body, headers).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Status and raw body (chunked framing left in).
+    async fn post_raw(url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
         // A minimal HTTP/1.1 client over a TCP socket keeps the testkit free of reqwest.
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let url = url.strip_prefix("http://").unwrap();
@@ -1083,7 +1091,57 @@ mod tests {
         let text = String::from_utf8(raw).unwrap();
         let status: u16 = text[9..12].parse().unwrap();
         let body = text.split_once("\r\n\r\n").unwrap().1;
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+        (status, body.to_string())
+    }
+
+    #[tokio::test]
+    async fn streams_split_tool_arguments_across_several_deltas() {
+        let args = json!({"command": "echo one two three four five"});
+        for (format, path, body, marker) in [
+            (
+                Format::Anthropic,
+                "/v1/messages",
+                r#"{"model":"m","stream":true}"#,
+                "\"input_json_delta\"",
+            ),
+            (
+                Format::OpenAi,
+                "/chat/completions",
+                r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#,
+                "\"arguments\":\"",
+            ),
+        ] {
+            let llm =
+                ScriptedLlm::start(format, vec![Step::tool_call("execute_bash", args.clone())])
+                    .await;
+            let (status, raw) =
+                post_raw(&format!("{}{path}", llm.base_url().trim_end_matches("/v1")), body, &[]).await;
+            assert_eq!(status, 200);
+            // Non-empty argument fragments, in order, make up the arguments.
+            let fragments: Vec<String> = raw
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .filter(|d| d.contains(marker))
+                .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                .filter_map(|v| {
+                    v["delta"]["partial_json"]
+                        .as_str()
+                        .or(v["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                            .as_str())
+                        .map(str::to_string)
+                })
+                .filter(|f| !f.is_empty())
+                .collect();
+            assert!(fragments.len() >= 3, "{format:?}: {fragments:?}");
+            let joined: Value = serde_json::from_str(&fragments.concat()).unwrap();
+            assert_eq!(joined, args, "{format:?}");
+            if format == Format::OpenAi {
+                assert!(raw.contains("data: [DONE]"));
+                assert!(raw.contains("\"choices\":[],"), "usage chunk: {raw}");
+            } else {
+                assert!(raw.contains("event: message_stop"));
+            }
+        }
     }
 
     #[tokio::test]

@@ -367,6 +367,8 @@ async fn run_stream_attempt<R: StreamReader>(
                     }
                     break;
                 }
+                // Gemini has no end marker: a break after the finish reason loses nothing.
+                Err(_) if reader.is_complete() => break,
                 Err(err) => {
                     return Attempt::Retryable(Failure::network(redact(
                         &format!(
