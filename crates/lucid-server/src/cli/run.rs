@@ -70,6 +70,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         start: Instant::now(),
         full: args.full_output,
         streaming: None,
+        streamed: None,
     };
     eprintln!("session {} (chat {})", started.session_id, started.chat_id);
     let mut stopping = false;
@@ -130,6 +131,9 @@ struct Printer {
     full: bool,
     /// The assistant text printed so far while it streams (its line is still open).
     streaming: Option<String>,
+    /// Streamed text already printed whole, waiting for its stored message (which is then
+    /// not printed again).
+    streamed: Option<String>,
 }
 
 impl Printer {
@@ -143,9 +147,12 @@ impl Printer {
                     let _ = write!(out, "[{t}] lucid: ");
                 }
                 let _ = write!(out, "{text}");
-                self.streaming.get_or_insert_with(String::new).push_str(text);
+                self.streaming
+                    .get_or_insert_with(String::new)
+                    .push_str(text);
             }
             TransientKind::AssistantRestart { reason } => {
+                self.streamed = None;
                 if self.streaming.take().is_some() {
                     let _ = writeln!(out);
                 }
@@ -160,9 +167,11 @@ impl Printer {
         let mut out = std::io::stdout().lock();
         if let Some(streamed) = self.streaming.take() {
             let _ = writeln!(out);
+            self.streamed = Some(streamed);
+        }
+        if let EventKind::AssistantMessage { content } = &event.kind {
             // The whole message was already shown as it streamed.
-            if matches!(&event.kind, EventKind::AssistantMessage { content } if *content == streamed)
-            {
+            if self.streamed.take().as_deref() == Some(content.as_str()) {
                 let _ = out.flush();
                 return;
             }
