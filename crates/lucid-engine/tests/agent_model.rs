@@ -112,7 +112,9 @@ async fn until_turn_ends(live: &mut Live) -> Vec<(Instant, LiveItem)> {
             &item,
             LiveItem::Stored(Event {
                 kind: EventKind::Status {
-                    status: SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Stopped,
+                    status: SessionStatus::Completed
+                        | SessionStatus::Failed
+                        | SessionStatus::Stopped,
                     ..
                 },
                 ..
@@ -208,16 +210,15 @@ async fn partial_text_reaches_live_subscribers_before_the_message_and_is_never_s
         assert_eq!(text, LONG_ANSWER);
         let before_message = match &items[message - 1].1 {
             LiveItem::Stored(e) => e.seq,
-            LiveItem::Transient(_) => match &items[..message]
-                .iter()
-                .rev()
-                .find_map(|(_, i)| match i {
+            LiveItem::Transient(_) => {
+                match &items[..message].iter().rev().find_map(|(_, i)| match i {
                     LiveItem::Stored(e) => Some(e.seq),
                     _ => None,
                 }) {
-                Some(seq) => *seq,
-                None => 0,
-            },
+                    Some(seq) => *seq,
+                    None => 0,
+                }
+            }
         };
         for delta in &deltas {
             assert!(delta.after_seq <= before_message, "{format:?}");
@@ -258,7 +259,11 @@ async fn partial_text_reaches_live_subscribers_before_the_message_and_is_never_s
             events.iter().map(|e| (e.seq, e.kind.clone())).collect()
         };
         assert_eq!(key(&replayed), key(&live_stored));
-        h.engine.sessions().destroy(&h.user, &session_id).await.unwrap();
+        h.engine
+            .sessions()
+            .destroy(&h.user, &session_id)
+            .await
+            .unwrap();
         h.engine.shutdown().await;
     }
 }
@@ -299,7 +304,11 @@ async fn stop_during_a_stream_ends_the_turn_within_two_seconds() {
         assert!(!stored(&items)
             .iter()
             .any(|e| matches!(e.kind, EventKind::AssistantMessage { .. })));
-        h.engine.sessions().destroy(&h.user, &session_id).await.unwrap();
+        h.engine
+            .sessions()
+            .destroy(&h.user, &session_id)
+            .await
+            .unwrap();
         h.engine.shutdown().await;
     }
 }
@@ -323,7 +332,11 @@ async fn a_stream_cut_mid_way_is_retried_and_subscribers_see_the_restart() {
         let h = Harness::start(&llm, model_for(format), &[]).await;
         let (session_id, mut live) = h.start_task("answer").await;
         let items = until_turn_ends(&mut live).await;
-        assert_eq!(final_status(&items).0, SessionStatus::Completed, "{format:?}");
+        assert_eq!(
+            final_status(&items).0,
+            SessionStatus::Completed,
+            "{format:?}"
+        );
         assert_eq!(llm.request_count(), 2);
         let transient: Vec<TransientKind> = items
             .iter()
@@ -353,7 +366,11 @@ async fn a_stream_cut_mid_way_is_retried_and_subscribers_see_the_restart() {
             })
             .collect();
         assert_eq!(messages, vec!["Second try: all here.".to_string()]);
-        h.engine.sessions().destroy(&h.user, &session_id).await.unwrap();
+        h.engine
+            .sessions()
+            .destroy(&h.user, &session_id)
+            .await
+            .unwrap();
         h.engine.shutdown().await;
     }
 }
@@ -412,13 +429,20 @@ async fn session_cost_prices_anthropic_cache_writes_and_reads_across_turns() {
         assert!(close(total, running), "{total} vs {running}");
     }
     let last = reports.last().unwrap();
-    assert!(close(last.total_cost_usd.unwrap(), 0.0855 + 0.013725 + 0.0072));
+    assert!(close(
+        last.total_cost_usd.unwrap(),
+        0.0855 + 0.013725 + 0.0072
+    ));
     assert_eq!(last.total_input_tokens, 21_000 + 21_700 + 21_550);
     assert_eq!(last.total_output_tokens, 640);
     assert_eq!(last.total_cached_input_tokens, 41_500);
     assert_eq!(last.total_cache_write_input_tokens, 21_500);
     assert_eq!(reports[1].cache_write_input_tokens, 1_500);
-    h.engine.sessions().destroy(&h.user, &session_id).await.unwrap();
+    h.engine
+        .sessions()
+        .destroy(&h.user, &session_id)
+        .await
+        .unwrap();
     h.engine.shutdown().await;
 }
 
@@ -462,7 +486,11 @@ async fn openai_and_gemini_cached_tokens_are_priced_at_their_cached_rates() {
         assert_eq!(report.cached_input_tokens, cached);
         let total = report.total_cost_usd.unwrap();
         assert!(close(total, expected), "{format:?}: {total} vs {expected}");
-        h.engine.sessions().destroy(&h.user, &session_id).await.unwrap();
+        h.engine
+            .sessions()
+            .destroy(&h.user, &session_id)
+            .await
+            .unwrap();
         h.engine.shutdown().await;
     }
 }
@@ -497,7 +525,11 @@ async fn the_session_budget_stops_the_agent_with_a_clear_message() {
         message.contains("cost budget") && message.contains("$0.0855") && message.contains("$0.05"),
         "{message}"
     );
-    assert_eq!(llm.request_count(), 1, "no request after the budget was reached");
+    assert_eq!(
+        llm.request_count(),
+        1,
+        "no request after the budget was reached"
+    );
     // A follow-up does not spend more either.
     h.engine
         .sessions()
@@ -506,6 +538,10 @@ async fn the_session_budget_stops_the_agent_with_a_clear_message() {
     let items = until_turn_ends(&mut live).await;
     assert_eq!(final_status(&items).0, SessionStatus::Failed);
     assert_eq!(llm.request_count(), 1);
-    h.engine.sessions().destroy(&h.user, &session_id).await.unwrap();
+    h.engine
+        .sessions()
+        .destroy(&h.user, &session_id)
+        .await
+        .unwrap();
     h.engine.shutdown().await;
 }

@@ -752,9 +752,15 @@ async fn streamed_text_arrives_in_pieces_and_tool_calls_are_assembled_from_delta
             .await
             .unwrap_or_else(|e| panic!("{format:?}: {e}"));
         let pieces = deltas.texts();
-        assert!(pieces.len() >= 2, "{format:?}: text in one piece: {pieces:?}");
+        assert!(
+            pieces.len() >= 2,
+            "{format:?}: text in one piece: {pieces:?}"
+        );
         assert_eq!(pieces.concat(), "Let me look at the files first.");
-        assert_eq!(first.text.as_deref(), Some("Let me look at the files first."));
+        assert_eq!(
+            first.text.as_deref(),
+            Some("Let me look at the files first.")
+        );
         assert_eq!(first.tool_calls.len(), 1, "{format:?}");
         assert_eq!(first.tool_calls[0].name, "execute_bash");
         assert_eq!(first.tool_calls[0].arguments, args, "{format:?}");
@@ -772,7 +778,10 @@ async fn streamed_text_arrives_in_pieces_and_tool_calls_are_assembled_from_delta
             second.text.as_deref(),
             Some("Two entries: README.md and src.")
         );
-        assert_eq!(second_deltas.current_text(), "Two entries: README.md and src.");
+        assert_eq!(
+            second_deltas.current_text(),
+            "Two entries: README.md and src."
+        );
         assert!(second.tool_calls.is_empty());
         assert!(
             second.usage.cached_input_tokens > 0,
@@ -967,19 +976,14 @@ async fn servers_that_ignore_stream_true_still_work() {
             Format::Anthropic => json!({"id": "m", "type": "message", "role": "assistant",
                 "content": [{"type": "text", "text": "whole"}], "stop_reason": "end_turn",
                 "usage": {"input_tokens": 3, "output_tokens": 1}}),
-            _ => json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "whole"},
-                "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}),
+            _ => {
+                json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "whole"},
+                "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+            }
         };
-        let llm = ScriptedLlm::start(
-            format,
-            vec![Step::HttpError { status: 200, body }],
-        )
-        .await;
+        let llm = ScriptedLlm::start(format, vec![Step::HttpError { status: 200, body }]).await;
         let client = client_for(format, &llm.base_url(), KEY);
-        let response = client
-            .stream(&simple_request("m"), &|_| {})
-            .await
-            .unwrap();
+        let response = client.stream(&simple_request("m"), &|_| {}).await.unwrap();
         assert_eq!(response.text.as_deref(), Some("whole"), "{format:?}");
     }
 }
@@ -989,8 +993,10 @@ async fn dropping_a_stream_mid_way_closes_the_connection_promptly() {
     for format in FORMATS {
         let llm = ScriptedLlm::start(
             format,
-            vec![Step::text("a slow answer that keeps coming for a long time")
-                .paced(Duration::from_millis(600))],
+            vec![
+                Step::text("a slow answer that keeps coming for a long time")
+                    .paced(Duration::from_millis(600)),
+            ],
         )
         .await;
         let client = client_for(format, &llm.base_url(), KEY);

@@ -875,7 +875,8 @@ fn stream_events(
             let last = parts.len() - 1;
             let prompt = u.input + u.cache_read + u.cache_write;
             for (i, part) in parts.into_iter().enumerate() {
-                let mut candidate = json!({"content": {"parts": [part], "role": "model"}, "index": 0});
+                let mut candidate =
+                    json!({"content": {"parts": [part], "role": "model"}, "index": 0});
                 let usage = if i == last {
                     candidate["finishReason"] = json!("STOP");
                     usage_value(format, u)
@@ -947,20 +948,15 @@ fn event_stream_like_cut(
             .headers_mut()
             .insert(axum::http::header::CONTENT_TYPE, value);
     }
-    response
-        .headers_mut()
-        .insert("cache-control", axum::http::HeaderValue::from_static("no-cache"));
+    response.headers_mut().insert(
+        "cache-control",
+        axum::http::HeaderValue::from_static("no-cache"),
+    );
     response
 }
 
 /// A successful answer in the provider's real shape.
-fn success(
-    format: Format,
-    answer: &Answer,
-    model: &str,
-    number: usize,
-    u: ScriptedUsage,
-) -> Value {
+fn success(format: Format, answer: &Answer, model: &str, number: usize, u: ScriptedUsage) -> Value {
     let text = answer.text.clone();
     let calls = &answer.calls;
     match format {
@@ -1114,8 +1110,12 @@ mod tests {
             let llm =
                 ScriptedLlm::start(format, vec![Step::tool_call("execute_bash", args.clone())])
                     .await;
-            let (status, raw) =
-                post_raw(&format!("{}{path}", llm.base_url().trim_end_matches("/v1")), body, &[]).await;
+            let (status, raw) = post_raw(
+                &format!("{}{path}", llm.base_url().trim_end_matches("/v1")),
+                body,
+                &[],
+            )
+            .await;
             assert_eq!(status, 200);
             // Non-empty argument fragments, in order, make up the arguments.
             let fragments: Vec<String> = raw
@@ -1126,8 +1126,10 @@ mod tests {
                 .filter_map(|v| {
                     v["delta"]["partial_json"]
                         .as_str()
-                        .or(v["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
-                            .as_str())
+                        .or(
+                            v["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                                .as_str(),
+                        )
                         .map(str::to_string)
                 })
                 .filter(|f| !f.is_empty())

@@ -395,7 +395,8 @@ impl StreamReader for AnthropicStream {
             })
             .collect();
         self.message.insert("content".into(), Value::Array(content));
-        self.message.insert("usage".into(), Value::Object(self.usage));
+        self.message
+            .insert("usage".into(), Value::Object(self.usage));
         AnthropicClient::parse_response(&Value::Object(self.message))
     }
 

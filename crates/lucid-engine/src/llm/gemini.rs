@@ -281,7 +281,11 @@ impl StreamReader for GeminiStream {
         else {
             return Ok(());
         };
-        for part in candidate["content"]["parts"].as_array().into_iter().flatten() {
+        for part in candidate["content"]["parts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let thought = part.get("thought").and_then(Value::as_bool) == Some(true);
             if let (false, Some(text)) = (thought, part.get("text").and_then(Value::as_str)) {
                 if !text.is_empty() && part.get("functionCall").is_none() {

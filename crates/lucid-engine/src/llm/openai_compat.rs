@@ -333,7 +333,8 @@ impl StreamReader for OpenAiStream {
                 }));
             }
             if self.calls.len() <= index {
-                self.calls.resize(index + 1, (None, String::new(), String::new()));
+                self.calls
+                    .resize(index + 1, (None, String::new(), String::new()));
             }
             let slot = &mut self.calls[index];
             if let Some(id) = call.get("id").and_then(Value::as_str) {
