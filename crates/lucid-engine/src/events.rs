@@ -117,6 +117,16 @@ pub enum EventKind {
         message: String,
     },
     Usage(UsageReport),
+    /// The oldest turns of the model's conversation were replaced by a summary to fit its
+    /// context window (the summary is what the model sees from then on).
+    Condensation {
+        summary: String,
+        /// Messages the summary replaced.
+        condensed_messages: u64,
+        /// Estimated prompt tokens before and after.
+        tokens_before: u64,
+        tokens_after: u64,
+    },
     /// Progress of sandbox preparation (image pull, clone).
     Progress {
         message: String,
@@ -202,7 +212,10 @@ impl Event {
     /// The original engine's coarse category: `action`, `observation`, `error` or `state`.
     pub fn category(&self) -> &'static str {
         match &self.kind {
-            EventKind::Status { .. } | EventKind::Usage(_) | EventKind::Progress { .. } => "state",
+            EventKind::Status { .. }
+            | EventKind::Usage(_)
+            | EventKind::Progress { .. }
+            | EventKind::Condensation { .. } => "state",
             EventKind::UserMessage { .. }
             | EventKind::AssistantMessage { .. }
             | EventKind::Thought { .. }
@@ -238,6 +251,7 @@ impl Event {
             EventKind::FileEditResult { .. } => "FileEditObservation",
             EventKind::Finish { .. } => "AgentFinishAction",
             EventKind::Usage(_) => "UsageUpdate",
+            EventKind::Condensation { .. } => "CondensationObservation",
             EventKind::Progress { .. } => "ProgressUpdate",
             EventKind::Error { .. } => "AgentErrorEvent",
         }
@@ -247,7 +261,10 @@ impl Event {
     pub fn chat_role(&self) -> &'static str {
         match &self.kind {
             EventKind::UserMessage { .. } => "user",
-            EventKind::Status { .. } | EventKind::Usage(_) | EventKind::Progress { .. } => "system",
+            EventKind::Status { .. }
+            | EventKind::Usage(_)
+            | EventKind::Progress { .. }
+            | EventKind::Condensation { .. } => "system",
             _ => "assistant",
         }
     }
@@ -276,6 +293,7 @@ impl Event {
             }
             EventKind::Progress { message } => message.clone(),
             EventKind::Error { message } => message.clone(),
+            EventKind::Condensation { summary, .. } => summary.clone(),
         }
     }
 

@@ -545,3 +545,187 @@ async fn the_session_budget_stops_the_agent_with_a_clear_message() {
         .unwrap();
     h.engine.shutdown().await;
 }
+
+/// `body` without any `cache_control` markers (they move to the newest user turn).
+fn without_cache_markers(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .filter(|(k, _)| k.as_str() != "cache_control")
+                .map(|(k, v)| (k.clone(), without_cache_markers(v)))
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(without_cache_markers).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// 300 steps with large outputs against a 32k-token window: every request fits, the history
+/// is condensed in steps (summaries stored as events, their cost counted), and between two
+/// condensations every Anthropic request extends the previous one (same system, tools and
+/// messages, so the cached prefix is reused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_session_stays_within_a_small_window_by_condensing_in_steps() {
+    const WINDOW: u64 = 32_000;
+    const STEPS: usize = 300;
+    let mut steps: Vec<Step> = (0..STEPS)
+        .map(|i| {
+            Step::tool_call(
+                "execute_bash",
+                json!({"command": format!("yes 'step {i}: a line of build output' | head -n 250")}),
+            )
+        })
+        .collect();
+    steps.push(Step::tool_call(
+        "finish",
+        json!({"message": "all steps done"}),
+    ));
+    let llm = ScriptedLlm::start(Format::Anthropic, steps).await;
+    llm.answer_requests_containing(
+        lucid_engine::agent::context::CONDENSER_MARKER,
+        "Ran many steps; each printed 250 lines of build output. Nothing failed.",
+    );
+    let h = Harness::start(
+        &llm,
+        "claude-sonnet-4-5",
+        &[("LUCID_CONTEXT_WINDOW", "32000"), ("MAX_ITERATIONS", "400")],
+    )
+    .await;
+    let started = Instant::now();
+    let (session_id, mut live) = h.start_task("run the 300 steps").await;
+    let items = until_turn_ends(&mut live).await;
+    let elapsed = started.elapsed();
+    assert_eq!(
+        final_status(&items).0,
+        SessionStatus::Completed,
+        "{:?}",
+        final_status(&items)
+    );
+
+    let recorded = llm.recorded();
+    let is_summary = |r: &lucid_testkit::llm::RecordedRequest| {
+        r.body
+            .to_string()
+            .contains(lucid_engine::agent::context::CONDENSER_MARKER)
+    };
+    let main: Vec<usize> = (0..recorded.len())
+        .filter(|&i| !is_summary(&recorded[i]))
+        .collect();
+    let summaries = recorded.len() - main.len();
+    assert_eq!(main.len(), STEPS + 1);
+
+    // Every request within the window (the server counts 4 bytes per token).
+    let mut prompt_bytes = Vec::new();
+    for request in &recorded {
+        let bytes = request.body.to_string().len() as u64;
+        assert!(bytes / 4 <= WINDOW, "a request of {bytes} bytes");
+        if !is_summary(request) {
+            prompt_bytes.push(bytes);
+        }
+    }
+
+    // Condensations: stored, in steps (not every request), each with its summary.
+    let condensations: Vec<Event> = stored(&items)
+        .into_iter()
+        .filter(|e| matches!(e.kind, EventKind::Condensation { .. }))
+        .collect();
+    assert_eq!(condensations.len(), summaries);
+    assert!(
+        (5..=STEPS / 4).contains(&summaries),
+        "{summaries} condensations"
+    );
+    let chat = h
+        .engine
+        .chats()
+        .get(
+            &h.user,
+            &h.engine
+                .sessions()
+                .get(&h.user, &session_id)
+                .await
+                .unwrap()
+                .chat_id,
+        )
+        .await
+        .unwrap();
+    let stored_condensations = chat
+        .messages
+        .iter()
+        .filter(|m| {
+            serde_json::to_value(m)
+                .unwrap()
+                .to_string()
+                .contains("CondensationObservation")
+        })
+        .count();
+    assert_eq!(stored_condensations, summaries);
+
+    // Between condensations each request extends the previous one.
+    let mut extended = 0;
+    for pair in main.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if b != a + 1 {
+            continue; // a summary request came between: the history was condensed
+        }
+        let (ra, rb) = (
+            without_cache_markers(&recorded[a].body),
+            without_cache_markers(&recorded[b].body),
+        );
+        assert_eq!(ra["system"], rb["system"]);
+        assert_eq!(ra["tools"], rb["tools"]);
+        let (ma, mb) = (
+            ra["messages"].as_array().unwrap(),
+            rb["messages"].as_array().unwrap(),
+        );
+        assert!(mb.len() > ma.len());
+        assert_eq!(
+            ma[..],
+            mb[..ma.len()],
+            "request {b} changed the prefix of {a}"
+        );
+        assert!(recorded[b].body["system"][0]["cache_control"].is_object());
+        extended += 1;
+    }
+    assert_eq!(extended, main.len() - 1 - summaries);
+
+    // Condensation cost is part of the session's cost: the usage just before each
+    // condensation event is its summary request.
+    let stored_events = stored(&items);
+    let mut condensation_cost = 0.0;
+    let mut previous_total = 0.0;
+    for (i, event) in stored_events.iter().enumerate() {
+        if let EventKind::Usage(u) = &event.kind {
+            let total = u.total_cost_usd.unwrap();
+            let is_condensation = matches!(
+                stored_events.get(i + 1).map(|e| &e.kind),
+                Some(EventKind::Condensation { .. })
+            );
+            if is_condensation {
+                condensation_cost += total - previous_total;
+            }
+            previous_total = total;
+        }
+    }
+    assert!(condensation_cost > 0.0);
+    let reports = usage_reports(&items);
+    assert_eq!(reports.len(), recorded.len());
+
+    let avg = prompt_bytes.iter().sum::<u64>() / prompt_bytes.len() as u64;
+    println!(
+        "BENCH context: {STEPS} steps, window {WINDOW} tokens: {} requests, {summaries} \
+         condensations; prompt bytes per step min {} / avg {avg} / max {}; condensation cost \
+         ${condensation_cost:.4} of ${previous_total:.4} total; {:.1} s",
+        recorded.len(),
+        prompt_bytes.iter().min().unwrap(),
+        prompt_bytes.iter().max().unwrap(),
+        elapsed.as_secs_f64()
+    );
+    h.engine
+        .sessions()
+        .destroy(&h.user, &session_id)
+        .await
+        .unwrap();
+    h.engine.shutdown().await;
+}

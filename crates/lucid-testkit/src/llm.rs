@@ -227,6 +227,8 @@ struct Script {
     answered: usize,
     /// Prompt tokens of the previous answered request, reported as cached next time.
     previous_prompt_tokens: u64,
+    /// Requests whose body contains the needle get this text, outside the script.
+    side_answers: Vec<(String, String)>,
 }
 
 struct Shared {
@@ -264,6 +266,7 @@ impl ScriptedLlm {
                 requests: Vec::new(),
                 answered: 0,
                 previous_prompt_tokens: 0,
+                side_answers: Vec::new(),
             }),
             open: AtomicUsize::new(0),
         });
@@ -346,6 +349,15 @@ impl ScriptedLlm {
         self.script().steps.len()
     }
 
+    /// Answers every request whose body contains `needle` with `text` (streamed when asked
+    /// for), without consuming a step of the script: for requests made besides the main
+    /// conversation, such as history summaries.
+    pub fn answer_requests_containing(&self, needle: &str, text: &str) {
+        self.script()
+            .side_answers
+            .push((needle.to_string(), text.to_string()));
+    }
+
     /// Appends steps to the script.
     pub fn push_steps(&self, steps: impl IntoIterator<Item = Step>) {
         self.script().steps.extend(steps);
@@ -426,6 +438,32 @@ async fn handle(
         if presented_key(format, &headers).as_deref() != Some(expected.as_str()) {
             return auth_failure(format);
         }
+    }
+
+    let side = {
+        let text = String::from_utf8_lossy(&body);
+        lock(&shared)
+            .side_answers
+            .iter()
+            .find(|(needle, _)| text.contains(needle.as_str()))
+            .map(|(_, answer)| answer.clone())
+    };
+    if let Some(answer) = side {
+        let prompt = prompt_tokens(&body);
+        let mode = Mode {
+            streaming,
+            include_usage: true,
+        };
+        return self::answer(
+            format,
+            Step::Text(answer),
+            &model,
+            0,
+            (prompt, 0),
+            mode,
+            open,
+        )
+        .await;
     }
 
     let (step, number, cached) = {

@@ -16,14 +16,14 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::context::TOOL_RESULT_BUDGET_CHARS;
+use super::context::{self as ctx, ContextBudget, Reported};
 use super::editor::Editor;
 use super::stuck::StuckDetector;
 use super::tools::{self, EXECUTE_BASH, FINISH, STR_REPLACE_EDITOR, THINK};
 use super::truncate::truncate_for_model;
 use crate::error::EngineResult;
 use crate::events::{EventKind, TransientKind, UsageReport};
-use crate::llm::pricing::estimate_cost_usd;
+use crate::llm::pricing::{context_window, estimate_cost_usd};
 use crate::llm::{LlmClient, LlmError, LlmRequest, Message, StreamDelta, ToolCall, Usage};
 use crate::sandbox::Sandbox;
 
@@ -62,6 +62,8 @@ pub struct AgentLimits {
     pub token_budget: Option<u64>,
     /// Optional budget on the session's estimated cost in USD (`LUCID_SESSION_BUDGET_USD`).
     pub cost_budget_usd: Option<f64>,
+    /// Context window in tokens instead of the model's known one (`LUCID_CONTEXT_WINDOW`).
+    pub context_window: Option<u64>,
 }
 
 impl Default for AgentLimits {
@@ -72,6 +74,7 @@ impl Default for AgentLimits {
             max_tokens: 8192,
             token_budget: None,
             cost_budget_usd: None,
+            context_window: None,
         }
     }
 }
@@ -117,6 +120,9 @@ pub struct Agent {
     limits: AgentLimits,
     totals: Usage,
     total_cost: Option<f64>,
+    context: ContextBudget,
+    /// Prompt size of the last request as the provider reported it.
+    reported: Option<Reported>,
 }
 
 enum StepEnd {
@@ -134,7 +140,12 @@ impl Agent {
         editor: Editor,
         limits: AgentLimits,
     ) -> Self {
+        let window = limits
+            .context_window
+            .unwrap_or_else(|| context_window(&model));
         Self {
+            context: ContextBudget::new(window, limits.max_tokens),
+            reported: None,
             llm,
             model,
             system,
@@ -235,10 +246,8 @@ impl Agent {
             if let Some(message) = self.budget_reached() {
                 return Ok(TurnOutcome::BudgetExceeded(message));
             }
-            let elided =
-                super::context::compact_tool_results(&mut self.history, TOOL_RESULT_BUDGET_CHARS);
-            if elided > 0 {
-                tracing::debug!(elided, "elided old tool results to fit the context");
+            if self.fit_context(sink, cancel).await? {
+                return Ok(TurnOutcome::Stopped);
             }
             let request = LlmRequest {
                 model: self.model.clone(),
@@ -263,11 +272,16 @@ impl Agent {
                 Ok(r) => r,
                 Err(e) => return Ok(TurnOutcome::Failed(llm_error_message(&e))),
             };
+            self.reported = Some(Reported {
+                tokens: response.usage.input_tokens,
+                messages: request.messages.len(),
+            });
             self.record_usage(response.usage, sink).await?;
 
             let text = response.text.clone().filter(|t| !t.trim().is_empty());
+            let item_max = self.context.item_max_chars(MODEL_OUTPUT_MAX_CHARS);
             self.history.push(Message::Assistant {
-                text: text.clone(),
+                text: text.as_deref().map(|t| truncate_for_model(t, item_max)),
                 tool_calls: response.tool_calls.clone(),
             });
             if let Some(text) = &text {
@@ -331,12 +345,100 @@ impl Agent {
     }
 
     fn push_result(&mut self, call: &ToolCall, content: &str, is_error: bool) {
+        // A single huge result never takes more than its share of the context.
+        let item_max = self.context.item_max_chars(MODEL_OUTPUT_MAX_CHARS);
         self.history.push(Message::Tool {
             call_id: call.id.clone(),
             name: call.name.clone(),
-            content: content.to_string(),
+            content: truncate_for_model(content, item_max),
             is_error,
         });
+    }
+
+    /// Condenses the oldest turns when the next request would pass the high-water mark (see
+    /// [`super::context`]). Returns true when stopped meanwhile.
+    async fn fit_context(
+        &mut self,
+        sink: &dyn EventSink,
+        cancel: &CancellationToken,
+    ) -> EngineResult<bool> {
+        let fixed = ctx::fixed_chars(&self.system, &tools::all_specs());
+        let before = ctx::estimate_tokens(&self.history, fixed, self.reported);
+        if before <= self.context.high_water() {
+            return Ok(false);
+        }
+        let summary_tokens = u64::from(self.context.summary_max_tokens());
+        let keep = self
+            .context
+            .low_water()
+            .saturating_sub(ctx::tokens_for_chars(fixed))
+            .saturating_sub(summary_tokens);
+        let Some(range) = ctx::condense_range(&self.history, keep) else {
+            tracing::warn!(
+                estimate = before,
+                window = self.context.window,
+                "the context is nearly full and nothing more can be condensed"
+            );
+            return Ok(false);
+        };
+        let condensed = range.len();
+        // The summariser's prompt must fit as well: about 2 characters per token of room.
+        let room = self
+            .context
+            .available
+            .saturating_sub(summary_tokens + 1_000) as usize;
+        let transcript = ctx::transcript(&self.history[range.clone()], room.max(1_000) * 2);
+        let request = LlmRequest {
+            model: self.model.clone(),
+            system: ctx::summary_system_prompt(),
+            messages: vec![Message::User {
+                content: ctx::summary_request(&transcript, self.context.summary_max_tokens()),
+            }],
+            tools: Vec::new(),
+            max_tokens: self.context.summary_max_tokens(),
+        };
+        let answer = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Ok(true),
+            r = self.llm.complete(&request) => r,
+        };
+        let summary = match answer {
+            Ok(response) => {
+                self.record_usage(response.usage, sink).await?;
+                response.text.filter(|t| !t.trim().is_empty())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not summarise the history; dropping it instead");
+                None
+            }
+        };
+        let summary = summary
+            .map(|s| truncate_for_model(&s, summary_tokens as usize * ctx::CHARS_PER_TOKEN))
+            .unwrap_or_else(|| {
+                format!(
+                    "({condensed} earlier messages were removed to fit the model's context and \
+                     could not be summarised. The task is above; re-check the workspace state \
+                     before relying on earlier results.)"
+                )
+            });
+        self.history
+            .splice(range, std::iter::once(ctx::summary_message(&summary)));
+        self.reported = None;
+        let after = ctx::estimate_tokens(&self.history, fixed, None);
+        tracing::info!(
+            condensed,
+            tokens_before = before,
+            tokens_after = after,
+            "condensed the conversation"
+        );
+        sink.emit(EventKind::Condensation {
+            summary,
+            condensed_messages: condensed as u64,
+            tokens_before: before,
+            tokens_after: after,
+        })
+        .await?;
+        Ok(false)
     }
 
     async fn record_usage(&mut self, usage: Usage, sink: &dyn EventSink) -> EngineResult<()> {

@@ -86,6 +86,35 @@ pub fn model_price(model: &str) -> Option<ModelPrice> {
         .map(|(_, price)| *price)
 }
 
+/// Context windows (tokens) by model name prefix; the longest matching prefix wins.
+const WINDOWS: &[(&str, u64)] = &[
+    ("claude-", 200_000),
+    ("gemini-2.5", 1_048_576),
+    ("gemini-2.0", 1_048_576),
+    ("gemini-1.5-pro", 2_097_152),
+    ("gemini-1.5", 1_048_576),
+    ("gpt-4.1", 1_047_576),
+    ("gpt-4o", 128_000),
+    ("gpt-5", 400_000),
+    ("o3", 200_000),
+    ("o4-mini", 200_000),
+];
+
+/// Window assumed for models Lucid does not know (set `LUCID_CONTEXT_WINDOW` for them).
+pub const DEFAULT_CONTEXT_WINDOW: u64 = 128_000;
+
+/// The context window of `model` in tokens (prefixes like `anthropic/` ignored).
+pub fn context_window(model: &str) -> u64 {
+    let name = model.trim().to_ascii_lowercase();
+    let name = name.rsplit('/').next().unwrap_or(&name);
+    WINDOWS
+        .iter()
+        .filter(|(prefix, _)| name.starts_with(prefix))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, window)| *window)
+        .unwrap_or(DEFAULT_CONTEXT_WINDOW)
+}
+
 /// Cost in USD of one request's usage at `price`. `usage.input_tokens` is the whole prompt:
 /// cache reads and writes are the part of it priced at their own rates.
 pub fn cost_usd(price: &ModelPrice, usage: &Usage) -> f64 {
@@ -180,5 +209,14 @@ mod tests {
         };
         let cost = cost_usd(&price, &usage(1_000_000, 0, 600_000));
         assert!((cost - 1.0).abs() < 1e-12, "{cost}");
+    }
+
+    #[test]
+    fn context_windows_by_model() {
+        assert_eq!(context_window("claude-sonnet-4-5-20250929"), 200_000);
+        assert_eq!(context_window("models/gemini-2.5-flash"), 1_048_576);
+        assert_eq!(context_window("gpt-4o-mini"), 128_000);
+        assert_eq!(context_window("openai/gpt-4.1-mini"), 1_047_576);
+        assert_eq!(context_window("llama3.1:8b"), DEFAULT_CONTEXT_WINDOW);
     }
 }

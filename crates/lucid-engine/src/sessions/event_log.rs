@@ -420,6 +420,7 @@ fn approx_size(event: &Event) -> usize {
         } => call_id.len() + command.len() + path.len() + output.len(),
         EventKind::Finish { call_id, message } => call_id.len() + message.len(),
         EventKind::Usage(usage) => usage.model.len(),
+        EventKind::Condensation { summary, .. } => summary.len(),
     };
     std::mem::size_of::<Event>() + event.session_id.len() + strings
 }

@@ -219,6 +219,7 @@ async fn prepare(
             max_iterations: deps.config.max_iterations,
             turn_timeout: deps.config.conversation_timeout,
             cost_budget_usd: deps.config.session_budget_usd,
+            context_window: deps.config.context_window,
             ..AgentLimits::default()
         },
     ))

@@ -227,6 +227,16 @@ impl Printer {
                 )
             }
             EventKind::Progress { message } => writeln!(out, "[{t}] {message}"),
+            EventKind::Condensation {
+                condensed_messages,
+                tokens_before,
+                tokens_after,
+                ..
+            } => writeln!(
+                out,
+                "[{t}] (context condensed: {condensed_messages} earlier messages summarised, \
+                 ~{tokens_before} → ~{tokens_after} tokens)"
+            ),
             EventKind::Error { message } => writeln!(out, "[{t}] error: {message}"),
         };
         let _ = out.flush();
