@@ -4,7 +4,6 @@
 //! host.
 
 #[path = "../common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 mod git_boundary;
