@@ -7,6 +7,11 @@
 //!
 //! Error messages summarise the provider's error body (`error.message` where there is one),
 //! truncated, with the API key redacted. Dropping the returned future aborts the request.
+//!
+//! Streams ([`send_stream`]) follow the same rules until the answer starts; after that, a
+//! stream that breaks (read error), ends before its terminal event, or reports a transient
+//! error inside the stream (Anthropic `overloaded_error`, an OpenRouter/Gemini error chunk with
+//! a retryable code) is retried like a failed request, with the same backoff and attempt limit.
 
 use std::time::Duration;
 
