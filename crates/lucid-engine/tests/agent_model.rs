@@ -616,6 +616,12 @@ async fn a_long_session_stays_within_a_small_window_by_condensing_in_steps() {
     let summaries = recorded.len() - main.len();
     assert_eq!(main.len(), STEPS + 1);
 
+    // Summaries are one-off prompts: no cache markers (no 1.25× cache write).
+    assert!(recorded
+        .iter()
+        .filter(|r| is_summary(r))
+        .all(|r| !r.body.to_string().contains("cache_control")));
+
     // Every request within the window (the server counts 4 bytes per token).
     let mut prompt_bytes = Vec::new();
     for request in &recorded {

@@ -62,6 +62,7 @@ fn first_request(model: &str) -> LlmRequest {
         }],
         tools: tools(),
         max_tokens: 512,
+        cache_prompt: true,
     }
 }
 

@@ -452,6 +452,8 @@ async fn handle(
         let prompt = prompt_tokens(&body);
         let mode = Mode {
             streaming,
+            cacheable: format != Format::Anthropic
+                || String::from_utf8_lossy(&body).contains("cache_control"),
             include_usage: true,
         };
         return self::answer(
@@ -489,6 +491,7 @@ async fn handle(
     let include_usage = body_json["stream_options"]["include_usage"] == json!(true);
     let mode = Mode {
         streaming,
+        cacheable: format != Format::Anthropic || body_json.to_string().contains("cache_control"),
         include_usage: format != Format::OpenAi || include_usage,
     };
     answer(format, step, &model, number, cached, mode, open).await
@@ -498,6 +501,8 @@ async fn handle(
 #[derive(Debug, Clone, Copy)]
 struct Mode {
     streaming: bool,
+    /// Anthropic: the request marks a prefix for caching (else nothing is written or read).
+    cacheable: bool,
     /// OpenAI sends the usage chunk only with `stream_options.include_usage`.
     include_usage: bool,
 }
@@ -659,7 +664,7 @@ async fn answer(
             }
         }
     };
-    let counts = usage.unwrap_or_else(|| computed_usage(format, &answer, tokens));
+    let counts = usage.unwrap_or_else(|| computed_usage(format, &answer, tokens, mode.cacheable));
     if mode.streaming {
         let events = stream_events(format, &answer, model, number, counts, mode);
         return event_stream_response(events, pace, cut, open);
@@ -685,10 +690,22 @@ async fn answer(
 
 /// The usage the server reports when the step does not fix it: the prompt counts one token per
 /// 4 bytes of the request body, the previous request's prompt is a cache read when the prompt
-/// grew, and (Anthropic) all but 8 of the remaining prompt tokens are cache writes.
-fn computed_usage(format: Format, answer: &Answer, (prompt, cached): (u64, u64)) -> ScriptedUsage {
+/// grew, and (Anthropic) all but 8 of the remaining prompt tokens are cache writes; an
+/// Anthropic request without `cache_control` reads and writes no cache.
+fn computed_usage(
+    format: Format,
+    answer: &Answer,
+    (prompt, cached): (u64, u64),
+    cacheable: bool,
+) -> ScriptedUsage {
     let output = output_tokens(&json!([answer.text, answer.calls]));
     match format {
+        Format::Anthropic if !cacheable => ScriptedUsage {
+            input: prompt,
+            output,
+            cache_read: 0,
+            cache_write: 0,
+        },
         Format::Anthropic => {
             let fresh = (prompt - cached).min(8);
             ScriptedUsage {

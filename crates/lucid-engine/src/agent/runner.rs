@@ -255,6 +255,7 @@ impl Agent {
                 messages: self.history.clone(),
                 tools: tools::all_specs(),
                 max_tokens: self.limits.max_tokens,
+                cache_prompt: true,
             };
             let on_delta = |delta: StreamDelta| {
                 sink.transient(match delta {
@@ -396,6 +397,7 @@ impl Agent {
             }],
             tools: Vec::new(),
             max_tokens: self.context.summary_max_tokens(),
+            cache_prompt: false,
         };
         let answer = tokio::select! {
             biased;

@@ -72,19 +72,20 @@ impl AnthropicClient {
         let mut body = Map::new();
         body.insert("model".into(), json!(request.model));
         body.insert("max_tokens".into(), json!(request.max_tokens.max(1)));
+        let cache = request.cache_prompt;
         if !request.system.is_empty() {
-            body.insert(
-                "system".into(),
-                json!([{
-                    "type": "text",
-                    "text": request.system,
-                    "cache_control": {"type": "ephemeral"},
-                }]),
-            );
+            let mut system = json!({"type": "text", "text": request.system});
+            if cache {
+                system["cache_control"] = json!({"type": "ephemeral"});
+            }
+            body.insert("system".into(), json!([system]));
         }
-        body.insert("messages".into(), Value::Array(messages(&request.messages)));
+        body.insert(
+            "messages".into(),
+            Value::Array(messages(&request.messages, cache)),
+        );
         if !request.tools.is_empty() {
-            body.insert("tools".into(), Value::Array(tools(&request.tools)));
+            body.insert("tools".into(), Value::Array(tools(&request.tools, cache)));
         }
         Value::Object(body)
     }
@@ -417,7 +418,7 @@ fn tool_input(partial_json: &str) -> Value {
     }
 }
 
-fn tools(specs: &[ToolSpec]) -> Vec<Value> {
+fn tools(specs: &[ToolSpec], cache: bool) -> Vec<Value> {
     let last = specs.len().saturating_sub(1);
     specs
         .iter()
@@ -428,7 +429,7 @@ fn tools(specs: &[ToolSpec]) -> Vec<Value> {
                 "description": spec.description,
                 "input_schema": input_schema(&spec.parameters),
             });
-            if i == last {
+            if cache && i == last {
                 tool["cache_control"] = json!({"type": "ephemeral"});
             }
             tool
@@ -454,7 +455,7 @@ fn input_schema(parameters: &Value) -> Value {
 /// Converts the conversation to Messages API turns: consecutive turns of the same role are
 /// merged (so consecutive tool results form one user turn), and the last block of the last
 /// user turn carries a cache marker.
-fn messages(conversation: &[Message]) -> Vec<Value> {
+fn messages(conversation: &[Message], cache: bool) -> Vec<Value> {
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for message in conversation {
         let (role, blocks) = match message {
@@ -504,7 +505,11 @@ fn messages(conversation: &[Message]) -> Vec<Value> {
         }
     }
 
-    if let Some((_, blocks)) = turns.iter_mut().rev().find(|(role, _)| *role == "user") {
+    if let Some((_, blocks)) = turns
+        .iter_mut()
+        .rev()
+        .find(|(role, _)| cache && *role == "user")
+    {
         if let Some(Value::Object(block)) = blocks.last_mut() {
             block.insert("cache_control".into(), json!({"type": "ephemeral"}));
         }
@@ -558,6 +563,7 @@ mod tests {
                 },
             ],
             max_tokens: 1024,
+            cache_prompt: true,
         }
     }
 
@@ -621,6 +627,17 @@ mod tests {
             ],
         });
         assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn one_off_requests_carry_no_cache_markers() {
+        let mut req = request(vec![Message::User {
+            content: "summarise".into(),
+        }]);
+        req.cache_prompt = false;
+        let body = AnthropicClient::request_body(&req);
+        assert!(!body.to_string().contains("cache_control"), "{body}");
+        assert_eq!(body["system"][0]["text"], "You are Lucid.");
     }
 
     #[test]

@@ -788,6 +788,7 @@ mod tests {
                 parameters: json!({"type": "object", "properties": {}}),
             }],
             max_tokens: 100,
+            cache_prompt: true,
         };
         let body = c.request_body(&request);
         assert_eq!(

@@ -78,6 +78,10 @@ pub struct LlmRequest {
     pub messages: Vec<Message>,
     pub tools: Vec<ToolSpec>,
     pub max_tokens: u32,
+    /// Mark the stable prefix for prompt caching (Anthropic `cache_control`). One-off requests
+    /// (history summaries) leave it off: a cache write costs more than plain input and would
+    /// never be read.
+    pub cache_prompt: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -526,6 +526,7 @@ mod tests {
                 parameters: json!({}),
             }],
             max_tokens: 50,
+            cache_prompt: true,
         };
         assert_eq!(
             client.request_body(&request),
@@ -617,6 +618,7 @@ mod tests {
             ],
             tools: vec![],
             max_tokens: 10,
+            cache_prompt: true,
         };
         let body = client.request_body(&request);
         assert_eq!(
