@@ -1212,12 +1212,24 @@ mod tests {
         )
         .await;
         let url = format!("{}/v1/messages", llm.base_url());
-        let (status, first) = post(&url, r#"{"model":"claude-x","messages":[]}"#, &[]).await;
+        let cached =
+            r#""system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}]"#;
+        let (status, first) = post(
+            &url,
+            &format!(r#"{{"model":"claude-x","messages":[],{cached}}}"#),
+            &[],
+        )
+        .await;
         assert_eq!(status, 200);
         assert_eq!(first["stop_reason"], "tool_use");
         assert_eq!(first["content"][0]["name"], "execute_bash");
         assert_eq!(first["model"], "claude-x");
-        let (_, second) = post(&url, r#"{"model":"claude-x","messages":[1]}"#, &[]).await;
+        let (_, second) = post(
+            &url,
+            &format!(r#"{{"model":"claude-x","messages":[1],{cached}}}"#),
+            &[],
+        )
+        .await;
         assert_eq!(second["stop_reason"], "end_turn");
         assert_eq!(second["content"][0]["text"], "done");
         assert!(second["usage"]["cache_read_input_tokens"].as_u64().unwrap() > 0);
