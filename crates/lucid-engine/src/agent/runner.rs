@@ -143,6 +143,15 @@ impl Agent {
         let window = limits
             .context_window
             .unwrap_or_else(|| context_window(&model));
+        if limits.cost_budget_usd.is_some()
+            && estimate_cost_usd(&model, &Usage::default()).is_none()
+        {
+            tracing::warn!(
+                model = %model,
+                "LUCID_SESSION_BUDGET_USD is set but this model has no known price: \
+                 the cost budget cannot be enforced"
+            );
+        }
         Self {
             context: ContextBudget::new(window, limits.max_tokens),
             reported: None,
