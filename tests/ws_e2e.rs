@@ -388,3 +388,60 @@ async fn auth_and_task_close_codes() {
     assert_eq!(recv(&mut ws).await, Err(4001));
     s.h.engine.shutdown().await;
 }
+
+/// The model's partial text arrives as `agent_delta` frames (no `seq`) before the complete
+/// `MessageAction`; a replay has the message and no deltas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_text_streams_over_websocket_and_is_not_replayed() {
+    const ANSWER: &str = "Here is what I found: the workspace is empty, so I wrote nothing yet.";
+    let llm = ScriptedLlm::start(
+        Format::OpenAi,
+        vec![Step::text(ANSWER).paced(Duration::from_millis(80))],
+    )
+    .await;
+    let s = Server::start(&llm).await;
+    let mut ws = s.ws(Some(&s.token("dora"))).await;
+    send(&mut ws, json!({"task": "look", "modelProvider": "openai"})).await;
+    let frames = until_status(&mut ws, &["completed", "failed"]).await;
+    assert_eq!(frames.last().unwrap()["status"], "completed", "{frames:#?}");
+    let message = frames
+        .iter()
+        .position(|f| f["eventType"] == "MessageAction")
+        .expect("message frame");
+    let deltas: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f["type"] == "agent_delta")
+        .collect();
+    assert!(deltas.len() >= 3, "{frames:#?}");
+    let first_delta = frames
+        .iter()
+        .position(|f| f["type"] == "agent_delta")
+        .unwrap();
+    assert!(first_delta < message);
+    let text: String = deltas
+        .iter()
+        .map(|f| {
+            assert_eq!(f["eventType"], "AssistantDelta");
+            assert!(f.get("seq").is_none());
+            assert!(f["afterSeq"].as_u64().is_some());
+            assert!(f["chatId"].is_string());
+            f["content"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(text, ANSWER);
+    assert_eq!(frames[message]["content"], ANSWER);
+    let s1 = seqs(&frames);
+    assert_eq!(s1, (1..=s1.len() as u64).collect::<Vec<_>>());
+
+    let session_id = frames[message]["sessionId"].as_str().unwrap().to_string();
+    let mut again = s.ws(Some(&s.token("dora"))).await;
+    send(
+        &mut again,
+        json!({"type": "attach", "sessionId": session_id, "since": 0}),
+    )
+    .await;
+    let replay = until_status(&mut again, &["completed"]).await;
+    assert!(replay.iter().all(|f| f["type"] != "agent_delta"));
+    assert!(replay.iter().any(|f| f["eventType"] == "MessageAction"));
+    s.h.engine.shutdown().await;
+}

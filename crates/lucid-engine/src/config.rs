@@ -113,6 +113,11 @@ pub struct Config {
     pub session_detach_grace: Duration,
     /// Live sessions (each with a container) one user may have at once.
     pub max_sessions_per_user: usize,
+    /// Estimated cost in USD after which a session's agent stops (`LUCID_SESSION_BUDGET_USD`).
+    pub session_budget_usd: Option<f64>,
+    /// Context window (tokens) to assume instead of the model's known one
+    /// (`LUCID_CONTEXT_WINDOW`; for unknown or local models).
+    pub context_window: Option<u64>,
     pub sandbox: SandboxConfig,
     pub workspace_base: PathBuf,
     pub allowed_origins: Vec<String>,
@@ -292,6 +297,11 @@ impl Config {
             )?),
             max_sessions_per_user: parse_num::<usize>(&get, "LUCID_MAX_SESSIONS_PER_USER", 8)?
                 .max(1),
+            session_budget_usd: parse_budget(&get, "LUCID_SESSION_BUDGET_USD")?,
+            context_window: match get("LUCID_CONTEXT_WINDOW").filter(|v| !v.trim().is_empty()) {
+                None => None,
+                Some(_) => Some(parse_num::<u64>(&get, "LUCID_CONTEXT_WINDOW", 0)?.max(1_000)),
+            },
             sandbox: SandboxConfig {
                 mode: sandbox_mode,
                 image: get("SANDBOX_IMAGE")
@@ -358,6 +368,24 @@ fn parse_bool(
             name,
             value: v,
             reason: "expected true or false".into(),
+        }),
+    }
+}
+
+/// An optional positive amount of USD; empty means none.
+fn parse_budget(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<f64>, ConfigError> {
+    let Some(value) = get(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match value.trim().trim_start_matches('$').parse::<f64>() {
+        Ok(amount) if amount.is_finite() && amount > 0.0 => Ok(Some(amount)),
+        _ => Err(ConfigError::InvalidValue {
+            name,
+            value,
+            reason: "not a positive amount of USD (e.g. 2.50)".into(),
         }),
     }
 }
@@ -603,5 +631,28 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("super-secret-value"));
         assert!(!shown.contains("sk-hidden"));
+    }
+
+    #[test]
+    fn session_budget_is_an_optional_positive_amount() {
+        assert_eq!(cfg(&[]).unwrap().session_budget_usd, None);
+        assert_eq!(
+            cfg(&[("LUCID_SESSION_BUDGET_USD", "2.5")])
+                .unwrap()
+                .session_budget_usd,
+            Some(2.5)
+        );
+        assert_eq!(
+            cfg(&[("LUCID_SESSION_BUDGET_USD", "$0.75")])
+                .unwrap()
+                .session_budget_usd,
+            Some(0.75)
+        );
+        for bad in ["0", "-1", "lots", "NaN"] {
+            assert!(
+                cfg(&[("LUCID_SESSION_BUDGET_USD", bad)]).is_err(),
+                "{bad} accepted"
+            );
+        }
     }
 }

@@ -1,6 +1,12 @@
 //! The session event model. Every agent step becomes an [`Event`] with a per-session,
 //! gap-free `seq`; the event log is the source of truth for live streams, replay and history.
 //!
+//! Besides stored events there are [`TransientEvent`]s: partial assistant text while the model
+//! is still writing. They are published live to the session's subscribers, positioned after
+//! the stored event they follow (`after_seq`), and never stored or replayed: the stored
+//! [`EventKind::AssistantMessage`] with the whole text follows them, so history and replay are
+//! the same with or without streaming.
+//!
 //! [`Event::to_wire`] renders the original engine's `agent_event` / `status` frames (plus
 //! `seq` and `sessionId`); [`Event::chat_role`], [`Event::content`] and
 //! [`Event::event_type`] give the stored chat-message view of the same event.
@@ -62,6 +68,11 @@ pub struct UsageReport {
     pub total_output_tokens: u64,
     #[ts(type = "number")]
     pub total_cached_input_tokens: u64,
+    /// Input tokens of this step written to the prompt cache (Anthropic cache writes).
+    #[serde(default)]
+    pub cache_write_input_tokens: u64,
+    #[serde(default)]
+    pub total_cache_write_input_tokens: u64,
     /// Estimated cost in USD for the session so far, when the model's price is known.
     pub total_cost_usd: Option<f64>,
 }
@@ -181,6 +192,16 @@ pub enum EventKind {
         message: String,
     },
     Usage(UsageReport),
+    /// The oldest turns of the model's conversation were replaced by a summary to fit its
+    /// context window (the summary is what the model sees from then on).
+    Condensation {
+        summary: String,
+        /// Messages the summary replaced.
+        condensed_messages: u64,
+        /// Estimated prompt tokens before and after.
+        tokens_before: u64,
+        tokens_after: u64,
+    },
     /// Progress of sandbox preparation (image pull, clone).
     Progress {
         message: String,
@@ -188,6 +209,58 @@ pub enum EventKind {
     Error {
         message: String,
     },
+}
+
+/// What a [`TransientEvent`] reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TransientKind {
+    /// The next piece of the assistant's text while the model is writing it.
+    AssistantDelta { text: String },
+    /// The model's answer starts over (its stream broke and the request is sent again): the
+    /// partial text received since the last stored event is void.
+    AssistantRestart { reason: String },
+}
+
+/// A live-only event (never stored, never replayed): see the module docs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransientEvent {
+    pub session_id: String,
+    /// The seq of the last stored event before this one: it belongs between `after_seq` and
+    /// the next stored event, and is stale once a subscriber has moved past `after_seq`.
+    pub after_seq: u64,
+    pub timestamp: DateTime<Utc>,
+    #[serde(flatten)]
+    pub kind: TransientKind,
+}
+
+impl TransientEvent {
+    pub fn new(session_id: impl Into<String>, after_seq: u64, kind: TransientKind) -> Self {
+        Self {
+            session_id: session_id.into(),
+            after_seq,
+            timestamp: Utc::now(),
+            kind,
+        }
+    }
+
+    /// The WebSocket frame: `{"type": "agent_delta", "eventType": "AssistantDelta", "content",
+    /// "afterSeq", "sessionId", "timestamp"}` (no `seq`: it is not part of the log).
+    pub fn to_wire(&self) -> Value {
+        let (event_type, content) = match &self.kind {
+            TransientKind::AssistantDelta { text } => ("AssistantDelta", text),
+            TransientKind::AssistantRestart { reason } => ("AssistantRestart", reason),
+        };
+        json!({
+            "type": "agent_delta",
+            "eventType": event_type,
+            "content": content,
+            "afterSeq": self.after_seq,
+            "sessionId": self.session_id,
+            "timestamp": self.timestamp.to_rfc3339_opts(SecondsFormat::Micros, false),
+        })
+    }
 }
 
 /// One entry of a session's event log.
@@ -214,7 +287,10 @@ impl Event {
     /// The original engine's coarse category: `action`, `observation`, `error` or `state`.
     pub fn category(&self) -> &'static str {
         match &self.kind {
-            EventKind::Status { .. } | EventKind::Usage(_) | EventKind::Progress { .. } => "state",
+            EventKind::Status { .. }
+            | EventKind::Usage(_)
+            | EventKind::Progress { .. }
+            | EventKind::Condensation { .. } => "state",
             EventKind::UserMessage { .. }
             | EventKind::AssistantMessage { .. }
             | EventKind::Thought { .. }
@@ -250,6 +326,7 @@ impl Event {
             EventKind::FileEditResult { .. } => "FileEditObservation",
             EventKind::Finish { .. } => "AgentFinishAction",
             EventKind::Usage(_) => "UsageUpdate",
+            EventKind::Condensation { .. } => "CondensationObservation",
             EventKind::Progress { .. } => "ProgressUpdate",
             EventKind::Error { .. } => "AgentErrorEvent",
         }
@@ -259,7 +336,10 @@ impl Event {
     pub fn chat_role(&self) -> &'static str {
         match &self.kind {
             EventKind::UserMessage { .. } => "user",
-            EventKind::Status { .. } | EventKind::Usage(_) | EventKind::Progress { .. } => "system",
+            EventKind::Status { .. }
+            | EventKind::Usage(_)
+            | EventKind::Progress { .. }
+            | EventKind::Condensation { .. } => "system",
             _ => "assistant",
         }
     }
@@ -288,6 +368,7 @@ impl Event {
             }
             EventKind::Progress { message } => message.clone(),
             EventKind::Error { message } => message.clone(),
+            EventKind::Condensation { summary, .. } => summary.clone(),
         }
     }
 

@@ -4,9 +4,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use lucid_engine::config::Config;
+use std::sync::{Arc, Mutex};
+
 use lucid_engine::llm::{
     resolve_provider_with_policy, AnthropicClient, GeminiClient, LlmClient, LlmError, LlmRequest,
-    Message, OpenAiCompatClient, RetryPolicy, ToolCall, ToolSpec,
+    Message, OpenAiCompatClient, RetryPolicy, StreamDelta, ToolCall, ToolSpec,
 };
 use lucid_testkit::llm::{Format, ScriptedLlm, Step};
 use serde_json::json;
@@ -60,6 +62,7 @@ fn first_request(model: &str) -> LlmRequest {
         }],
         tools: tools(),
         max_tokens: 512,
+        cache_prompt: true,
     }
 }
 
@@ -663,4 +666,355 @@ async fn resolved_clients_use_the_configured_base_url_and_model() {
         matches!(err, LlmError::UnsupportedProvider(ref p) if p == "watsonx"),
         "{err}"
     );
+}
+
+// ---- Streaming ------------------------------------------------------------------------------
+
+const FORMATS: [Format; 3] = [Format::Anthropic, Format::Gemini, Format::OpenAi];
+
+fn model_for(format: Format) -> &'static str {
+    match format {
+        Format::Anthropic => "claude-sonnet-4-5",
+        Format::Gemini => "gemini-2.5-flash",
+        Format::OpenAi => "gpt-4.1-mini",
+    }
+}
+
+/// Collects the deltas a streaming request reports.
+#[derive(Clone, Default)]
+struct Deltas(Arc<Mutex<Vec<StreamDelta>>>);
+
+impl Deltas {
+    fn sink(&self) -> impl Fn(StreamDelta) + Send + Sync + 'static {
+        let seen = self.0.clone();
+        move |delta| seen.lock().unwrap().push(delta)
+    }
+
+    fn all(&self) -> Vec<StreamDelta> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn texts(&self) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter_map(|d| match d {
+                StreamDelta::Text(t) => Some(t),
+                StreamDelta::Restart { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The text since the last restart.
+    fn current_text(&self) -> String {
+        let all = self.all();
+        let start = all
+            .iter()
+            .rposition(|d| matches!(d, StreamDelta::Restart { .. }))
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        all[start..]
+            .iter()
+            .filter_map(|d| match d {
+                StreamDelta::Text(t) => Some(t.as_str()),
+                StreamDelta::Restart { .. } => None,
+            })
+            .collect()
+    }
+
+    fn restarts(&self) -> usize {
+        self.all()
+            .iter()
+            .filter(|d| matches!(d, StreamDelta::Restart { .. }))
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn streamed_text_arrives_in_pieces_and_tool_calls_are_assembled_from_deltas() {
+    let args = json!({"command": "ls -la /workspace && echo \"done: ✓\"", "timeout": 30});
+    for format in FORMATS {
+        let llm = ScriptedLlm::start_with_key(
+            format,
+            vec![
+                Step::TextAndTools(
+                    "Let me look at the files first.".into(),
+                    vec![("execute_bash".into(), args.clone())],
+                ),
+                Step::text("Two entries: README.md and src."),
+            ],
+            KEY,
+        )
+        .await;
+        let client = client_for(format, &llm.base_url(), KEY);
+        let model = model_for(format);
+        let deltas = Deltas::default();
+        let first = client
+            .stream(&first_request(model), &deltas.sink())
+            .await
+            .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        let pieces = deltas.texts();
+        assert!(
+            pieces.len() >= 2,
+            "{format:?}: text in one piece: {pieces:?}"
+        );
+        assert_eq!(pieces.concat(), "Let me look at the files first.");
+        assert_eq!(
+            first.text.as_deref(),
+            Some("Let me look at the files first.")
+        );
+        assert_eq!(first.tool_calls.len(), 1, "{format:?}");
+        assert_eq!(first.tool_calls[0].name, "execute_bash");
+        assert_eq!(first.tool_calls[0].arguments, args, "{format:?}");
+        assert!(first.usage.input_tokens > 0 && first.usage.output_tokens > 0);
+
+        let second_deltas = Deltas::default();
+        let second = client
+            .stream(
+                &follow_up(model, &first.tool_calls[0]),
+                &second_deltas.sink(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            second.text.as_deref(),
+            Some("Two entries: README.md and src.")
+        );
+        assert_eq!(
+            second_deltas.current_text(),
+            "Two entries: README.md and src."
+        );
+        assert!(second.tool_calls.is_empty());
+        assert!(
+            second.usage.cached_input_tokens > 0,
+            "{format:?}: {:?}",
+            second.usage
+        );
+
+        // The requests asked for a stream in the provider's way.
+        let recorded = llm.recorded();
+        assert_eq!(recorded.len(), 2);
+        for request in &recorded {
+            match format {
+                Format::Anthropic => {
+                    assert_eq!(request.body["stream"], json!(true));
+                    assert_eq!(request.path_and_query, "/v1/messages");
+                }
+                Format::OpenAi => {
+                    assert_eq!(request.body["stream"], json!(true));
+                    assert_eq!(request.body["stream_options"]["include_usage"], json!(true));
+                }
+                Format::Gemini => {
+                    assert_eq!(
+                        request.path_and_query,
+                        format!("/v1beta/models/{model}:streamGenerateContent?alt=sse")
+                    );
+                    assert!(request.body.get("stream").is_none());
+                }
+            }
+        }
+        // The tool call went back with its id (Gemini: by name) and its result.
+        let back = recorded[1].body.to_string();
+        assert!(back.contains("README.md\\nsrc"), "{format:?}: {back}");
+        if format != Format::Gemini {
+            assert!(back.contains(&first.tool_calls[0].id), "{format:?}: {back}");
+        }
+    }
+}
+
+/// Events of each format after which the scripted stream is cut: a few text deltas in.
+fn cut_point(format: Format) -> usize {
+    match format {
+        // message_start, content_block_start, ping, then text deltas.
+        Format::Anthropic => 5,
+        // The role chunk, then text chunks.
+        Format::OpenAi => 3,
+        Format::Gemini => 2,
+    }
+}
+
+#[tokio::test]
+async fn a_stream_cut_mid_way_is_retried_and_the_partial_text_voided() {
+    let cut_text = "The first attempt streams for a while and then the connection breaks.";
+    for format in FORMATS {
+        let llm = ScriptedLlm::start(
+            format,
+            vec![
+                Step::text(cut_text).cut_after(cut_point(format)),
+                Step::TextAndTools(
+                    "Second attempt, whole.".into(),
+                    vec![("finish".into(), json!({"message": "ok"}))],
+                ),
+            ],
+        )
+        .await;
+        let client = client_for(format, &llm.base_url(), KEY);
+        let deltas = Deltas::default();
+        let response = client
+            .stream(&first_request(model_for(format)), &deltas.sink())
+            .await
+            .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        assert_eq!(llm.request_count(), 2, "{format:?}");
+        assert_eq!(response.text.as_deref(), Some("Second attempt, whole."));
+        assert_eq!(response.tool_calls[0].arguments, json!({"message": "ok"}));
+        // Some of the cut text was shown, then voided, then the new answer streamed.
+        let all = deltas.all();
+        let restart = all
+            .iter()
+            .position(|d| matches!(d, StreamDelta::Restart { .. }))
+            .unwrap_or_else(|| panic!("{format:?}: no restart in {all:?}"));
+        let before: String = all[..restart]
+            .iter()
+            .filter_map(|d| match d {
+                StreamDelta::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            !before.is_empty() && cut_text.starts_with(&before) && before != cut_text,
+            "{format:?}: {before:?}"
+        );
+        assert_eq!(deltas.restarts(), 1);
+        assert_eq!(deltas.current_text(), "Second attempt, whole.");
+    }
+}
+
+#[tokio::test]
+async fn streams_cut_on_every_attempt_end_as_a_network_error() {
+    for format in FORMATS {
+        let steps = (0..4)
+            .map(|_| Step::text("never finished, never finished").cut_after(cut_point(format)))
+            .collect();
+        let llm = ScriptedLlm::start(format, steps).await;
+        let client = client_for(format, &llm.base_url(), KEY);
+        let err = client
+            .stream(&simple_request("m"), &|_| {})
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, LlmError::Network { message, .. } if message.contains("cut off") && message.contains("after 4 attempts")),
+            "{format:?}: {err}"
+        );
+        assert_eq!(llm.request_count(), 4);
+    }
+}
+
+#[tokio::test]
+async fn a_stream_that_ends_without_its_end_is_retried() {
+    // A clean end of the body before `message_stop` / `[DONE]` / `finishReason`.
+    let truncated = |format: Format| -> String {
+        match format {
+            Format::Anthropic => "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hal\"}}\n\n".into(),
+            Format::OpenAi => "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hal\"},\"finish_reason\":null}]}\n\n".into(),
+            Format::Gemini => "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hal\"}],\"role\":\"model\"},\"index\":0}]}\n\n".into(),
+        }
+    };
+    for format in FORMATS {
+        let llm = ScriptedLlm::start(
+            format,
+            vec![
+                Step::Raw {
+                    status: 200,
+                    headers: vec![("content-type".into(), "text/event-stream".into())],
+                    body: truncated(format),
+                },
+                Step::text("Whole answer."),
+            ],
+        )
+        .await;
+        let client = client_for(format, &llm.base_url(), KEY);
+        let deltas = Deltas::default();
+        let response = client
+            .stream(&simple_request(model_for(format)), &deltas.sink())
+            .await
+            .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        assert_eq!(response.text.as_deref(), Some("Whole answer."));
+        assert_eq!(llm.request_count(), 2);
+        assert_eq!(deltas.texts()[0], "Hal");
+        assert_eq!(deltas.restarts(), 1);
+    }
+}
+
+#[tokio::test]
+async fn anthropic_overload_inside_the_stream_is_retried_and_other_stream_errors_are_not() {
+    let stream_error = |kind: &str| {
+        format!(
+            "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"usage\":{{\"input_tokens\":5,\"output_tokens\":1}}}}}}\n\nevent: ping\ndata: {{\"type\": \"ping\"}}\n\nevent: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"{kind}\",\"message\":\"Overloaded\"}}}}\n\n"
+        )
+    };
+    let raw = |body: String| Step::Raw {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        body,
+    };
+    let llm = ScriptedLlm::start(
+        Format::Anthropic,
+        vec![
+            raw(stream_error("overloaded_error")),
+            Step::text("Fine now."),
+            raw(stream_error("invalid_request_error")),
+        ],
+    )
+    .await;
+    let client = client_for(Format::Anthropic, &llm.base_url(), KEY);
+    let response = client
+        .stream(&simple_request("claude-sonnet-4-5"), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(response.text.as_deref(), Some("Fine now."));
+    assert_eq!(llm.request_count(), 2);
+    let err = client
+        .stream(&simple_request("claude-sonnet-4-5"), &|_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LlmError::InvalidResponse { .. }), "{err}");
+    assert_eq!(llm.request_count(), 3);
+}
+
+#[tokio::test]
+async fn servers_that_ignore_stream_true_still_work() {
+    for format in [Format::Anthropic, Format::OpenAi] {
+        let body = match format {
+            Format::Anthropic => json!({"id": "m", "type": "message", "role": "assistant",
+                "content": [{"type": "text", "text": "whole"}], "stop_reason": "end_turn",
+                "usage": {"input_tokens": 3, "output_tokens": 1}}),
+            _ => {
+                json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "whole"},
+                "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+            }
+        };
+        let llm = ScriptedLlm::start(format, vec![Step::HttpError { status: 200, body }]).await;
+        let client = client_for(format, &llm.base_url(), KEY);
+        let response = client.stream(&simple_request("m"), &|_| {}).await.unwrap();
+        assert_eq!(response.text.as_deref(), Some("whole"), "{format:?}");
+    }
+}
+
+#[tokio::test]
+async fn dropping_a_stream_mid_way_closes_the_connection_promptly() {
+    for format in FORMATS {
+        let llm = ScriptedLlm::start(
+            format,
+            vec![
+                Step::text("a slow answer that keeps coming for a long time")
+                    .paced(Duration::from_millis(600)),
+            ],
+        )
+        .await;
+        let client = client_for(format, &llm.base_url(), KEY);
+        let first_piece = Arc::new(tokio::sync::Notify::new());
+        let notify = first_piece.clone();
+        let on_delta = move |_: StreamDelta| notify.notify_one();
+        let request = simple_request(model_for(format));
+        tokio::select! {
+            r = client.stream(&request, &on_delta) => panic!("{format:?}: the slow stream ended: {r:?}"),
+            _ = first_piece.notified() => {}
+        }
+        // The future is dropped here, mid-stream: the server sees the connection go.
+        let dropped = Instant::now();
+        while llm.open_requests() > 0 && dropped.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(dropped.elapsed() < Duration::from_secs(2), "{format:?}");
+        assert_eq!(llm.open_requests(), 0, "{format:?}: stream still open");
+    }
 }

@@ -5,7 +5,10 @@
 //! `model`, `apiKey`, `projectId`) starts a session (close 4001 without a task), or
 //! `{"type":"attach","sessionId","since"}` follows an existing one from `since`. Then every
 //! event of the session as `status` / `agent_event` frames with `seq` and `sessionId`, plus
-//! `file_tree` after file-changing steps. Client frames: `message` (follow-up), `stop`
+//! `file_tree` after file-changing steps. While the model writes, its partial text arrives as
+//! `agent_delta` frames (`eventType` `AssistantDelta` with the next piece in `content`, or
+//! `AssistantRestart` when the answer starts over; `afterSeq` = the stored event they follow);
+//! they are live only, never replayed, and the complete `MessageAction` event follows. Client frames: `message` (follow-up), `stop`
 //! (interrupts the running step), `ping` → `pong`, `attach`. Malformed frames get an `error`
 //! frame and the connection stays usable. Disconnecting does not stop the session.
 
@@ -17,7 +20,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use lucid_engine::auth::Credentials;
-use lucid_engine::sessions::{Attachment, StartSession};
+use lucid_engine::sessions::event_log::{LiveItem, LiveStream};
+use lucid_engine::sessions::{AttachGuard, Attachment, StartSession};
 use lucid_engine::{Engine, User};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -265,9 +269,9 @@ impl Connection {
     }
 
     /// Forwards the session's events and handles client frames until either side ends.
-    async fn stream(mut self, user: User, mut attachment: Attachment) {
-        let mut session_id = attachment.summary.session_id.clone();
-        let mut chat_id = attachment.summary.chat_id.clone();
+    async fn stream(mut self, user: User, attachment: Attachment) {
+        let (mut session_id, mut chat_id, mut replay_until, mut events, mut _guard) =
+            split(attachment);
         let mut tree_after_replay = false;
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
@@ -285,15 +289,22 @@ impl Connection {
                         return;
                     }
                 }
-                event = attachment.events.next() => match event {
-                    Ok(Some(event)) => {
+                event = events.next() => match event {
+                    Ok(Some(LiveItem::Transient(partial))) => {
+                        let mut frame = partial.to_wire();
+                        frame["chatId"] = json!(chat_id);
+                        if !self.send(frame).await {
+                            return;
+                        }
+                    }
+                    Ok(Some(LiveItem::Stored(event))) => {
                         let mut frame = event.to_wire();
                         frame["chatId"] = json!(chat_id);
                         if !self.send(frame).await {
                             return;
                         }
                         // Replayed history gets one tree once caught up, not one per event.
-                        let replaying = event.seq < attachment.replay_until;
+                        let replaying = event.seq < replay_until;
                         let tree_due = if replaying {
                             tree_after_replay |= event.may_change_files();
                             false
@@ -330,10 +341,9 @@ impl Connection {
                                 FrameOutcome::Continue => {}
                                 FrameOutcome::Gone => return,
                                 FrameOutcome::Reattach(a) => {
-                                    session_id = a.summary.session_id.clone();
-                                    chat_id = a.summary.chat_id.clone();
+                                    (session_id, chat_id, replay_until, events, _guard) =
+                                        split(*a);
                                     tree_after_replay = false;
-                                    attachment = *a;
                                 }
                             }
                         }
@@ -431,6 +441,23 @@ impl Connection {
             FrameOutcome::Gone
         }
     }
+}
+
+/// Session id, chat id, replay end, the live event stream and the attachment guard.
+fn split(attachment: Attachment) -> (String, String, u64, LiveStream, AttachGuard) {
+    let Attachment {
+        summary,
+        events,
+        guard,
+        replay_until,
+    } = attachment;
+    (
+        summary.session_id,
+        summary.chat_id,
+        replay_until,
+        events.live(),
+        guard,
+    )
 }
 
 enum FrameOutcome {

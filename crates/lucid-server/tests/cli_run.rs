@@ -423,3 +423,61 @@ async fn sigterm_stops_the_agent_and_removes_the_sandbox() {
     assert!(stdout.contains("[stopped]"), "{stdout}");
     assert_eq!(dirs.containers().await.len(), 0, "container left behind");
 }
+
+/// The model's text is printed as it streams: its first line shows up while the rest of the
+/// answer is still being written, and the whole answer is printed once. (No Docker needed:
+/// the answer runs no command.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_prints_the_answer_as_it_streams() {
+    const ANSWER: &str =
+        "Streaming works.\nLine two of the answer.\nLine three of the answer.\nLast line.";
+    for format in [Format::Anthropic, Format::Gemini, Format::OpenAi] {
+        let llm = ScriptedLlm::start(
+            format,
+            vec![Step::text(ANSWER).paced(Duration::from_millis(300))],
+        )
+        .await;
+        let dirs = TestDirs::new();
+        let mut env = base_env(&dirs);
+        env.extend(provider_env(&llm));
+        env.push(("SANDBOX_MODE".into(), "local".into()));
+        let mut run = Lucid::spawn(&["run", "Say something"], &env, &dirs);
+        let (first_seen, _) = run
+            .wait_for_line(
+                Stream::Stdout,
+                |l| l.ends_with("] lucid: Streaming works."),
+                Duration::from_secs(60),
+            )
+            .await;
+        let (last_seen, _) = run
+            .wait_for_line(
+                Stream::Stdout,
+                |l| l == "Last line.",
+                Duration::from_secs(60),
+            )
+            .await;
+        let status = run.wait_exit(Duration::from_secs(60)).await;
+        let stdout = run.stdout();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{format:?}:\n{stdout}\n{}",
+            run.stderr()
+        );
+        assert!(
+            last_seen.duration_since(first_seen) >= Duration::from_millis(900),
+            "{format:?}: the answer was not printed as it streamed:\n{stdout}\n{}\n{:?}",
+            run.stderr(),
+            llm.recorded()
+                .iter()
+                .map(|r| (r.path_and_query.clone(), r.body.get("stream").cloned()))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(stdout.matches("Streaming works.").count(), 1, "{stdout}");
+        assert_eq!(stdout.matches("Last line.").count(), 1, "{stdout}");
+        assert!(
+            stdout.contains("Line two of the answer.\nLine three"),
+            "{stdout}"
+        );
+    }
+}

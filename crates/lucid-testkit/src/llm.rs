@@ -3,8 +3,16 @@
 //! Each request consumes the next [`Step`] of the script and gets an answer in the provider's
 //! real JSON shape (ids, stop reasons, usage with cached tokens). Paths:
 //! - [`Format::Anthropic`]: `POST /v1/messages`
-//! - [`Format::Gemini`]: `POST /v1beta/models/{model}:generateContent`
+//! - [`Format::Gemini`]: `POST /v1beta/models/{model}:generateContent` and
+//!   `:streamGenerateContent?alt=sse`
 //! - [`Format::OpenAi`]: `POST /v1/chat/completions` and `POST /chat/completions`
+//!
+//! Streaming requests (`"stream": true` for Anthropic and OpenAI, `streamGenerateContent` for
+//! Gemini) get the answer as server-sent events in the provider's real event format: text in
+//! several small deltas, a tool call's JSON arguments split across several deltas (Anthropic
+//! `input_json_delta`, OpenAI `tool_calls[].function.arguments` by `index`; Gemini sends calls
+//! whole, as Gemini does), usage where the provider puts it. [`Step::paced`] waits between
+//! events; [`Step::cut_after`] breaks the connection after some events (a stream cut mid-way).
 //!
 //! Every request is recorded (path with query, headers, JSON body) before it is answered. With
 //! [`ScriptedLlm::start_with_key`] a wrong or missing key gets the provider's real
@@ -77,6 +85,29 @@ pub enum Step {
     Hang,
     /// Waits, then answers with the inner step.
     Delay(Duration, Box<Step>),
+    /// Text followed by tool calls in one answer.
+    TextAndTools(String, Vec<(String, Value)>),
+    /// The inner step streamed with this pause before each event after the first.
+    Paced(Duration, Box<Step>),
+    /// The inner step with its body cut after this many events (streams) or half its bytes
+    /// (whole JSON answers): the connection breaks without the answer's end.
+    CutAfter(usize, Box<Step>),
+    /// The inner step reporting exactly this usage instead of the computed one.
+    WithUsage(ScriptedUsage, Box<Step>),
+}
+
+/// Token counts a step reports, in the provider's fields: Anthropic `input_tokens`,
+/// `cache_read_input_tokens`, `cache_creation_input_tokens`, `output_tokens`; OpenAI
+/// `prompt_tokens` = input + cache_read, `cached_tokens` = cache_read; Gemini
+/// `promptTokenCount` = input + cache_read, `cachedContentTokenCount` = cache_read (OpenAI and
+/// Gemini have no cache writes: `cache_write` counts as plain input there).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScriptedUsage {
+    /// Input tokens neither read from nor written to the cache.
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
 }
 
 impl Step {
@@ -97,6 +128,21 @@ impl Step {
             status,
             body: error_body(format, status, message),
         }
+    }
+
+    /// This step streamed with `pause` before each event after the first.
+    pub fn paced(self, pause: Duration) -> Self {
+        Step::Paced(pause, Box::new(self))
+    }
+
+    /// This step with its body cut after `events` events (see [`Step::CutAfter`]).
+    pub fn cut_after(self, events: usize) -> Self {
+        Step::CutAfter(events, Box::new(self))
+    }
+
+    /// This step reporting exactly `usage`.
+    pub fn with_usage(self, usage: ScriptedUsage) -> Self {
+        Step::WithUsage(usage, Box::new(self))
     }
 
     /// A provider error with a `Retry-After` header (seconds).
@@ -181,6 +227,8 @@ struct Script {
     answered: usize,
     /// Prompt tokens of the previous answered request, reported as cached next time.
     previous_prompt_tokens: u64,
+    /// Requests whose body contains the needle get this text, outside the script.
+    side_answers: Vec<(String, String)>,
 }
 
 struct Shared {
@@ -218,6 +266,7 @@ impl ScriptedLlm {
                 requests: Vec::new(),
                 answered: 0,
                 previous_prompt_tokens: 0,
+                side_answers: Vec::new(),
             }),
             open: AtomicUsize::new(0),
         });
@@ -300,6 +349,15 @@ impl ScriptedLlm {
         self.script().steps.len()
     }
 
+    /// Answers every request whose body contains `needle` with `text` (streamed when asked
+    /// for), without consuming a step of the script: for requests made besides the main
+    /// conversation, such as history summaries.
+    pub fn answer_requests_containing(&self, needle: &str, text: &str) {
+        self.script()
+            .side_answers
+            .push((needle.to_string(), text.to_string()));
+    }
+
     /// Appends steps to the script.
     pub fn push_steps(&self, steps: impl IntoIterator<Item = Step>) {
         self.script().steps.extend(steps);
@@ -342,7 +400,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let _open = OpenGuard::new(shared.clone());
+    let open = OpenGuard::new(shared.clone());
     let format = shared.format;
     let body_json = serde_json::from_slice::<Value>(&body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
@@ -365,7 +423,7 @@ async fn handle(
     };
     lock(&shared).requests.push(recorded);
 
-    let Some(model) = route(format, &method, uri.path(), &body_json) else {
+    let Some((model, streaming)) = route(format, &method, uri.path(), &body_json) else {
         let message = format!(
             "this scripted LLM speaks the {} format: {} (got {} {})",
             format.name(),
@@ -380,6 +438,34 @@ async fn handle(
         if presented_key(format, &headers).as_deref() != Some(expected.as_str()) {
             return auth_failure(format);
         }
+    }
+
+    let side = {
+        let text = String::from_utf8_lossy(&body);
+        lock(&shared)
+            .side_answers
+            .iter()
+            .find(|(needle, _)| text.contains(needle.as_str()))
+            .map(|(_, answer)| answer.clone())
+    };
+    if let Some(answer) = side {
+        let prompt = prompt_tokens(&body);
+        let mode = Mode {
+            streaming,
+            cacheable: format != Format::Anthropic
+                || String::from_utf8_lossy(&body).contains("cache_control"),
+            include_usage: true,
+        };
+        return self::answer(
+            format,
+            Step::Text(answer),
+            &model,
+            0,
+            (prompt, 0),
+            mode,
+            open,
+        )
+        .await;
     }
 
     let (step, number, cached) = {
@@ -402,7 +488,23 @@ async fn handle(
         });
         (step, number, (prompt, cached))
     };
-    answer(format, step, &model, number, cached).await
+    let include_usage = body_json["stream_options"]["include_usage"] == json!(true);
+    let mode = Mode {
+        streaming,
+        cacheable: format != Format::Anthropic || body_json.to_string().contains("cache_control"),
+        include_usage: format != Format::OpenAi || include_usage,
+    };
+    answer(format, step, &model, number, cached, mode, open).await
+}
+
+/// How the request wants its answer.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    streaming: bool,
+    /// Anthropic: the request marks a prefix for caching (else nothing is written or read).
+    cacheable: bool,
+    /// OpenAI sends the usage chunk only with `stream_options.include_usage`.
+    include_usage: bool,
 }
 
 fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Script> {
@@ -412,8 +514,9 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Script> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The model named by the request when method and path fit the format.
-fn route(format: Format, method: &Method, path: &str, body: &Value) -> Option<String> {
+/// The model named by the request and whether it asks for a stream, when method and path fit
+/// the format.
+fn route(format: Format, method: &Method, path: &str, body: &Value) -> Option<(String, bool)> {
     if method != Method::POST {
         return None;
     }
@@ -423,15 +526,20 @@ fn route(format: Format, method: &Method, path: &str, body: &Value) -> Option<St
             .unwrap_or("scripted-model")
             .to_string()
     };
+    let wants_stream = body.get("stream") == Some(&Value::Bool(true));
     match format {
-        Format::Anthropic => (path == "/v1/messages").then(body_model),
-        Format::OpenAi => {
-            matches!(path, "/v1/chat/completions" | "/chat/completions").then(body_model)
-        }
+        Format::Anthropic => (path == "/v1/messages").then(|| (body_model(), wants_stream)),
+        Format::OpenAi => matches!(path, "/v1/chat/completions" | "/chat/completions")
+            .then(|| (body_model(), wants_stream)),
         Format::Gemini => {
             let rest = path.strip_prefix("/v1beta/models/")?;
             let (model, action) = rest.rsplit_once(':')?;
-            (action == "generateContent" && !model.is_empty()).then(|| model.to_string())
+            let streaming = match action {
+                "generateContent" => false,
+                "streamGenerateContent" => true,
+                _ => return None,
+            };
+            (!model.is_empty()).then(|| (model.to_string(), streaming))
         }
     }
 }
@@ -491,18 +599,41 @@ fn output_tokens(content: &Value) -> u64 {
     (content.to_string().len() as u64 / 4).max(1)
 }
 
+/// What a successful step answers.
+struct Answer {
+    text: Option<String>,
+    calls: Vec<(String, Value)>,
+}
+
 async fn answer(
     format: Format,
     step: Step,
     model: &str,
     number: usize,
     tokens: (u64, u64),
+    mode: Mode,
+    open: OpenGuard,
 ) -> Response {
     let mut step = step;
-    loop {
+    let mut pace = Duration::ZERO;
+    let mut cut = None;
+    let mut usage = None;
+    let answer = loop {
         match step {
             Step::Delay(wait, inner) => {
                 tokio::time::sleep(wait).await;
+                step = *inner;
+            }
+            Step::Paced(wait, inner) => {
+                pace = wait;
+                step = *inner;
+            }
+            Step::CutAfter(events, inner) => {
+                cut = Some(events);
+                step = *inner;
+            }
+            Step::WithUsage(counts, inner) => {
+                usage = Some(counts);
                 step = *inner;
             }
             Step::Hang => return std::future::pending::<Response>().await,
@@ -513,39 +644,376 @@ async fn answer(
                 body,
             } => return raw_response(status, &headers, body),
             Step::Text(text) => {
-                return json_response(
-                    200,
-                    &success(format, Some(text), &[], model, number, tokens),
-                    &[],
-                )
+                break Answer {
+                    text: Some(text),
+                    calls: Vec::new(),
+                }
             }
             Step::ToolCall { name, args } => {
-                return json_response(
-                    200,
-                    &success(format, None, &[(name, args)], model, number, tokens),
-                    &[],
-                )
+                break Answer {
+                    text: None,
+                    calls: vec![(name, args)],
+                }
             }
-            Step::ToolCalls(calls) => {
-                return json_response(
-                    200,
-                    &success(format, None, &calls, model, number, tokens),
-                    &[],
-                )
+            Step::ToolCalls(calls) => break Answer { text: None, calls },
+            Step::TextAndTools(text, calls) => {
+                break Answer {
+                    text: Some(text),
+                    calls,
+                }
             }
         }
+    };
+    let counts = usage.unwrap_or_else(|| computed_usage(format, &answer, tokens, mode.cacheable));
+    if mode.streaming {
+        let events = stream_events(format, &answer, model, number, counts, mode);
+        return event_stream_response(events, pace, cut, open);
+    }
+    let body = success(format, &answer, model, number, counts);
+    if cut.is_none() {
+        return json_response(200, &body, &[]);
+    }
+    // Half of the JSON (ASCII-escaped by serde_json only where needed: cut at a boundary).
+    let text = body.to_string();
+    let mut half = text.len() / 2;
+    while !text.is_char_boundary(half) {
+        half -= 1;
+    }
+    event_stream_like_cut(
+        "application/json",
+        vec![text[..half].to_string(), String::new()],
+        Duration::ZERO,
+        Some(1),
+        open,
+    )
+}
+
+/// The usage the server reports when the step does not fix it: the prompt counts one token per
+/// 4 bytes of the request body, the previous request's prompt is a cache read when the prompt
+/// grew, and (Anthropic) all but 8 of the remaining prompt tokens are cache writes; an
+/// Anthropic request without `cache_control` reads and writes no cache.
+fn computed_usage(
+    format: Format,
+    answer: &Answer,
+    (prompt, cached): (u64, u64),
+    cacheable: bool,
+) -> ScriptedUsage {
+    let output = output_tokens(&json!([answer.text, answer.calls]));
+    match format {
+        Format::Anthropic if !cacheable => ScriptedUsage {
+            input: prompt,
+            output,
+            cache_read: 0,
+            cache_write: 0,
+        },
+        Format::Anthropic => {
+            let fresh = (prompt - cached).min(8);
+            ScriptedUsage {
+                input: fresh,
+                output,
+                cache_read: cached,
+                cache_write: prompt - cached - fresh,
+            }
+        }
+        Format::Gemini | Format::OpenAi => ScriptedUsage {
+            input: prompt - cached,
+            output,
+            cache_read: cached,
+            cache_write: 0,
+        },
     }
 }
 
-/// A successful answer in the provider's real shape.
-fn success(
+/// The usage object in the provider's shape.
+fn usage_value(format: Format, u: ScriptedUsage) -> Value {
+    let prompt = u.input + u.cache_read + u.cache_write;
+    match format {
+        Format::Anthropic => json!({
+            "input_tokens": u.input,
+            "cache_creation_input_tokens": u.cache_write,
+            "cache_read_input_tokens": u.cache_read,
+            "output_tokens": u.output,
+        }),
+        Format::Gemini => {
+            let mut usage = json!({
+                "promptTokenCount": prompt,
+                "candidatesTokenCount": u.output,
+                "totalTokenCount": prompt + u.output,
+            });
+            if u.cache_read > 0 {
+                usage["cachedContentTokenCount"] = json!(u.cache_read);
+            }
+            usage
+        }
+        Format::OpenAi => json!({
+            "prompt_tokens": prompt,
+            "completion_tokens": u.output,
+            "total_tokens": prompt + u.output,
+            "prompt_tokens_details": {"cached_tokens": u.cache_read, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }),
+    }
+}
+
+/// Splits `text` into pieces of about `size` bytes (at character boundaries), at least `min`
+/// pieces when the text has that many characters.
+fn pieces(text: &str, size: usize, min: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.is_empty() {
+        return Vec::new();
+    }
+    let by_size = text.len().div_ceil(size.max(1));
+    let count = by_size.max(min).min(chars.len()).max(1);
+    let per = chars.len().div_ceil(count);
+    chars.chunks(per).map(|c| c.iter().collect()).collect()
+}
+
+/// Text deltas: a few words each.
+const TEXT_PIECE_BYTES: usize = 12;
+
+/// The SSE events (`event:` name, JSON data) of a streamed answer.
+fn stream_events(
     format: Format,
-    text: Option<String>,
-    calls: &[(String, Value)],
+    answer: &Answer,
     model: &str,
     number: usize,
-    (prompt, cached): (u64, u64),
-) -> Value {
+    u: ScriptedUsage,
+    mode: Mode,
+) -> Vec<(Option<&'static str>, String)> {
+    let mut events: Vec<(Option<&'static str>, String)> = Vec::new();
+    let text_pieces = answer
+        .text
+        .as_deref()
+        .map(|t| pieces(t, TEXT_PIECE_BYTES, 2))
+        .unwrap_or_default();
+    match format {
+        Format::Anthropic => {
+            let mut push = |name: &'static str, data: Value| {
+                events.push((Some(name), data.to_string()));
+            };
+            push(
+                "message_start",
+                json!({"type": "message_start", "message": {
+                    "id": format!("msg_scripted_{number}"), "type": "message", "role": "assistant",
+                    "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": u.input, "cache_creation_input_tokens": u.cache_write,
+                              "cache_read_input_tokens": u.cache_read, "output_tokens": 1},
+                }}),
+            );
+            let mut index = 0;
+            if !text_pieces.is_empty() {
+                push(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": index,
+                           "content_block": {"type": "text", "text": ""}}),
+                );
+                push("ping", json!({"type": "ping"}));
+                for piece in &text_pieces {
+                    push(
+                        "content_block_delta",
+                        json!({"type": "content_block_delta", "index": index,
+                               "delta": {"type": "text_delta", "text": piece}}),
+                    );
+                }
+                push(
+                    "content_block_stop",
+                    json!({"type": "content_block_stop", "index": index}),
+                );
+                index += 1;
+            }
+            for (i, (name, args)) in answer.calls.iter().enumerate() {
+                push(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": index, "content_block": {
+                        "type": "tool_use", "id": format!("toolu_scripted_{number}_{i}"),
+                        "name": name, "input": {}}}),
+                );
+                push(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": index,
+                           "delta": {"type": "input_json_delta", "partial_json": ""}}),
+                );
+                for piece in pieces(&args.to_string(), 16, 3) {
+                    push(
+                        "content_block_delta",
+                        json!({"type": "content_block_delta", "index": index,
+                               "delta": {"type": "input_json_delta", "partial_json": piece}}),
+                    );
+                }
+                push(
+                    "content_block_stop",
+                    json!({"type": "content_block_stop", "index": index}),
+                );
+                index += 1;
+            }
+            push(
+                "message_delta",
+                json!({"type": "message_delta",
+                       "delta": {"stop_reason": if answer.calls.is_empty() { "end_turn" } else { "tool_use" },
+                                 "stop_sequence": null},
+                       "usage": {"output_tokens": u.output}}),
+            );
+            push("message_stop", json!({"type": "message_stop"}));
+        }
+        Format::OpenAi => {
+            let chunk = |delta: Value, finish: Value| {
+                json!({
+                    "id": format!("chatcmpl-scripted-{number}"),
+                    "object": "chat.completion.chunk",
+                    "created": 1_700_000_000 + number as u64,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": null,
+                                 "finish_reason": finish}],
+                    "usage": null,
+                })
+                .to_string()
+            };
+            events.push((
+                None,
+                chunk(
+                    json!({"role": "assistant", "content": "", "refusal": null}),
+                    Value::Null,
+                ),
+            ));
+            for piece in &text_pieces {
+                events.push((None, chunk(json!({"content": piece}), Value::Null)));
+            }
+            for (i, (name, args)) in answer.calls.iter().enumerate() {
+                events.push((
+                    None,
+                    chunk(
+                        json!({"tool_calls": [{"index": i, "id": format!("call_scripted_{number}_{i}"),
+                               "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                        Value::Null,
+                    ),
+                ));
+                for piece in pieces(&args.to_string(), 16, 3) {
+                    events.push((
+                        None,
+                        chunk(
+                            json!({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}),
+                            Value::Null,
+                        ),
+                    ));
+                }
+            }
+            let finish = if answer.calls.is_empty() {
+                "stop"
+            } else {
+                "tool_calls"
+            };
+            events.push((None, chunk(json!({}), json!(finish))));
+            if mode.include_usage {
+                events.push((
+                    None,
+                    json!({
+                        "id": format!("chatcmpl-scripted-{number}"),
+                        "object": "chat.completion.chunk",
+                        "created": 1_700_000_000 + number as u64,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage_value(format, u),
+                    })
+                    .to_string(),
+                ));
+            }
+            events.push((None, "[DONE]".to_string()));
+        }
+        Format::Gemini => {
+            let mut parts: Vec<Value> = text_pieces.iter().map(|p| json!({"text": p})).collect();
+            for (name, args) in &answer.calls {
+                parts.push(json!({"functionCall": {"name": name, "args": args}}));
+            }
+            if parts.is_empty() {
+                parts.push(json!({"text": ""}));
+            }
+            let last = parts.len() - 1;
+            let prompt = u.input + u.cache_read + u.cache_write;
+            for (i, part) in parts.into_iter().enumerate() {
+                let mut candidate =
+                    json!({"content": {"parts": [part], "role": "model"}, "index": 0});
+                let usage = if i == last {
+                    candidate["finishReason"] = json!("STOP");
+                    usage_value(format, u)
+                } else {
+                    json!({"promptTokenCount": prompt, "totalTokenCount": prompt})
+                };
+                events.push((
+                    None,
+                    json!({"candidates": [candidate], "usageMetadata": usage,
+                           "modelVersion": model, "responseId": format!("scripted-{number}")})
+                    .to_string(),
+                ));
+            }
+        }
+    }
+    events
+}
+
+/// A `text/event-stream` answer sending `events` with `pace` between them, broken after
+/// `cut` events. The open-request guard lives as long as the body.
+fn event_stream_response(
+    events: Vec<(Option<&'static str>, String)>,
+    pace: Duration,
+    cut: Option<usize>,
+    open: OpenGuard,
+) -> Response {
+    let frames = events
+        .into_iter()
+        .map(|(name, data)| match name {
+            Some(name) => format!("event: {name}\ndata: {data}\n\n"),
+            None => format!("data: {data}\n\n"),
+        })
+        .collect();
+    event_stream_like_cut("text/event-stream", frames, pace, cut, open)
+}
+
+/// A chunked 200 answer sending `frames` (the first at once, then one per `pace`); after
+/// `cut` frames the body fails, which breaks the connection mid-answer.
+fn event_stream_like_cut(
+    content_type: &str,
+    frames: Vec<String>,
+    pace: Duration,
+    cut: Option<usize>,
+    open: OpenGuard,
+) -> Response {
+    let limit = cut.unwrap_or(usize::MAX);
+    let state = (frames.into_iter().enumerate(), open, limit);
+    let body = futures::stream::unfold(state, move |(mut frames, open, limit)| async move {
+        let (index, frame) = match frames.next() {
+            Some(next) => next,
+            None => return None,
+        };
+        if index >= limit {
+            // Let what was sent reach the client first, then break the connection.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return Some((
+                Err(std::io::Error::other("scripted cut")),
+                (Vec::new().into_iter().enumerate(), open, 0),
+            ));
+        }
+        if index > 0 && !pace.is_zero() {
+            tokio::time::sleep(pace).await;
+        }
+        Some((Ok(Bytes::from(frame)), (frames, open, limit)))
+    });
+    let mut response = Response::new(axum::body::Body::from_stream(body));
+    if let Ok(value) = axum::http::HeaderValue::from_str(content_type) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONTENT_TYPE, value);
+    }
+    response.headers_mut().insert(
+        "cache-control",
+        axum::http::HeaderValue::from_static("no-cache"),
+    );
+    response
+}
+
+/// A successful answer in the provider's real shape.
+fn success(format: Format, answer: &Answer, model: &str, number: usize, u: ScriptedUsage) -> Value {
+    let text = answer.text.clone();
+    let calls = &answer.calls;
     match format {
         Format::Anthropic => {
             let mut content: Vec<Value> = Vec::new();
@@ -560,8 +1028,6 @@ fn success(
                     "input": args,
                 }));
             }
-            let output = output_tokens(&Value::Array(content.clone()));
-            let fresh = (prompt - cached).min(8);
             json!({
                 "id": format!("msg_scripted_{number}"),
                 "type": "message",
@@ -570,12 +1036,7 @@ fn success(
                 "content": content,
                 "stop_reason": if calls.is_empty() { "end_turn" } else { "tool_use" },
                 "stop_sequence": null,
-                "usage": {
-                    "input_tokens": fresh,
-                    "cache_creation_input_tokens": prompt - cached - fresh,
-                    "cache_read_input_tokens": cached,
-                    "output_tokens": output,
-                },
+                "usage": usage_value(format, u),
             })
         }
         Format::Gemini => {
@@ -586,22 +1047,13 @@ fn success(
             for (name, args) in calls {
                 parts.push(json!({"functionCall": {"name": name, "args": args}}));
             }
-            let output = output_tokens(&Value::Array(parts.clone()));
-            let mut usage = json!({
-                "promptTokenCount": prompt,
-                "candidatesTokenCount": output,
-                "totalTokenCount": prompt + output,
-            });
-            if cached > 0 {
-                usage["cachedContentTokenCount"] = json!(cached);
-            }
             json!({
                 "candidates": [{
                     "content": {"role": "model", "parts": parts},
                     "finishReason": "STOP",
                     "index": 0,
                 }],
-                "usageMetadata": usage,
+                "usageMetadata": usage_value(format, u),
                 "modelVersion": model,
                 "responseId": format!("scripted-{number}"),
             })
@@ -622,7 +1074,6 @@ fn success(
             if !tool_calls.is_empty() {
                 message["tool_calls"] = Value::Array(tool_calls);
             }
-            let output = output_tokens(&message);
             json!({
                 "id": format!("chatcmpl-scripted-{number}"),
                 "object": "chat.completion",
@@ -634,13 +1085,7 @@ fn success(
                     "logprobs": null,
                     "finish_reason": if calls.is_empty() { "stop" } else { "tool_calls" },
                 }],
-                "usage": {
-                    "prompt_tokens": prompt,
-                    "completion_tokens": output,
-                    "total_tokens": prompt + output,
-                    "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-                    "completion_tokens_details": {"reasoning_tokens": 0},
-                },
+                "usage": usage_value(format, u),
             })
         }
     }
@@ -671,6 +1116,12 @@ mod tests {
     use super::*;
 
     async fn post(url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        let (status, text) = post_raw(url, body, headers).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Status and raw body (chunked framing left in).
+    async fn post_raw(url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
         // A minimal HTTP/1.1 client over a TCP socket keeps the testkit free of reqwest.
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let url = url.strip_prefix("http://").unwrap();
@@ -691,7 +1142,63 @@ mod tests {
         let text = String::from_utf8(raw).unwrap();
         let status: u16 = text[9..12].parse().unwrap();
         let body = text.split_once("\r\n\r\n").unwrap().1;
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+        (status, body.to_string())
+    }
+
+    #[tokio::test]
+    async fn streams_split_tool_arguments_across_several_deltas() {
+        let args = json!({"command": "echo one two three four five"});
+        for (format, path, body, marker) in [
+            (
+                Format::Anthropic,
+                "/v1/messages",
+                r#"{"model":"m","stream":true}"#,
+                "\"input_json_delta\"",
+            ),
+            (
+                Format::OpenAi,
+                "/chat/completions",
+                r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#,
+                "\"arguments\":\"",
+            ),
+        ] {
+            let llm =
+                ScriptedLlm::start(format, vec![Step::tool_call("execute_bash", args.clone())])
+                    .await;
+            let (status, raw) = post_raw(
+                &format!("{}{path}", llm.base_url().trim_end_matches("/v1")),
+                body,
+                &[],
+            )
+            .await;
+            assert_eq!(status, 200);
+            // Non-empty argument fragments, in order, make up the arguments.
+            let fragments: Vec<String> = raw
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .filter(|d| d.contains(marker))
+                .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                .filter_map(|v| {
+                    v["delta"]["partial_json"]
+                        .as_str()
+                        .or(
+                            v["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                                .as_str(),
+                        )
+                        .map(str::to_string)
+                })
+                .filter(|f| !f.is_empty())
+                .collect();
+            assert!(fragments.len() >= 3, "{format:?}: {fragments:?}");
+            let joined: Value = serde_json::from_str(&fragments.concat()).unwrap();
+            assert_eq!(joined, args, "{format:?}");
+            if format == Format::OpenAi {
+                assert!(raw.contains("data: [DONE]"));
+                assert!(raw.contains("\"choices\":[],"), "usage chunk: {raw}");
+            } else {
+                assert!(raw.contains("event: message_stop"));
+            }
+        }
     }
 
     #[tokio::test]
@@ -705,12 +1212,24 @@ mod tests {
         )
         .await;
         let url = format!("{}/v1/messages", llm.base_url());
-        let (status, first) = post(&url, r#"{"model":"claude-x","messages":[]}"#, &[]).await;
+        let cached =
+            r#""system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}]"#;
+        let (status, first) = post(
+            &url,
+            &format!(r#"{{"model":"claude-x","messages":[],{cached}}}"#),
+            &[],
+        )
+        .await;
         assert_eq!(status, 200);
         assert_eq!(first["stop_reason"], "tool_use");
         assert_eq!(first["content"][0]["name"], "execute_bash");
         assert_eq!(first["model"], "claude-x");
-        let (_, second) = post(&url, r#"{"model":"claude-x","messages":[1]}"#, &[]).await;
+        let (_, second) = post(
+            &url,
+            &format!(r#"{{"model":"claude-x","messages":[1],{cached}}}"#),
+            &[],
+        )
+        .await;
         assert_eq!(second["stop_reason"], "end_turn");
         assert_eq!(second["content"][0]["text"], "done");
         assert!(second["usage"]["cache_read_input_tokens"].as_u64().unwrap() > 0);

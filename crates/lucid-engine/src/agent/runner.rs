@@ -2,6 +2,12 @@
 //! results back, until it finishes, replies without tools, or a limit is hit. Every step
 //! becomes typed events; stop (the cancellation token) interrupts the LLM request and the
 //! running command.
+//!
+//! Answers are streamed: the text the model writes goes to the sink as transient
+//! [`TransientKind::AssistantDelta`] events while it arrives; the stored
+//! [`EventKind::AssistantMessage`] follows with the whole text. Usage and cost are summed over
+//! the session (every request of every turn); an optional cost budget stops the agent before
+//! the next request once it is reached.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,15 +16,15 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::context::TOOL_RESULT_BUDGET_CHARS;
+use super::context::{self as ctx, ContextBudget, Reported};
 use super::editor::Editor;
 use super::stuck::StuckDetector;
 use super::tools::{self, EXECUTE_BASH, FINISH, STR_REPLACE_EDITOR, THINK};
 use super::truncate::truncate_for_model;
 use crate::error::EngineResult;
-use crate::events::{EventKind, UsageReport};
-use crate::llm::pricing::estimate_cost_usd;
-use crate::llm::{LlmClient, LlmError, LlmRequest, Message, ToolCall, Usage};
+use crate::events::{EventKind, TransientKind, UsageReport};
+use crate::llm::pricing::{context_window, estimate_cost_usd};
+use crate::llm::{LlmClient, LlmError, LlmRequest, Message, StreamDelta, ToolCall, Usage};
 use crate::sandbox::Sandbox;
 
 /// Characters of a tool result the model sees (head and tail kept).
@@ -30,12 +36,18 @@ const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 #[async_trait]
 pub trait EventSink: Send + Sync {
     async fn emit(&self, kind: EventKind) -> EngineResult<u64>;
+    /// A live-only event (partial text): published to whoever watches, never stored.
+    fn transient(&self, _kind: TransientKind) {}
 }
 
 #[async_trait]
 impl EventSink for crate::sessions::event_log::EventLog {
     async fn emit(&self, kind: EventKind) -> EngineResult<u64> {
         crate::sessions::event_log::EventLog::emit(self, kind).await
+    }
+
+    fn transient(&self, kind: TransientKind) {
+        self.publish_transient(kind);
     }
 }
 
@@ -48,6 +60,10 @@ pub struct AgentLimits {
     pub max_tokens: u32,
     /// Optional budget on total (input + output) tokens of the session.
     pub token_budget: Option<u64>,
+    /// Optional budget on the session's estimated cost in USD (`LUCID_SESSION_BUDGET_USD`).
+    pub cost_budget_usd: Option<f64>,
+    /// Context window in tokens instead of the model's known one (`LUCID_CONTEXT_WINDOW`).
+    pub context_window: Option<u64>,
 }
 
 impl Default for AgentLimits {
@@ -57,6 +73,8 @@ impl Default for AgentLimits {
             turn_timeout: Duration::from_secs(1800),
             max_tokens: 8192,
             token_budget: None,
+            cost_budget_usd: None,
+            context_window: None,
         }
     }
 }
@@ -77,7 +95,8 @@ pub enum TurnOutcome {
     TimedOut,
     MaxIterations,
     Stuck,
-    BudgetExceeded,
+    /// The session's token or cost budget is used up; the message says which.
+    BudgetExceeded(String),
     /// The LLM or the sandbox failed; the message is for the user.
     Failed(String),
 }
@@ -101,6 +120,9 @@ pub struct Agent {
     limits: AgentLimits,
     totals: Usage,
     total_cost: Option<f64>,
+    context: ContextBudget,
+    /// Prompt size of the last request as the provider reported it.
+    reported: Option<Reported>,
 }
 
 enum StepEnd {
@@ -118,7 +140,21 @@ impl Agent {
         editor: Editor,
         limits: AgentLimits,
     ) -> Self {
+        let window = limits
+            .context_window
+            .unwrap_or_else(|| context_window(&model));
+        if limits.cost_budget_usd.is_some()
+            && estimate_cost_usd(&model, &Usage::default()).is_none()
+        {
+            tracing::warn!(
+                model = %model,
+                "LUCID_SESSION_BUDGET_USD is set but this model has no known price: \
+                 the cost budget cannot be enforced"
+            );
+        }
         Self {
+            context: ContextBudget::new(window, limits.max_tokens),
+            reported: None,
             llm,
             model,
             system,
@@ -146,6 +182,32 @@ impl Agent {
 
     pub fn usage(&self) -> Usage {
         self.totals
+    }
+
+    /// Estimated cost of the session so far (`None` when the model's price is unknown).
+    pub fn total_cost_usd(&self) -> Option<f64> {
+        self.total_cost
+    }
+
+    /// Why no further request may be made, if a budget is used up.
+    fn budget_reached(&self) -> Option<String> {
+        if let Some(budget) = self.limits.token_budget {
+            let used = self.totals.input_tokens + self.totals.output_tokens;
+            if used >= budget {
+                return Some(format!(
+                    "The session reached its token budget ({used} of {budget} tokens)."
+                ));
+            }
+        }
+        if let (Some(budget), Some(spent)) = (self.limits.cost_budget_usd, self.total_cost) {
+            if spent >= budget {
+                return Some(format!(
+                    "The session reached its cost budget: ${spent:.4} spent of ${budget:.2} \
+                     (LUCID_SESSION_BUDGET_USD). The agent was stopped."
+                ));
+            }
+        }
+        None
     }
 
     /// Runs one turn on a user message (the task or a follow-up).
@@ -190,15 +252,11 @@ impl Agent {
             if cancel.is_cancelled() {
                 return Ok(TurnOutcome::Stopped);
             }
-            if let Some(budget) = self.limits.token_budget {
-                if self.totals.input_tokens + self.totals.output_tokens >= budget {
-                    return Ok(TurnOutcome::BudgetExceeded);
-                }
+            if let Some(message) = self.budget_reached() {
+                return Ok(TurnOutcome::BudgetExceeded(message));
             }
-            let elided =
-                super::context::compact_tool_results(&mut self.history, TOOL_RESULT_BUDGET_CHARS);
-            if elided > 0 {
-                tracing::debug!(elided, "elided old tool results to fit the context");
+            if self.fit_context(sink, cancel).await? {
+                return Ok(TurnOutcome::Stopped);
             }
             let request = LlmRequest {
                 model: self.model.clone(),
@@ -206,21 +264,34 @@ impl Agent {
                 messages: self.history.clone(),
                 tools: tools::all_specs(),
                 max_tokens: self.limits.max_tokens,
+                cache_prompt: true,
             };
+            let on_delta = |delta: StreamDelta| {
+                sink.transient(match delta {
+                    StreamDelta::Text(text) => TransientKind::AssistantDelta { text },
+                    StreamDelta::Restart { reason } => TransientKind::AssistantRestart { reason },
+                })
+            };
+            // Dropping the request on stop aborts the HTTP stream at once.
             let response = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Ok(TurnOutcome::Stopped),
-                r = self.llm.complete(&request) => r,
+                r = self.llm.stream(&request, &on_delta) => r,
             };
             let response = match response {
                 Ok(r) => r,
                 Err(e) => return Ok(TurnOutcome::Failed(llm_error_message(&e))),
             };
+            self.reported = Some(Reported {
+                tokens: response.usage.input_tokens,
+                messages: request.messages.len(),
+            });
             self.record_usage(response.usage, sink).await?;
 
             let text = response.text.clone().filter(|t| !t.trim().is_empty());
+            let item_max = self.context.item_max_chars(MODEL_OUTPUT_MAX_CHARS);
             self.history.push(Message::Assistant {
-                text: text.clone(),
+                text: text.as_deref().map(|t| truncate_for_model(t, item_max)),
                 tool_calls: response.tool_calls.clone(),
             });
             if let Some(text) = &text {
@@ -284,18 +355,105 @@ impl Agent {
     }
 
     fn push_result(&mut self, call: &ToolCall, content: &str, is_error: bool) {
+        // A single huge result never takes more than its share of the context.
+        let item_max = self.context.item_max_chars(MODEL_OUTPUT_MAX_CHARS);
         self.history.push(Message::Tool {
             call_id: call.id.clone(),
             name: call.name.clone(),
-            content: content.to_string(),
+            content: truncate_for_model(content, item_max),
             is_error,
         });
     }
 
+    /// Condenses the oldest turns when the next request would pass the high-water mark (see
+    /// [`super::context`]). Returns true when stopped meanwhile.
+    async fn fit_context(
+        &mut self,
+        sink: &dyn EventSink,
+        cancel: &CancellationToken,
+    ) -> EngineResult<bool> {
+        let fixed = ctx::fixed_chars(&self.system, &tools::all_specs());
+        let before = ctx::estimate_tokens(&self.history, fixed, self.reported);
+        if before <= self.context.high_water() {
+            return Ok(false);
+        }
+        let summary_tokens = u64::from(self.context.summary_max_tokens());
+        let keep = self
+            .context
+            .low_water()
+            .saturating_sub(ctx::tokens_for_chars(fixed))
+            .saturating_sub(summary_tokens);
+        let Some(range) = ctx::condense_range(&self.history, keep) else {
+            tracing::warn!(
+                estimate = before,
+                window = self.context.window,
+                "the context is nearly full and nothing more can be condensed"
+            );
+            return Ok(false);
+        };
+        let condensed = range.len();
+        // The summariser's prompt must fit as well: about 2 characters per token of room.
+        let room = self
+            .context
+            .available
+            .saturating_sub(summary_tokens + 1_000) as usize;
+        let transcript = ctx::transcript(&self.history[range.clone()], room.max(1_000) * 2);
+        let request = LlmRequest {
+            model: self.model.clone(),
+            system: ctx::summary_system_prompt(),
+            messages: vec![Message::User {
+                content: ctx::summary_request(&transcript, self.context.summary_max_tokens()),
+            }],
+            tools: Vec::new(),
+            max_tokens: self.context.summary_max_tokens(),
+            cache_prompt: false,
+        };
+        let answer = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Ok(true),
+            r = self.llm.complete(&request) => r,
+        };
+        let summary = match answer {
+            Ok(response) => {
+                self.record_usage(response.usage, sink).await?;
+                response.text.filter(|t| !t.trim().is_empty())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not summarise the history; dropping it instead");
+                None
+            }
+        };
+        let summary = summary
+            .map(|s| truncate_for_model(&s, summary_tokens as usize * ctx::CHARS_PER_TOKEN))
+            .unwrap_or_else(|| {
+                format!(
+                    "({condensed} earlier messages were removed to fit the model's context and \
+                     could not be summarised. The task is above; re-check the workspace state \
+                     before relying on earlier results.)"
+                )
+            });
+        self.history
+            .splice(range, std::iter::once(ctx::summary_message(&summary)));
+        self.reported = None;
+        let after = ctx::estimate_tokens(&self.history, fixed, None);
+        tracing::info!(
+            condensed,
+            tokens_before = before,
+            tokens_after = after,
+            "condensed the conversation"
+        );
+        sink.emit(EventKind::Condensation {
+            summary,
+            condensed_messages: condensed as u64,
+            tokens_before: before,
+            tokens_after: after,
+        })
+        .await?;
+        Ok(false)
+    }
+
     async fn record_usage(&mut self, usage: Usage, sink: &dyn EventSink) -> EngineResult<()> {
-        self.totals.input_tokens += usage.input_tokens;
-        self.totals.output_tokens += usage.output_tokens;
-        self.totals.cached_input_tokens += usage.cached_input_tokens;
+        self.totals.add(&usage);
         self.total_cost = match (self.total_cost, estimate_cost_usd(&self.model, &usage)) {
             (Some(total), Some(step)) => Some(total + step),
             _ => None,
@@ -308,6 +466,8 @@ impl Agent {
             total_input_tokens: self.totals.input_tokens,
             total_output_tokens: self.totals.output_tokens,
             total_cached_input_tokens: self.totals.cached_input_tokens,
+            cache_write_input_tokens: usage.cache_write_tokens,
+            total_cache_write_input_tokens: self.totals.cache_write_tokens,
             total_cost_usd: self.total_cost,
         }))
         .await?;

@@ -2,13 +2,25 @@
 //!
 //! The stable prefix of every request is marked for prompt caching: the system prompt, the last
 //! tool definition and the last user turn carry `cache_control: {"type": "ephemeral"}`.
+//!
+//! Streaming (`"stream": true`): `message_start` (the message with its input usage), per
+//! content block `content_block_start` / `content_block_delta` (`text_delta`,
+//! `input_json_delta` fragments of a tool call's input, `thinking_delta`, `signature_delta`) /
+//! `content_block_stop`, `message_delta` (stop reason, cumulative usage), `message_stop`; `ping`
+//! anywhere; `error` (e.g. `overloaded_error`, retried). The events are assembled into the body
+//! a non-streaming request would have returned and read by the same parser.
 
 use async_trait::async_trait;
 use reqwest::header::HeaderValue;
 use serde_json::{json, Map, Value};
 
-use super::retry::{secret_header, send_json, Endpoint, RetryPolicy};
-use super::{LlmClient, LlmError, LlmRequest, LlmResponse, Message, ToolCall, ToolSpec, Usage};
+use super::retry::{
+    secret_header, send_json, send_stream, Endpoint, RetryPolicy, StreamFailure, StreamReader,
+};
+use super::sse::SseEvent;
+use super::{
+    LlmClient, LlmError, LlmRequest, LlmResponse, Message, StreamDelta, ToolCall, ToolSpec, Usage,
+};
 
 const PROVIDER: &str = "anthropic";
 /// Default base URL of the Anthropic API.
@@ -60,19 +72,20 @@ impl AnthropicClient {
         let mut body = Map::new();
         body.insert("model".into(), json!(request.model));
         body.insert("max_tokens".into(), json!(request.max_tokens.max(1)));
+        let cache = request.cache_prompt;
         if !request.system.is_empty() {
-            body.insert(
-                "system".into(),
-                json!([{
-                    "type": "text",
-                    "text": request.system,
-                    "cache_control": {"type": "ephemeral"},
-                }]),
-            );
+            let mut system = json!({"type": "text", "text": request.system});
+            if cache {
+                system["cache_control"] = json!({"type": "ephemeral"});
+            }
+            body.insert("system".into(), json!([system]));
         }
-        body.insert("messages".into(), Value::Array(messages(&request.messages)));
+        body.insert(
+            "messages".into(),
+            Value::Array(messages(&request.messages, cache)),
+        );
         if !request.tools.is_empty() {
-            body.insert("tools".into(), Value::Array(tools(&request.tools)));
+            body.insert("tools".into(), Value::Array(tools(&request.tools, cache)));
         }
         Value::Object(body)
     }
@@ -165,9 +178,247 @@ impl LlmClient for AnthropicClient {
         .await?;
         Self::parse_response(&answer)
     }
+
+    async fn stream(
+        &self,
+        request: &LlmRequest,
+        on_delta: &(dyn Fn(StreamDelta) + Send + Sync),
+    ) -> Result<LlmResponse, LlmError> {
+        let mut body = Self::request_body(request);
+        body["stream"] = json!(true);
+        let url = format!("{}/v1/messages", self.base_url);
+        let endpoint = Endpoint {
+            provider: PROVIDER,
+            http: &self.http,
+            policy: &self.retry,
+            secret: Some(&self.api_key_text),
+            auth_failure: None,
+        };
+        send_stream(
+            &endpoint,
+            |http| {
+                http.post(&url)
+                    .header("x-api-key", self.api_key.clone())
+                    .header("anthropic-version", API_VERSION)
+                    .header("accept", "text/event-stream")
+                    .json(&body)
+            },
+            AnthropicStream::default,
+            on_delta,
+        )
+        .await
+    }
 }
 
-fn tools(specs: &[ToolSpec]) -> Vec<Value> {
+/// Assembles a streamed Messages answer.
+#[derive(Default)]
+pub struct AnthropicStream {
+    /// The message from `message_start`, completed as events arrive.
+    message: Map<String, Value>,
+    /// Content blocks by index; tool inputs as their JSON text so far.
+    blocks: Vec<(Value, String)>,
+    usage: Map<String, Value>,
+    stopped: bool,
+    /// Text was already reported (a later text block starts on a new line, as in the
+    /// assembled message).
+    reported_text: bool,
+}
+
+impl AnthropicStream {
+    /// Reports the first text of a block, after a line break when an earlier block had text.
+    fn report(&mut self, text: String, on_text: &mut dyn FnMut(String)) {
+        if self.reported_text {
+            on_text("\n".to_string());
+        }
+        self.reported_text = true;
+        on_text(text);
+    }
+
+    fn block(&mut self, index: Option<u64>) -> Result<&mut (Value, String), StreamFailure> {
+        let index = index.unwrap_or(0) as usize;
+        self.blocks.get_mut(index).ok_or_else(|| {
+            StreamFailure::Fatal(LlmError::InvalidResponse {
+                provider: PROVIDER,
+                message: format!("a delta for content block {index}, which was never started"),
+            })
+        })
+    }
+}
+
+impl StreamReader for AnthropicStream {
+    type Output = LlmResponse;
+
+    fn on_event(
+        &mut self,
+        event: SseEvent,
+        on_text: &mut dyn FnMut(String),
+    ) -> Result<(), StreamFailure> {
+        let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
+            return Err(StreamFailure::Fatal(LlmError::InvalidResponse {
+                provider: PROVIDER,
+                message: format!(
+                    "a stream event is not JSON: {}",
+                    super::retry::truncate(&event.data)
+                ),
+            }));
+        };
+        let kind = data
+            .get("type")
+            .and_then(Value::as_str)
+            .or(event.event.as_deref())
+            .unwrap_or("");
+        let index = data.get("index").and_then(Value::as_u64);
+        match kind {
+            "message_start" => {
+                if let Some(Value::Object(message)) = data.get("message") {
+                    self.message = message.clone();
+                    if let Some(Value::Object(usage)) = message.get("usage") {
+                        self.usage = usage.clone();
+                    }
+                }
+            }
+            "content_block_start" => {
+                let block = match data.get("content_block") {
+                    Some(block @ Value::Object(_)) => block.clone(),
+                    _ => json!({}),
+                };
+                let i = index.unwrap_or(self.blocks.len() as u64) as usize;
+                if self.blocks.len() <= i {
+                    self.blocks.resize(i + 1, (json!({}), String::new()));
+                }
+                self.blocks[i] = (block, String::new());
+                let block = &self.blocks[i].0;
+                if block.get("type").and_then(Value::as_str) == Some("text") {
+                    let text = block.get("text").and_then(Value::as_str).unwrap_or("");
+                    if !text.is_empty() {
+                        let text = text.to_string();
+                        self.report(text, on_text);
+                    }
+                }
+            }
+            "content_block_delta" => {
+                let delta = data.get("delta").cloned().unwrap_or(json!({}));
+                let (block, partial_json) = self.block(index)?;
+                match delta.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => {
+                        let piece = delta.get("text").and_then(Value::as_str).unwrap_or("");
+                        let before = block["text"].as_str().unwrap_or("").to_string();
+                        let starts_block = before.is_empty();
+                        block["text"] = json!(before + piece);
+                        if !piece.is_empty() {
+                            let piece = piece.to_string();
+                            if starts_block {
+                                self.report(piece, on_text);
+                            } else {
+                                on_text(piece);
+                            }
+                        }
+                    }
+                    Some("input_json_delta") => {
+                        partial_json.push_str(
+                            delta
+                                .get("partial_json")
+                                .and_then(Value::as_str)
+                                .unwrap_or(""),
+                        );
+                    }
+                    Some("thinking_delta") => {
+                        let piece = delta.get("thinking").and_then(Value::as_str).unwrap_or("");
+                        let text = block["thinking"].as_str().unwrap_or("").to_string() + piece;
+                        block["thinking"] = json!(text);
+                    }
+                    Some("signature_delta") => {
+                        if let Some(signature) = delta.get("signature") {
+                            block["signature"] = signature.clone();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_stop" => {
+                let (block, partial_json) = self.block(index)?;
+                if block.get("type").and_then(Value::as_str) == Some("tool_use") {
+                    block["input"] = tool_input(partial_json);
+                }
+            }
+            "message_delta" => {
+                if let Some(Value::Object(delta)) = data.get("delta") {
+                    for (key, value) in delta {
+                        self.message.insert(key.clone(), value.clone());
+                    }
+                }
+                // Counts in `message_delta` are cumulative: they replace earlier ones.
+                if let Some(Value::Object(usage)) = data.get("usage") {
+                    for (key, value) in usage {
+                        if !value.is_null() {
+                            self.usage.insert(key.clone(), value.clone());
+                        }
+                    }
+                }
+            }
+            "message_stop" => self.stopped = true,
+            "error" => {
+                let message = super::retry::summarize_error_value(&data)
+                    .unwrap_or_else(|| super::retry::truncate(&event.data));
+                let error_type = data["error"]["type"].as_str().unwrap_or("");
+                return Err(match error_type {
+                    "overloaded_error" | "api_error" | "rate_limit_error" | "timeout_error" => {
+                        StreamFailure::Retryable(format!("error in the stream: {message}"))
+                    }
+                    _ => StreamFailure::Fatal(LlmError::InvalidResponse {
+                        provider: PROVIDER,
+                        message: format!("error in the stream: {message}"),
+                    }),
+                });
+            }
+            // `ping` and event types added later.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn is_complete(&self) -> bool {
+        self.stopped
+    }
+
+    fn finish(mut self) -> Result<LlmResponse, LlmError> {
+        let content: Vec<Value> = self
+            .blocks
+            .into_iter()
+            .map(|(mut block, partial_json)| {
+                // A tool block whose stop event never came still gets its input.
+                if block.get("type").and_then(Value::as_str) == Some("tool_use")
+                    && !partial_json.is_empty()
+                {
+                    block["input"] = tool_input(&partial_json);
+                }
+                block
+            })
+            .collect();
+        self.message.insert("content".into(), Value::Array(content));
+        self.message
+            .insert("usage".into(), Value::Object(self.usage));
+        AnthropicClient::parse_response(&Value::Object(self.message))
+    }
+
+    fn whole(self, body: &Value) -> Result<LlmResponse, LlmError> {
+        AnthropicClient::parse_response(body)
+    }
+}
+
+/// A tool call's input from its streamed JSON text: empty means no arguments, text that is
+/// not a JSON object is kept as `{"_raw": ...}`.
+fn tool_input(partial_json: &str) -> Value {
+    if partial_json.trim().is_empty() {
+        return json!({});
+    }
+    match serde_json::from_str::<Value>(partial_json) {
+        Ok(Value::Object(input)) => Value::Object(input),
+        _ => json!({"_raw": partial_json}),
+    }
+}
+
+fn tools(specs: &[ToolSpec], cache: bool) -> Vec<Value> {
     let last = specs.len().saturating_sub(1);
     specs
         .iter()
@@ -178,7 +429,7 @@ fn tools(specs: &[ToolSpec]) -> Vec<Value> {
                 "description": spec.description,
                 "input_schema": input_schema(&spec.parameters),
             });
-            if i == last {
+            if cache && i == last {
                 tool["cache_control"] = json!({"type": "ephemeral"});
             }
             tool
@@ -204,7 +455,7 @@ fn input_schema(parameters: &Value) -> Value {
 /// Converts the conversation to Messages API turns: consecutive turns of the same role are
 /// merged (so consecutive tool results form one user turn), and the last block of the last
 /// user turn carries a cache marker.
-fn messages(conversation: &[Message]) -> Vec<Value> {
+fn messages(conversation: &[Message], cache: bool) -> Vec<Value> {
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for message in conversation {
         let (role, blocks) = match message {
@@ -254,7 +505,11 @@ fn messages(conversation: &[Message]) -> Vec<Value> {
         }
     }
 
-    if let Some((_, blocks)) = turns.iter_mut().rev().find(|(role, _)| *role == "user") {
+    if let Some((_, blocks)) = turns
+        .iter_mut()
+        .rev()
+        .find(|(role, _)| cache && *role == "user")
+    {
         if let Some(Value::Object(block)) = blocks.last_mut() {
             block.insert("cache_control".into(), json!({"type": "ephemeral"}));
         }
@@ -275,12 +530,14 @@ fn usage(usage: Option<&Value>) -> Usage {
             .unwrap_or(0)
     };
     let cache_read = count("cache_read_input_tokens");
+    let cache_write = count("cache_creation_input_tokens");
     Usage {
         input_tokens: count("input_tokens")
             .saturating_add(cache_read)
-            .saturating_add(count("cache_creation_input_tokens")),
+            .saturating_add(cache_write),
         output_tokens: count("output_tokens"),
         cached_input_tokens: cache_read,
+        cache_write_tokens: cache_write,
     }
 }
 
@@ -306,6 +563,7 @@ mod tests {
                 },
             ],
             max_tokens: 1024,
+            cache_prompt: true,
         }
     }
 
@@ -372,6 +630,17 @@ mod tests {
     }
 
     #[test]
+    fn one_off_requests_carry_no_cache_markers() {
+        let mut req = request(vec![Message::User {
+            content: "summarise".into(),
+        }]);
+        req.cache_prompt = false;
+        let body = AnthropicClient::request_body(&req);
+        assert!(!body.to_string().contains("cache_control"), "{body}");
+        assert_eq!(body["system"][0]["text"], "You are Lucid.");
+    }
+
+    #[test]
     fn empty_system_and_no_tools_are_omitted() {
         let mut req = request(vec![Message::User {
             content: "hi".into(),
@@ -416,7 +685,8 @@ mod tests {
             Usage {
                 input_tokens: 1212,
                 output_tokens: 30,
-                cached_input_tokens: 1000
+                cached_input_tokens: 1000,
+                cache_write_tokens: 200,
             }
         );
     }

@@ -5,6 +5,13 @@
 //! synthesised ids out when the call goes back to Gemini. Thought signatures that Gemini
 //! attaches to function calls are remembered per call id and sent back with the call, as
 //! thinking models require.
+//!
+//! Streaming uses `:streamGenerateContent?alt=sse`: every `data:` event is a whole
+//! `GenerateContentResponse` holding the next parts (text in pieces; function calls whole), the
+//! last one with `finishReason` and `usageMetadata`. There is no end marker: a stream that ends
+//! without a finish reason (or a blocked prompt's `promptFeedback`) was cut. The parts are
+//! assembled into the body a non-streaming request would have returned and read by the same
+//! parser.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -14,8 +21,13 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::HeaderValue;
 use serde_json::{json, Map, Value};
 
-use super::retry::{secret_header, send_json, Endpoint, RetryPolicy};
-use super::{LlmClient, LlmError, LlmRequest, LlmResponse, Message, ToolCall, ToolSpec, Usage};
+use super::retry::{
+    secret_header, send_json, send_stream, Endpoint, RetryPolicy, StreamFailure, StreamReader,
+};
+use super::sse::SseEvent;
+use super::{
+    LlmClient, LlmError, LlmRequest, LlmResponse, Message, StreamDelta, ToolCall, ToolSpec, Usage,
+};
 
 const PROVIDER: &str = "google";
 /// Default base URL of the Gemini API.
@@ -121,6 +133,26 @@ impl GeminiClient {
         )
     }
 
+    /// The URL of `streamGenerateContent` (server-sent events) for `model`.
+    pub fn stream_url(&self, model: &str) -> String {
+        let url = self.endpoint_url(model);
+        let base = url.strip_suffix(":generateContent").unwrap_or(&url);
+        format!("{base}:streamGenerateContent?alt=sse")
+    }
+
+    fn remember(&self, signatures: Signatures) {
+        if signatures.is_empty() {
+            return;
+        }
+        let mut cache = self
+            .signatures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (call_id, signature) in signatures {
+            cache.insert(call_id, signature);
+        }
+    }
+
     /// The JSON body sent for `request`.
     pub fn request_body(&self, request: &LlmRequest) -> Value {
         let cache = self
@@ -133,15 +165,7 @@ impl GeminiClient {
     /// Reads a `generateContent` answer, remembering thought signatures of function calls.
     pub fn parse_response(&self, body: &Value) -> Result<LlmResponse, LlmError> {
         let (response, signatures) = parse_response(body)?;
-        if !signatures.is_empty() {
-            let mut cache = self
-                .signatures
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for (call_id, signature) in signatures {
-                cache.insert(call_id, signature);
-            }
-        }
+        self.remember(signatures);
         Ok(response)
     }
 }
@@ -169,6 +193,161 @@ impl LlmClient for GeminiClient {
         })
         .await?;
         self.parse_response(&answer)
+    }
+
+    async fn stream(
+        &self,
+        request: &LlmRequest,
+        on_delta: &(dyn Fn(StreamDelta) + Send + Sync),
+    ) -> Result<LlmResponse, LlmError> {
+        let body = self.request_body(request);
+        let url = self.stream_url(&request.model);
+        let endpoint = Endpoint {
+            provider: PROVIDER,
+            http: &self.http,
+            policy: &self.retry,
+            secret: Some(&self.api_key_text),
+            auth_failure: Some(is_invalid_key),
+        };
+        let (response, signatures) = send_stream(
+            &endpoint,
+            |http| {
+                http.post(&url)
+                    .header("x-goog-api-key", self.api_key.clone())
+                    .header("accept", "text/event-stream")
+                    .json(&body)
+            },
+            GeminiStream::default,
+            on_delta,
+        )
+        .await?;
+        self.remember(signatures);
+        Ok(response)
+    }
+}
+
+/// Assembles a streamed `GenerateContentResponse`.
+#[derive(Default)]
+pub struct GeminiStream {
+    parts: Vec<Value>,
+    finish_reason: Option<Value>,
+    usage: Option<Value>,
+    prompt_feedback: Option<Value>,
+}
+
+impl StreamReader for GeminiStream {
+    type Output = (LlmResponse, Signatures);
+
+    fn on_event(
+        &mut self,
+        event: SseEvent,
+        on_text: &mut dyn FnMut(String),
+    ) -> Result<(), StreamFailure> {
+        if event.data.trim().is_empty() {
+            return Ok(());
+        }
+        let chunk: Value = serde_json::from_str(&event.data).map_err(|_| {
+            StreamFailure::Fatal(LlmError::InvalidResponse {
+                provider: PROVIDER,
+                message: format!(
+                    "a stream chunk is not JSON: {}",
+                    super::retry::truncate(&event.data)
+                ),
+            })
+        })?;
+        if let Some(error) = chunk.get("error") {
+            let message = super::retry::summarize_error_value(&chunk)
+                .unwrap_or_else(|| super::retry::truncate(&error.to_string()));
+            return Err(match error.get("code").and_then(Value::as_u64) {
+                Some(code) if super::retry::is_retryable_status(code as u16) => {
+                    StreamFailure::Retryable(format!("error in the stream ({code}): {message}"))
+                }
+                _ => StreamFailure::Fatal(LlmError::InvalidResponse {
+                    provider: PROVIDER,
+                    message: format!("error in the stream: {message}"),
+                }),
+            });
+        }
+        if let Some(usage) = chunk.get("usageMetadata").filter(|u| u.is_object()) {
+            self.usage = Some(usage.clone());
+        }
+        if let Some(feedback) = chunk.get("promptFeedback").filter(|f| f.is_object()) {
+            self.prompt_feedback = Some(feedback.clone());
+        }
+        let Some(candidate) = chunk
+            .get("candidates")
+            .and_then(Value::as_array)
+            .and_then(|c| c.first())
+        else {
+            return Ok(());
+        };
+        for part in candidate["content"]["parts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let thought = part.get("thought").and_then(Value::as_bool) == Some(true);
+            if let (false, Some(text)) = (thought, part.get("text").and_then(Value::as_str)) {
+                if !text.is_empty() && part.get("functionCall").is_none() {
+                    on_text(text.to_string());
+                }
+            }
+            self.parts.push(part.clone());
+        }
+        if let Some(reason) = candidate.get("finishReason").filter(|r| !r.is_null()) {
+            self.finish_reason = Some(reason.clone());
+        }
+        Ok(())
+    }
+
+    fn is_complete(&self) -> bool {
+        self.finish_reason.is_some()
+            || self
+                .prompt_feedback
+                .as_ref()
+                .is_some_and(|f| f.get("blockReason").is_some())
+    }
+
+    fn finish(self) -> Result<(LlmResponse, Signatures), LlmError> {
+        let mut body = Map::new();
+        if !self.parts.is_empty() || self.finish_reason.is_some() {
+            let mut candidate = json!({"content": {"role": "model", "parts": self.parts}});
+            if let Some(reason) = self.finish_reason {
+                candidate["finishReason"] = reason;
+            }
+            body.insert("candidates".into(), json!([candidate]));
+        }
+        if let Some(usage) = self.usage {
+            body.insert("usageMetadata".into(), usage);
+        }
+        if let Some(feedback) = self.prompt_feedback {
+            body.insert("promptFeedback".into(), feedback);
+        }
+        parse_response(&Value::Object(body))
+    }
+
+    fn whole(self, body: &Value) -> Result<(LlmResponse, Signatures), LlmError> {
+        // `alt=sse` ignored: a JSON array of chunks, or one response.
+        match body {
+            Value::Array(chunks) => {
+                let mut reader = self;
+                for chunk in chunks {
+                    let event = SseEvent {
+                        event: None,
+                        data: chunk.to_string(),
+                    };
+                    reader.on_event(event, &mut |_| {}).map_err(|e| match e {
+                        StreamFailure::Fatal(err) => err,
+                        StreamFailure::Retryable(message) => LlmError::InvalidResponse {
+                            provider: PROVIDER,
+                            message,
+                        },
+                    })?;
+                }
+                reader.finish()
+            }
+            _ => parse_response(body),
+        }
     }
 }
 
@@ -401,7 +580,8 @@ fn describe_finish(reason: &str) -> &'static str {
     }
 }
 
-type Signatures = Vec<(String, String)>;
+/// Thought signatures of function calls, by call id.
+pub type Signatures = Vec<(String, String)>;
 
 fn parse_response(body: &Value) -> Result<(LlmResponse, Signatures), LlmError> {
     let invalid = |message: String| LlmError::InvalidResponse {
@@ -499,6 +679,7 @@ fn usage(metadata: Option<&Value>) -> Usage {
         input_tokens: count("promptTokenCount"),
         output_tokens: count("candidatesTokenCount").saturating_add(count("thoughtsTokenCount")),
         cached_input_tokens: count("cachedContentTokenCount"),
+        cache_write_tokens: 0,
     }
 }
 
@@ -607,6 +788,7 @@ mod tests {
                 parameters: json!({"type": "object", "properties": {}}),
             }],
             max_tokens: 100,
+            cache_prompt: true,
         };
         let body = c.request_body(&request);
         assert_eq!(
@@ -660,7 +842,8 @@ mod tests {
             Usage {
                 input_tokens: 900,
                 output_tokens: 50,
-                cached_input_tokens: 512
+                cached_input_tokens: 512,
+                cache_write_tokens: 0,
             }
         );
         assert_eq!(response.stop_reason.as_deref(), Some("STOP"));

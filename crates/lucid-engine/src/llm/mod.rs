@@ -3,6 +3,12 @@
 //!
 //! The agent speaks the provider-neutral types below; each client translates them to its wire
 //! format. Cancellation is by dropping the future (the HTTP request is aborted).
+//!
+//! [`LlmClient::stream`] asks for a streamed answer (server-sent events in each provider's
+//! format, see [`sse`]) and reports text as it arrives through a [`StreamDelta`] callback; the
+//! result is the same [`LlmResponse`] as [`LlmClient::complete`], assembled from the deltas
+//! (tool calls included). A stream that breaks mid-way is retried like a failed request; the
+//! callback then gets [`StreamDelta::Restart`] so partial text shown so far can be discarded.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -15,6 +21,7 @@ pub mod openai_compat;
 pub mod pricing;
 pub mod provider;
 pub mod retry;
+pub mod sse;
 
 pub use anthropic::AnthropicClient;
 pub use gemini::GeminiClient;
@@ -71,14 +78,42 @@ pub struct LlmRequest {
     pub messages: Vec<Message>,
     pub tools: Vec<ToolSpec>,
     pub max_tokens: u32,
+    /// Mark the stable prefix for prompt caching (Anthropic `cache_control`). One-off requests
+    /// (history summaries) leave it off: a cache write costs more than plain input and would
+    /// never be read.
+    pub cache_prompt: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
-    /// Input tokens served from the provider's prompt cache.
+    /// Input tokens served from the provider's prompt cache (cache reads).
     pub cached_input_tokens: u64,
+    /// Input tokens written to the provider's prompt cache (Anthropic
+    /// `cache_creation_input_tokens`; billed above the input price).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+}
+
+impl Usage {
+    /// Adds `other` to these totals.
+    pub fn add(&mut self, other: &Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+    }
+}
+
+/// What a streaming request reports while the answer is being written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamDelta {
+    /// The next piece of the assistant's text.
+    Text(String),
+    /// The stream broke and the request is being sent again: text reported so far for this
+    /// request is void (the retried answer starts from the beginning).
+    Restart { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,4 +174,18 @@ pub trait LlmClient: Send + Sync {
     /// Provider key (`anthropic`, `google`, `openai`).
     fn provider(&self) -> &'static str;
     async fn complete(&self, request: &LlmRequest) -> Result<LlmResponse, LlmError>;
+
+    /// Like [`LlmClient::complete`], streaming: text is reported through `on_delta` as it
+    /// arrives. The default implementation does not stream (one delta with the whole text).
+    async fn stream(
+        &self,
+        request: &LlmRequest,
+        on_delta: &(dyn Fn(StreamDelta) + Send + Sync),
+    ) -> Result<LlmResponse, LlmError> {
+        let response = self.complete(request).await?;
+        if let Some(text) = response.text.as_ref().filter(|t| !t.is_empty()) {
+            on_delta(StreamDelta::Text(text.clone()));
+        }
+        Ok(response)
+    }
 }

@@ -3,13 +3,25 @@
 //! Works with OpenAI itself and with compatible endpoints: LiteLLM proxy, OpenRouter, Ollama,
 //! vLLM. The key is optional (local endpoints such as Ollama need none); without a key no
 //! `Authorization` header is sent.
+//!
+//! Streaming (`"stream": true` with `stream_options.include_usage`): `data:` chunks of
+//! `chat.completion.chunk` whose `choices[0].delta` carries text (`content`) and tool calls in
+//! pieces (`tool_calls[]` by `index`: the first piece has `id` and `function.name`, later ones
+//! fragments of `function.arguments`), `finish_reason` in the last choice chunk, then a chunk
+//! with `usage` and no choices, then `data: [DONE]`. The chunks are assembled into the body a
+//! non-streaming request would have returned and read by the same parser.
 
 use async_trait::async_trait;
 use reqwest::header::HeaderValue;
 use serde_json::{json, Map, Value};
 
-use super::retry::{secret_header, send_json, Endpoint, RetryPolicy};
-use super::{LlmClient, LlmError, LlmRequest, LlmResponse, Message, ToolCall, ToolSpec, Usage};
+use super::retry::{
+    secret_header, send_json, send_stream, Endpoint, RetryPolicy, StreamFailure, StreamReader,
+};
+use super::sse::SseEvent;
+use super::{
+    LlmClient, LlmError, LlmRequest, LlmResponse, Message, StreamDelta, ToolCall, ToolSpec, Usage,
+};
 
 const PROVIDER: &str = "openai";
 /// Default base URL (the OpenAI API, including `/v1`).
@@ -192,6 +204,188 @@ impl LlmClient for OpenAiCompatClient {
         .await?;
         Self::parse_response(&answer)
     }
+
+    async fn stream(
+        &self,
+        request: &LlmRequest,
+        on_delta: &(dyn Fn(StreamDelta) + Send + Sync),
+    ) -> Result<LlmResponse, LlmError> {
+        let mut body = self.request_body(request);
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+        let url = format!("{}/chat/completions", self.base_url);
+        let endpoint = Endpoint {
+            provider: PROVIDER,
+            http: &self.http,
+            policy: &self.retry,
+            secret: self.api_key_text.as_deref(),
+            auth_failure: None,
+        };
+        send_stream(
+            &endpoint,
+            |http| {
+                let builder = http
+                    .post(&url)
+                    .header("accept", "text/event-stream")
+                    .json(&body);
+                match &self.authorization {
+                    Some(value) => builder.header("authorization", value.clone()),
+                    None => builder,
+                }
+            },
+            OpenAiStream::default,
+            on_delta,
+        )
+        .await
+    }
+}
+
+/// Assembles a streamed chat-completions answer.
+#[derive(Default)]
+pub struct OpenAiStream {
+    text: String,
+    /// Tool calls by their `index`: id, name, arguments text so far.
+    calls: Vec<(Option<String>, String, String)>,
+    finish_reason: Option<Value>,
+    usage: Option<Value>,
+    done: bool,
+}
+
+impl StreamReader for OpenAiStream {
+    type Output = LlmResponse;
+
+    fn on_event(
+        &mut self,
+        event: SseEvent,
+        on_text: &mut dyn FnMut(String),
+    ) -> Result<(), StreamFailure> {
+        let data = event.data.trim();
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let chunk: Value = serde_json::from_str(data).map_err(|_| {
+            StreamFailure::Fatal(LlmError::InvalidResponse {
+                provider: PROVIDER,
+                message: format!(
+                    "a stream chunk is not JSON: {}",
+                    super::retry::truncate(data)
+                ),
+            })
+        })?;
+        if let Some(error) = chunk.get("error") {
+            // OpenRouter and LiteLLM report upstream failures inside the stream.
+            let message = super::retry::summarize_error_value(&chunk)
+                .unwrap_or_else(|| super::retry::truncate(&error.to_string()));
+            let status = error
+                .get("code")
+                .and_then(|c| c.as_u64().or_else(|| c.as_str()?.parse().ok()));
+            return Err(match status {
+                Some(code) if super::retry::is_retryable_status(code as u16) => {
+                    StreamFailure::Retryable(format!("error in the stream ({code}): {message}"))
+                }
+                _ => StreamFailure::Fatal(LlmError::InvalidResponse {
+                    provider: PROVIDER,
+                    message: format!("error in the stream: {message}"),
+                }),
+            });
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.usage = Some(usage.clone());
+        }
+        let Some(choice) = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|c| c.first())
+        else {
+            return Ok(());
+        };
+        if let Some(reason) = choice.get("finish_reason").filter(|r| !r.is_null()) {
+            self.finish_reason = Some(reason.clone());
+        }
+        let Some(delta) = choice.get("delta") else {
+            return Ok(());
+        };
+        if let Some(piece) = delta.get("content").and_then(Value::as_str) {
+            if !piece.is_empty() {
+                self.text.push_str(piece);
+                on_text(piece.to_string());
+            }
+        }
+        for (position, call) in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let index = call
+                .get("index")
+                .and_then(Value::as_u64)
+                .unwrap_or(position as u64) as usize;
+            if index > 1024 {
+                return Err(StreamFailure::Fatal(LlmError::InvalidResponse {
+                    provider: PROVIDER,
+                    message: format!("a tool call with index {index}"),
+                }));
+            }
+            if self.calls.len() <= index {
+                self.calls
+                    .resize(index + 1, (None, String::new(), String::new()));
+            }
+            let slot = &mut self.calls[index];
+            if let Some(id) = call.get("id").and_then(Value::as_str) {
+                if !id.is_empty() {
+                    slot.0 = Some(id.to_string());
+                }
+            }
+            let function = call.get("function");
+            if let Some(name) = function.and_then(|f| f.get("name")).and_then(Value::as_str) {
+                slot.1.push_str(name);
+            }
+            match function.and_then(|f| f.get("arguments")) {
+                Some(Value::String(fragment)) => slot.2.push_str(fragment),
+                Some(Value::Object(map)) => slot.2 = Value::Object(map.clone()).to_string(),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn is_complete(&self) -> bool {
+        self.done || self.finish_reason.is_some()
+    }
+
+    fn finish(self) -> Result<LlmResponse, LlmError> {
+        let tool_calls: Vec<Value> = self
+            .calls
+            .into_iter()
+            .filter(|(_, name, _)| !name.is_empty())
+            .map(|(id, name, arguments)| {
+                json!({"id": id, "type": "function",
+                       "function": {"name": name, "arguments": arguments}})
+            })
+            .collect();
+        let mut message = json!({"role": "assistant", "content": self.text});
+        if !tool_calls.is_empty() {
+            message["tool_calls"] = Value::Array(tool_calls);
+        }
+        let mut body = json!({
+            "choices": [{"index": 0, "message": message,
+                         "finish_reason": self.finish_reason.unwrap_or(Value::Null)}],
+        });
+        if let Some(usage) = self.usage {
+            body["usage"] = usage;
+        }
+        OpenAiCompatClient::parse_response(&body)
+    }
+
+    fn whole(self, body: &Value) -> Result<LlmResponse, LlmError> {
+        OpenAiCompatClient::parse_response(body)
+    }
 }
 
 /// Arguments arrive as a JSON string; an empty string means no arguments, malformed JSON (or
@@ -291,6 +485,7 @@ fn usage(usage: Option<&Value>) -> Usage {
         input_tokens: count(usage.get("prompt_tokens")),
         output_tokens: count(usage.get("completion_tokens")),
         cached_input_tokens: cached,
+        cache_write_tokens: 0,
     }
 }
 
@@ -331,6 +526,7 @@ mod tests {
                 parameters: json!({}),
             }],
             max_tokens: 50,
+            cache_prompt: true,
         };
         assert_eq!(
             client.request_body(&request),
@@ -385,7 +581,8 @@ mod tests {
             Usage {
                 input_tokens: 2000,
                 output_tokens: 25,
-                cached_input_tokens: 1536
+                cached_input_tokens: 1536,
+                cache_write_tokens: 0,
             }
         );
     }
@@ -421,6 +618,7 @@ mod tests {
             ],
             tools: vec![],
             max_tokens: 10,
+            cache_prompt: true,
         };
         let body = client.request_body(&request);
         assert_eq!(

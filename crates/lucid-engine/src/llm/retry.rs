@@ -7,6 +7,11 @@
 //!
 //! Error messages summarise the provider's error body (`error.message` where there is one),
 //! truncated, with the API key redacted. Dropping the returned future aborts the request.
+//!
+//! Streams ([`send_stream`]) follow the same rules until the answer starts; after that, a
+//! stream that breaks (read error), ends before its terminal event, or reports a transient
+//! error inside the stream (Anthropic `overloaded_error`, an OpenRouter/Gemini error chunk with
+//! a retryable code) is retried like a failed request, with the same backoff and attempt limit.
 
 use std::time::Duration;
 
@@ -15,7 +20,8 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value;
 
-use super::LlmError;
+use super::sse::{SseEvent, SseParser};
+use super::{LlmError, StreamDelta};
 
 /// Longest provider message kept in an error.
 const MAX_MESSAGE_CHARS: usize = 300;
@@ -74,17 +80,6 @@ impl RetryPolicy {
     }
 }
 
-/// What one attempt ended with, before deciding whether to retry.
-enum Attempt {
-    Done(Value),
-    Retryable {
-        status: Option<u16>,
-        message: String,
-        retry_after: Option<Duration>,
-    },
-    Fatal(LlmError),
-}
-
 /// Provider-specific recognition of authentication failures that do not use 401/403
 /// (Gemini answers a bad key with 400 `API_KEY_INVALID`).
 pub(crate) type AuthFailureCheck = fn(status: u16, body: &Value) -> bool;
@@ -105,104 +100,332 @@ pub(crate) async fn send_json(
     endpoint: &Endpoint<'_>,
     build: impl Fn(&reqwest::Client) -> RequestBuilder,
 ) -> Result<Value, LlmError> {
-    let provider = endpoint.provider;
     let max_attempts = endpoint.policy.max_attempts.max(1);
     let mut attempt = 1;
     loop {
         let request = build(endpoint.http).timeout(endpoint.policy.attempt_timeout);
-        let outcome = run_attempt(endpoint, request).await;
-        let (status, message, retry_after) = match outcome {
+        let failure = match run_attempt(endpoint, request).await {
             Attempt::Done(value) => return Ok(value),
             Attempt::Fatal(err) => return Err(err),
-            Attempt::Retryable {
-                status,
-                message,
-                retry_after,
-            } => (status, message, retry_after),
+            Attempt::Retryable(failure) => failure,
         };
         if attempt >= max_attempts {
-            return Err(match status {
-                Some(status) => LlmError::Unavailable {
-                    provider,
-                    status,
-                    attempts: attempt,
-                    message,
-                },
-                None => LlmError::Network {
-                    provider,
-                    message: format!("{message} (after {attempt} attempts)"),
-                },
-            });
+            return Err(failure.give_up(endpoint.provider, attempt));
         }
-        let delay = endpoint.policy.delay_before_retry(attempt, retry_after);
-        tracing::warn!(
-            provider,
-            status = status.unwrap_or(0),
-            attempt,
-            delay_ms = delay.as_millis() as u64,
-            "LLM request failed, retrying: {message}"
-        );
-        tokio::time::sleep(delay).await;
+        backoff(endpoint, attempt, &failure).await;
         attempt += 1;
     }
 }
 
-async fn run_attempt(endpoint: &Endpoint<'_>, request: RequestBuilder) -> Attempt {
-    let provider = endpoint.provider;
-    let response = match request.send().await {
-        Ok(response) => response,
-        Err(err) if err.is_builder() => {
-            return Attempt::Fatal(LlmError::Network {
+/// Reads one provider's stream of server-sent events into a complete answer.
+pub(crate) trait StreamReader: Send {
+    type Output;
+    /// Handles the next event; text for the user goes to `on_text` as it arrives.
+    fn on_event(
+        &mut self,
+        event: SseEvent,
+        on_text: &mut dyn FnMut(String),
+    ) -> Result<(), StreamFailure>;
+    /// Whether the stream's terminal event was seen (a stream that ends before is cut).
+    fn is_complete(&self) -> bool;
+    /// The answer assembled from the events.
+    fn finish(self) -> Result<Self::Output, LlmError>;
+    /// The answer when the server replied with a whole JSON body instead of a stream.
+    fn whole(self, body: &Value) -> Result<Self::Output, LlmError>;
+}
+
+/// Why a stream could not be read to its end.
+#[derive(Debug)]
+pub(crate) enum StreamFailure {
+    /// A transient failure reported inside the stream (e.g. Anthropic's `overloaded_error`):
+    /// the request is sent again.
+    Retryable(String),
+    Fatal(LlmError),
+}
+
+/// Sends the streaming request built by `build` (called once per attempt) and reads its
+/// events with a fresh reader from `new_reader` per attempt. Text goes to `on_delta` as it
+/// arrives. Failures before the stream starts follow the rules of [`send_json`]; a stream that
+/// breaks or ends early, or reports a transient error, is retried the same way (after
+/// [`StreamDelta::Restart`] when text of the broken attempt was already reported).
+pub(crate) async fn send_stream<R: StreamReader>(
+    endpoint: &Endpoint<'_>,
+    build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    new_reader: impl Fn() -> R,
+    on_delta: &(dyn Fn(StreamDelta) + Send + Sync),
+) -> Result<R::Output, LlmError> {
+    let max_attempts = endpoint.policy.max_attempts.max(1);
+    let mut attempt = 1;
+    loop {
+        let request = build(endpoint.http).timeout(endpoint.policy.attempt_timeout);
+        let mut reported = false;
+        let outcome = run_stream_attempt(endpoint, request, new_reader(), &mut |text| {
+            reported = true;
+            on_delta(StreamDelta::Text(text));
+        })
+        .await;
+        let failure = match outcome {
+            Attempt::Done(output) => return Ok(output),
+            Attempt::Fatal(err) => return Err(err),
+            Attempt::Retryable(failure) => failure,
+        };
+        if attempt >= max_attempts {
+            return Err(failure.give_up(endpoint.provider, attempt));
+        }
+        if reported {
+            on_delta(StreamDelta::Restart {
+                reason: failure.message.clone(),
+            });
+        }
+        backoff(endpoint, attempt, &failure).await;
+        attempt += 1;
+    }
+}
+
+/// A failed attempt that may be retried.
+struct Failure {
+    status: Option<u16>,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn network(message: String) -> Self {
+        Failure {
+            status: None,
+            message,
+            retry_after: None,
+        }
+    }
+
+    /// The error after the last attempt.
+    fn give_up(self, provider: &'static str, attempts: u32) -> LlmError {
+        match self.status {
+            Some(status) => LlmError::Unavailable {
                 provider,
-                message: redact(&describe_reqwest_error(err), endpoint.secret),
-            })
+                status,
+                attempts,
+                message: self.message,
+            },
+            None => LlmError::Network {
+                provider,
+                message: format!("{} (after {attempts} attempts)", self.message),
+            },
         }
-        Err(err) => {
-            return Attempt::Retryable {
-                status: None,
-                message: redact(&describe_reqwest_error(err), endpoint.secret),
-                retry_after: None,
-            }
-        }
+    }
+}
+
+async fn backoff(endpoint: &Endpoint<'_>, attempt: u32, failure: &Failure) {
+    let delay = endpoint
+        .policy
+        .delay_before_retry(attempt, failure.retry_after);
+    tracing::warn!(
+        provider = endpoint.provider,
+        status = failure.status.unwrap_or(0),
+        attempt,
+        delay_ms = delay.as_millis() as u64,
+        "LLM request failed, retrying: {}",
+        failure.message
+    );
+    tokio::time::sleep(delay).await;
+}
+
+/// What one attempt ended with, before deciding whether to retry.
+enum Attempt<T> {
+    Done(T),
+    Retryable(Failure),
+    Fatal(LlmError),
+}
+
+/// Sends the request; an answer (any status) or what went wrong before it.
+async fn send(
+    endpoint: &Endpoint<'_>,
+    request: RequestBuilder,
+) -> Result<reqwest::Response, Attempt<std::convert::Infallible>> {
+    match request.send().await {
+        Ok(response) => Ok(response),
+        Err(err) if err.is_builder() => Err(Attempt::Fatal(LlmError::Network {
+            provider: endpoint.provider,
+            message: redact(&describe_reqwest_error(err), endpoint.secret),
+        })),
+        Err(err) => Err(Attempt::Retryable(Failure::network(redact(
+            &describe_reqwest_error(err),
+            endpoint.secret,
+        )))),
+    }
+}
+
+fn widen<T>(attempt: Attempt<std::convert::Infallible>) -> Attempt<T> {
+    match attempt {
+        Attempt::Done(never) => match never {},
+        Attempt::Retryable(failure) => Attempt::Retryable(failure),
+        Attempt::Fatal(err) => Attempt::Fatal(err),
+    }
+}
+
+/// Reads a whole body; a read error is a retryable cut.
+async fn read_body(
+    endpoint: &Endpoint<'_>,
+    response: reqwest::Response,
+) -> Result<bytes::Bytes, Failure> {
+    response.bytes().await.map_err(|err| {
+        Failure::network(redact(
+            &format!(
+                "the answer was cut off: {}",
+                describe_reqwest_error(err.without_url())
+            ),
+            endpoint.secret,
+        ))
+    })
+}
+
+async fn run_attempt(endpoint: &Endpoint<'_>, request: RequestBuilder) -> Attempt<Value> {
+    let response = match send(endpoint, request).await {
+        Ok(response) => response,
+        Err(failed) => return widen(failed),
     };
     let status = response.status();
     let retry_after = retry_after(response.headers());
-    let body = match response.bytes().await {
+    let body = match read_body(endpoint, response).await {
         Ok(body) => body,
-        Err(err) => {
-            return Attempt::Retryable {
-                status: None,
-                message: redact(
-                    &format!(
-                        "the answer was cut off: {}",
-                        describe_reqwest_error(err.without_url())
-                    ),
-                    endpoint.secret,
-                ),
-                retry_after: None,
-            }
-        }
+        Err(failure) => return Attempt::Retryable(failure),
     };
-
     if status.is_success() {
-        return match serde_json::from_slice::<Value>(&body) {
+        return match parse_json(endpoint, &body) {
             Ok(value) => Attempt::Done(value),
-            Err(err) => Attempt::Fatal(LlmError::InvalidResponse {
-                provider,
-                message: format!(
-                    "the body is not JSON ({err}): {}",
-                    summarize_raw(&body, endpoint.secret)
-                ),
-            }),
+            Err(err) => Attempt::Fatal(err),
         };
     }
+    classify_failure(endpoint, status, retry_after, &body)
+}
 
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+fn parse_json(endpoint: &Endpoint<'_>, body: &[u8]) -> Result<Value, LlmError> {
+    serde_json::from_slice::<Value>(body).map_err(|err| LlmError::InvalidResponse {
+        provider: endpoint.provider,
+        message: format!(
+            "the body is not JSON ({err}): {}",
+            summarize_raw(body, endpoint.secret)
+        ),
+    })
+}
+
+async fn run_stream_attempt<R: StreamReader>(
+    endpoint: &Endpoint<'_>,
+    request: RequestBuilder,
+    mut reader: R,
+    on_text: &mut (dyn FnMut(String) + Send),
+) -> Attempt<R::Output> {
+    let mut response = match send(endpoint, request).await {
+        Ok(response) => response,
+        Err(failed) => return widen(failed),
+    };
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    if !status.is_success() {
+        return match read_body(endpoint, response).await {
+            Ok(body) => classify_failure(endpoint, status, retry_after, &body),
+            Err(failure) => Attempt::Retryable(failure),
+        };
+    }
+    let is_event_stream = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if !is_event_stream {
+        // A server that ignores `stream: true` answers with the whole message.
+        let body = match read_body(endpoint, response).await {
+            Ok(body) => body,
+            Err(failure) => return Attempt::Retryable(failure),
+        };
+        if let Ok(value) = serde_json::from_slice::<Value>(&body) {
+            return match reader.whole(&value) {
+                Ok(output) => Attempt::Done(output),
+                Err(err) => Attempt::Fatal(err),
+            };
+        }
+        let mut parser = SseParser::new();
+        let mut events = parser.push(&body);
+        events.extend(parser.push(b"\n\n"));
+        for event in events {
+            if let Some(failed) = feed(&mut reader, event, on_text) {
+                return failed;
+            }
+        }
+    } else {
+        let mut parser = SseParser::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(bytes)) => {
+                    for event in parser.push(&bytes) {
+                        if let Some(failed) = feed(&mut reader, event, on_text) {
+                            return failed;
+                        }
+                    }
+                }
+                Ok(None) => {
+                    // A last event without its blank line still counts.
+                    for event in parser.push(b"\n\n") {
+                        if let Some(failed) = feed(&mut reader, event, on_text) {
+                            return failed;
+                        }
+                    }
+                    break;
+                }
+                // Gemini has no end marker: a break after the finish reason loses nothing.
+                Err(_) if reader.is_complete() => break,
+                Err(err) => {
+                    return Attempt::Retryable(Failure::network(redact(
+                        &format!(
+                            "the stream was cut off: {}",
+                            describe_reqwest_error(err.without_url())
+                        ),
+                        endpoint.secret,
+                    )))
+                }
+            }
+        }
+    }
+    if !reader.is_complete() {
+        return Attempt::Retryable(Failure::network(
+            "the stream ended before the answer was complete".to_string(),
+        ));
+    }
+    match reader.finish() {
+        Ok(output) => Attempt::Done(output),
+        Err(err) => Attempt::Fatal(err),
+    }
+}
+
+/// Passes one event to the reader; `Some` when the attempt ends with a failure.
+fn feed<R: StreamReader>(
+    reader: &mut R,
+    event: SseEvent,
+    on_text: &mut (dyn FnMut(String) + Send),
+) -> Option<Attempt<R::Output>> {
+    match reader.on_event(event, on_text) {
+        Ok(()) => None,
+        Err(StreamFailure::Retryable(message)) => {
+            Some(Attempt::Retryable(Failure::network(message)))
+        }
+        Err(StreamFailure::Fatal(err)) => Some(Attempt::Fatal(err)),
+    }
+}
+
+/// An unsuccessful status: authentication failure, retryable, or a request error.
+fn classify_failure<T>(
+    endpoint: &Endpoint<'_>,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Attempt<T> {
+    let provider = endpoint.provider;
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let message = match &parsed {
         Some(value) => summarize_error_value(value)
             .map(|m| redact(&truncate(&m), endpoint.secret))
-            .unwrap_or_else(|| summarize_raw(&body, endpoint.secret)),
-        None => summarize_raw(&body, endpoint.secret),
+            .unwrap_or_else(|| summarize_raw(body, endpoint.secret)),
+        None => summarize_raw(body, endpoint.secret),
     };
     let code = status.as_u16();
     let auth_failure = endpoint
@@ -217,11 +440,11 @@ async fn run_attempt(endpoint: &Endpoint<'_>, request: RequestBuilder) -> Attemp
             message,
         })
     } else if is_retryable_status(code) {
-        Attempt::Retryable {
+        Attempt::Retryable(Failure {
             status: Some(code),
             message,
             retry_after,
-        }
+        })
     } else if status.is_client_error() {
         Attempt::Fatal(LlmError::BadRequest {
             provider,

@@ -17,17 +17,24 @@
 //! Memory: the tail keeps only events that some live subscriber has not read yet, within a
 //! count and size budget. An idle session, or one nobody follows, holds none; a subscriber
 //! that falls further behind than the budget continues from the store.
+//!
+//! Transient events (partial assistant text, see [`crate::events::TransientEvent`]) bypass
+//! the store: [`EventLog::publish_transient`] stamps them with the last assigned seq and sends
+//! them on a bounded broadcast channel. A [`LiveStream`] merges them into the stored stream at
+//! their position (after the stored event they follow), drops them once it has moved past that
+//! position, and loses them, never stored events, when it falls too far behind.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Mutex, Notify};
+use tokio::sync::{broadcast, mpsc, watch, Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::User;
 use crate::error::{EngineError, EngineResult};
-use crate::events::{Event, EventKind};
+use crate::events::{Event, EventKind, TransientEvent, TransientKind};
 use crate::store::{Store, StoreError};
 
 /// The last word of a session whose chat was deleted underneath it.
@@ -47,6 +54,10 @@ const RECENT_CAPACITY: usize = 4096;
 const RECENT_MAX_BYTES: usize = 2 * 1024 * 1024;
 /// Events a subscriber takes at once, from memory or from the store.
 const REPLAY_PAGE: u32 = 1000;
+/// Transient events buffered for live streams (a stream further behind loses the oldest).
+const TRANSIENT_CAPACITY: usize = 1024;
+/// Transient events a live stream holds back until it reaches their position, at most.
+const HELD_TRANSIENT_MAX: usize = 4096;
 
 struct Tail {
     /// Highest persisted seq.
@@ -130,6 +141,10 @@ pub struct EventLog {
     drained: Notify,
     /// Cancelled when the chat turned out to be deleted (see the module documentation).
     chat_gone: CancellationToken,
+    /// Live-only events (never stored).
+    transient: broadcast::Sender<TransientEvent>,
+    /// Highest seq assigned so far (what transient events are positioned after).
+    assigned: AtomicU64,
 }
 
 struct Producer {
@@ -160,6 +175,8 @@ impl EventLog {
             wake: watch::Sender::new(last),
             drained: Notify::new(),
             chat_gone: CancellationToken::new(),
+            transient: broadcast::Sender::new(TRANSIENT_CAPACITY),
+            assigned: AtomicU64::new(last),
         });
         tokio::spawn(writer(Arc::clone(&log), rx));
         Ok(log)
@@ -186,6 +203,8 @@ impl EventLog {
             wake: watch::Sender::new(last),
             drained: Notify::new(),
             chat_gone: CancellationToken::new(),
+            transient: broadcast::Sender::new(TRANSIENT_CAPACITY),
+            assigned: AtomicU64::new(last),
         }))
     }
 
@@ -222,7 +241,20 @@ impl EventLog {
             .await
             .map_err(|_| EngineError::internal("event log writer stopped"))?;
         producer.next_seq += 1;
+        self.assigned.store(seq, Ordering::SeqCst);
         Ok(seq)
+    }
+
+    /// Publishes a live-only event to the current live streams: not stored, not replayed,
+    /// positioned after the last event emitted so far. Never waits.
+    pub fn publish_transient(&self, kind: TransientKind) {
+        let after_seq = self.assigned.load(Ordering::SeqCst);
+        // No receiver is not an error: nobody is watching.
+        let _ = self.transient.send(TransientEvent::new(
+            self.session_id.clone(),
+            after_seq,
+            kind,
+        ));
     }
 
     /// Highest seq assigned so far (persisted or not).
@@ -277,6 +309,7 @@ impl EventLog {
             wake: self.wake.subscribe(),
             last_seq: since,
             pending: Vec::new().into_iter(),
+            transient: Some(self.transient.subscribe()),
         }
     }
 
@@ -428,6 +461,7 @@ fn approx_size(event: &Event) -> usize {
         } => call_id.len() + command.len() + path.len() + output.len(),
         EventKind::Finish { call_id, message } => call_id.len() + message.len(),
         EventKind::Usage(usage) => usage.model.len(),
+        EventKind::Condensation { summary, .. } => summary.len(),
     };
     std::mem::size_of::<Event>() + event.session_id.len() + strings
 }
@@ -497,6 +531,8 @@ pub struct EventStream {
     /// Events read but not yet returned; its buffer is released as soon as it is drained,
     /// so an idle subscriber holds no copies.
     pending: std::vec::IntoIter<Event>,
+    /// Transient events since subscribing (taken by [`EventStream::live`]).
+    transient: Option<broadcast::Receiver<TransientEvent>>,
 }
 
 impl EventStream {
@@ -546,6 +582,93 @@ impl EventStream {
     /// Seq of the last event returned.
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+
+    /// This stream with the log's transient events merged in (see [`LiveStream`]).
+    pub fn live(mut self) -> LiveStream {
+        let transient = self.transient.take();
+        LiveStream {
+            events: self,
+            transient,
+            held: VecDeque::new(),
+        }
+    }
+}
+
+/// What a [`LiveStream`] yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveItem {
+    Stored(Event),
+    Transient(TransientEvent),
+}
+
+/// A session's stored events (exactly as [`EventStream`] yields them) with its transient
+/// events in between: a transient event comes right after the stored event it follows
+/// (`after_seq`) and before the next one; one whose position the stream has already passed
+/// is dropped (the stored event that completes it has been delivered).
+pub struct LiveStream {
+    events: EventStream,
+    transient: Option<broadcast::Receiver<TransientEvent>>,
+    /// Transient events received before the stream reached their position.
+    held: VecDeque<TransientEvent>,
+}
+
+enum Woken {
+    Transient(Result<TransientEvent, broadcast::error::RecvError>),
+    Stored(EngineResult<Option<Event>>),
+}
+
+impl LiveStream {
+    /// The next item, or `None` once the log is closed and every stored event was delivered.
+    /// Cancel-safe.
+    pub async fn next(&mut self) -> EngineResult<Option<LiveItem>> {
+        loop {
+            let position = self.events.last_seq();
+            while let Some(front) = self.held.front() {
+                if front.after_seq < position {
+                    self.held.pop_front();
+                    continue;
+                }
+                if front.after_seq == position {
+                    return Ok(self.held.pop_front().map(LiveItem::Transient));
+                }
+                break;
+            }
+            let Some(transient) = self.transient.as_mut() else {
+                return Ok(self.events.next().await?.map(LiveItem::Stored));
+            };
+            // Transient events first: one that precedes the next stored event is always
+            // already in the channel when that stored event is published.
+            let woken = tokio::select! {
+                biased;
+                t = transient.recv() => Woken::Transient(t),
+                e = self.events.next() => Woken::Stored(e),
+            };
+            match woken {
+                Woken::Stored(event) => return Ok(event?.map(LiveItem::Stored)),
+                Woken::Transient(Ok(event)) => {
+                    if self.held.len() >= HELD_TRANSIENT_MAX {
+                        self.held.pop_front();
+                    }
+                    self.held.push_back(event);
+                }
+                Woken::Transient(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                    tracing::debug!(
+                        session = %self.events.log.session_id,
+                        missed,
+                        "live stream fell behind; partial text skipped"
+                    );
+                }
+                Woken::Transient(Err(broadcast::error::RecvError::Closed)) => {
+                    self.transient = None;
+                }
+            }
+        }
+    }
+
+    /// Seq of the last stored event returned.
+    pub fn last_seq(&self) -> u64 {
+        self.events.last_seq()
     }
 }
 

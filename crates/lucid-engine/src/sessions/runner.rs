@@ -206,6 +206,8 @@ async fn prepare(
         AgentLimits {
             max_iterations: deps.config.max_iterations,
             turn_timeout: deps.config.conversation_timeout,
+            cost_budget_usd: deps.config.session_budget_usd,
+            context_window: deps.config.context_window,
             ..AgentLimits::default()
         },
     ))
@@ -374,9 +376,7 @@ async fn run_turn(
             )
             .await
         }
-        TurnOutcome::BudgetExceeded => {
-            fail(session, "The agent reached its token budget.".into()).await
-        }
+        TurnOutcome::BudgetExceeded(message) => fail(session, message).await,
         TurnOutcome::Failed(message) => fail(session, message).await,
     }
 }

@@ -1,6 +1,6 @@
 //! `lucid run "task"`: one session in the terminal with live progress. Ctrl-C (or SIGTERM)
 //! stops the agent cleanly (the sandbox is removed); the exit code says whether the task
-//! succeeded; the history stays in the store.
+//! succeeded; the history stays in the store. The model's text is printed as it is written.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use lucid_engine::engine::LOCAL_USER_ID;
-use lucid_engine::events::{Event, EventKind, SessionStatus};
+use lucid_engine::events::{Event, EventKind, SessionStatus, TransientEvent, TransientKind};
+use lucid_engine::sessions::event_log::LiveItem;
 use lucid_engine::sessions::StartSession;
 use lucid_engine::{Config, Engine, User};
 
@@ -57,15 +58,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         )
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
-    let mut attachment = engine
+    let attachment = engine
         .sessions()
         .attach(&user, &started.session_id, 0)
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
+    let guard = attachment.guard;
+    let mut events = attachment.events.live();
 
     let mut printer = Printer {
         start: Instant::now(),
         full: args.full_output,
+        streaming: None,
+        streamed: None,
     };
     eprintln!("session {} (chat {})", started.session_id, started.chat_id);
     let mut stopping = false;
@@ -75,8 +80,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
-            event = attachment.events.next() => match event {
-                Ok(Some(event)) => {
+            event = events.next() => match event {
+                Ok(Some(LiveItem::Transient(partial))) => printer.print_partial(&partial),
+                Ok(Some(LiveItem::Stored(event))) => {
                     printer.print(&event);
                     if let EventKind::Status { status, .. } = &event.kind {
                         match status {
@@ -102,7 +108,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
     }
     // Release the sandbox; the history stays in the store.
-    drop(attachment);
+    drop(events);
+    drop(guard);
     let _ = engine.sessions().destroy(&user, &started.session_id).await;
     engine.shutdown().await;
     let elapsed = printer.start.elapsed();
@@ -122,12 +129,53 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
 struct Printer {
     start: Instant,
     full: bool,
+    /// The assistant text printed so far while it streams (its line is still open).
+    streaming: Option<String>,
+    /// Streamed text already printed whole, waiting for its stored message (which is then
+    /// not printed again).
+    streamed: Option<String>,
 }
 
 impl Printer {
+    /// Prints a piece of the assistant's text as it arrives, on one open line.
+    fn print_partial(&mut self, partial: &TransientEvent) {
+        let mut out = std::io::stdout().lock();
+        match &partial.kind {
+            TransientKind::AssistantDelta { text } => {
+                if self.streaming.is_none() {
+                    let t = fmt_elapsed(self.start.elapsed());
+                    let _ = write!(out, "[{t}] lucid: ");
+                }
+                let _ = write!(out, "{text}");
+                self.streaming
+                    .get_or_insert_with(String::new)
+                    .push_str(text);
+            }
+            TransientKind::AssistantRestart { reason } => {
+                self.streamed = None;
+                if self.streaming.take().is_some() {
+                    let _ = writeln!(out);
+                }
+                let _ = writeln!(out, "    [answer interrupted, asking again: {reason}]");
+            }
+        }
+        let _ = out.flush();
+    }
+
     fn print(&mut self, event: &Event) {
         let t = fmt_elapsed(self.start.elapsed());
         let mut out = std::io::stdout().lock();
+        if let Some(streamed) = self.streaming.take() {
+            let _ = writeln!(out);
+            self.streamed = Some(streamed);
+        }
+        if let EventKind::AssistantMessage { content } = &event.kind {
+            // The whole message was already shown as it streamed.
+            if self.streamed.take().as_deref() == Some(content.as_str()) {
+                let _ = out.flush();
+                return;
+            }
+        }
         let _ = match &event.kind {
             EventKind::Status { status, message } => {
                 writeln!(out, "[{t}] [{}] {message}", status.as_str())
@@ -179,6 +227,16 @@ impl Printer {
                 )
             }
             EventKind::Progress { message } => writeln!(out, "[{t}] {message}"),
+            EventKind::Condensation {
+                condensed_messages,
+                tokens_before,
+                tokens_after,
+                ..
+            } => writeln!(
+                out,
+                "[{t}] (context condensed: {condensed_messages} earlier messages summarised, \
+                 ~{tokens_before} → ~{tokens_after} tokens)"
+            ),
             EventKind::Error { message } => writeln!(out, "[{t}] error: {message}"),
         };
         let _ = out.flush();
