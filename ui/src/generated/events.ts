@@ -5,6 +5,10 @@ export type SessionStatus = "initializing" | "ready" | "running" | "completed" |
 
 export type UsageReport = { model: string, inputTokens: number, outputTokens: number, cachedInputTokens: number, totalInputTokens: number, totalOutputTokens: number, totalCachedInputTokens: number, 
 /**
+ * Input tokens of this step written to the prompt cache (Anthropic cache writes).
+ */
+cacheWriteInputTokens: number, totalCacheWriteInputTokens: number, 
+/**
  * Estimated cost in USD for the session so far, when the model's price is known.
  */
 totalCostUsd: number | null, };
@@ -35,4 +39,12 @@ total_bytes: number, timed_out: boolean, interrupted: boolean, } | { "kind": "fi
 /**
  * What the edit changes (for diffs); absent for `view`/`undo_edit` and older events.
  */
-edit?: FileEditArgs, } | { "kind": "file_edit_result", call_id: string, command: string, path: string, output: string, ok: boolean, } | { "kind": "finish", call_id: string, message: string, } | { "kind": "usage" } & UsageReport | { "kind": "progress", message: string, } | { "kind": "error", message: string, };
+edit?: FileEditArgs, } | { "kind": "file_edit_result", call_id: string, command: string, path: string, output: string, ok: boolean, } | { "kind": "finish", call_id: string, message: string, } | { "kind": "usage" } & UsageReport | { "kind": "condensation", summary: string, 
+/**
+ * Messages the summary replaced.
+ */
+condensed_messages: number, 
+/**
+ * Estimated prompt tokens before and after.
+ */
+tokens_before: number, tokens_after: number, } | { "kind": "progress", message: string, } | { "kind": "error", message: string, };

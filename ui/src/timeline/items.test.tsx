@@ -127,11 +127,22 @@ describe('timeline items', () => {
 
   it('takes usage into the summary, not the list', () => {
     const model = renderAll([
-      ev({ kind: 'usage', model: 'm', inputTokens: 10, outputTokens: 2, cachedInputTokens: 0, totalInputTokens: 110, totalOutputTokens: 22, totalCachedInputTokens: 5, totalCostUsd: 0.0123 }),
+      ev({ kind: 'usage', model: 'm', inputTokens: 10, outputTokens: 2, cachedInputTokens: 0, cacheWriteInputTokens: 0, totalInputTokens: 110, totalOutputTokens: 22, totalCachedInputTokens: 5, totalCacheWriteInputTokens: 0, totalCostUsd: 0.0123 }),
     ]);
     expect(model.items).toHaveLength(0);
     expect(model.summary.usage?.totalInputTokens).toBe(110);
     expect(model.summary.usage?.totalCostUsd).toBe(0.0123);
+  });
+
+  it('shows a condensation as a collapsed summary', () => {
+    const model = renderAll([
+      ev({ kind: 'condensation', summary: 'The agent **installed** the deps.', condensed_messages: 12, tokens_before: 30000, tokens_after: 9000 }),
+    ]);
+    expect(model.items).toHaveLength(1);
+    const item = screen.getByTestId('condensation');
+    expect(item.tagName).toBe('DETAILS');
+    expect(item.textContent).toContain('summarised');
+    expect(item.querySelector('strong')?.textContent).toBe('installed');
   });
 
   it('ignores events it already has', () => {

@@ -174,6 +174,13 @@ export const TimelineItem = memo(function TimelineItem({ item }: { item: Item })
           {item.message}
         </div>
       );
+    case 'condensation':
+      return (
+        <details className="item thought condensation" data-testid="condensation">
+          <summary>Earlier steps were summarised to fit the model's context</summary>
+          <Markdown text={item.summary} />
+        </details>
+      );
     case 'error': {
       const hint = errorHint(item.message);
       return (

@@ -31,6 +31,7 @@ export type Item =
   | { key: string; type: 'finish'; seq: number; message: string }
   | { key: string; type: 'status'; seq: number; status: SessionStatus; message: string }
   | { key: string; type: 'progress'; seq: number; message: string }
+  | { key: string; type: 'condensation'; seq: number; summary: string }
   | { key: string; type: 'error'; seq: number; message: string };
 
 export interface Summary {
@@ -148,6 +149,9 @@ export class TimelineModel {
         }
         case 'progress':
           items.push({ key, type: 'progress', seq: e.seq, message: d.message });
+          break;
+        case 'condensation':
+          items.push({ key, type: 'condensation', seq: e.seq, summary: d.summary });
           break;
         case 'error':
           items.push({ key, type: 'error', seq: e.seq, message: d.message });
