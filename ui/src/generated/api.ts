@@ -203,6 +203,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sessions/{session_id}/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Queues a follow-up: it runs after the current step. At most
+         *     `MAX_QUEUED_FOLLOW_UPS` may wait; beyond that the answer is 429.
+         */
+        post: operations["post_api_v1_sessions_session_id_messages"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/status": {
         parameters: {
             query?: never;
@@ -366,6 +386,10 @@ export interface components {
             tree: components["schemas"]["FileNode"][];
             /** @description True when a depth or entry limit left part of the workspace out. */
             truncated: boolean;
+        };
+        /** @description A follow-up message for a running session. */
+        FollowUp: {
+            content: string;
         };
         /** @description One stored integration as listed (never with its token). */
         IntegrationInfo: {
@@ -1004,6 +1028,49 @@ export interface operations {
                 content?: never;
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    post_api_v1_sessions_session_id_messages: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FollowUp"];
+            };
+        };
+        responses: {
+            /** @description `{status: queued, sessionId}` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Too many follow-ups are waiting */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
