@@ -21,7 +21,12 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("manifest dir"));
     let dist = manifest.join("../../ui/dist");
     println!("cargo:rerun-if-changed=../../ui/dist");
-    let dir = if dist.join("index.html").is_file() {
+    // Only a real Vite build counts: its index.html loads content-hashed files from
+    // /ui/assets/ (another build script may leave a bare placeholder index.html there).
+    let built = std::fs::read_to_string(dist.join("index.html"))
+        .map(|html| html.contains("/ui/assets/"))
+        .unwrap_or(false);
+    let dir = if built {
         println!("cargo:rustc-env=LUCID_UI_BUILT=1");
         dist.canonicalize().expect("canonical ui/dist")
     } else {
