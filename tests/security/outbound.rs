@@ -15,7 +15,7 @@ use lucid_engine::{Config, ErrorKind, User};
 use lucid_testkit::forge::FakeGitlab;
 use lucid_testkit::git_server::GitServer;
 
-const TOKEN: &str = "glpat-fake-SecurityOutbound-0123456789";
+const TOKEN: &str = "fake-gitlab-token-security-outbound-0000";
 
 fn supabase_config(data_dir: &std::path::Path, allowed: Option<&str>) -> Config {
     let mut vars: HashMap<String, String> = HashMap::from([
