@@ -211,6 +211,15 @@ impl Engine {
         // What a crashed previous run left is only recognisable when no other engine (a
         // `lucid serve` beside a `lucid run`) is using this data directory right now.
         if alone {
+            let interrupted = crate::sessions::status::recover_after_restart(store.as_ref())
+                .await
+                .map_err(EngineError::from)?;
+            if interrupted > 0 {
+                tracing::info!(
+                    count = interrupted,
+                    "marked sessions of a previous run interrupted"
+                );
+            }
             let stale = store.deactivate_all_chats().await?;
             if stale > 0 {
                 tracing::info!(count = stale, "marked sessions of a previous run inactive");

@@ -35,6 +35,9 @@ pub enum SessionStatus {
     Stopping,
     Stopped,
     Failed,
+    /// The engine stopped (crash, kill, quit) while the session was working; a follow-up
+    /// continues it.
+    Interrupted,
 }
 
 impl SessionStatus {
@@ -47,6 +50,7 @@ impl SessionStatus {
             Self::Stopping => "stopping",
             Self::Stopped => "stopped",
             Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
         }
     }
 }
@@ -202,6 +206,14 @@ pub enum EventKind {
         tokens_before: u64,
         tokens_after: u64,
     },
+    /// A message exactly as it entered the model's conversation (the task and follow-ups, the
+    /// model's answers with their tool calls, the tool results as the model got them). With
+    /// [`EventKind::Condensation`] these rebuild the conversation when a session is continued
+    /// (see [`crate::agent::resume`]).
+    ModelMessage {
+        #[ts(type = "unknown")]
+        message: crate::llm::Message,
+    },
     /// Progress of sandbox preparation (image pull, clone).
     Progress {
         message: String,
@@ -290,7 +302,8 @@ impl Event {
             EventKind::Status { .. }
             | EventKind::Usage(_)
             | EventKind::Progress { .. }
-            | EventKind::Condensation { .. } => "state",
+            | EventKind::Condensation { .. }
+            | EventKind::ModelMessage { .. } => "state",
             EventKind::UserMessage { .. }
             | EventKind::AssistantMessage { .. }
             | EventKind::Thought { .. }
@@ -327,6 +340,7 @@ impl Event {
             EventKind::Finish { .. } => "AgentFinishAction",
             EventKind::Usage(_) => "UsageUpdate",
             EventKind::Condensation { .. } => "CondensationObservation",
+            EventKind::ModelMessage { .. } => "ModelMessage",
             EventKind::Progress { .. } => "ProgressUpdate",
             EventKind::Error { .. } => "AgentErrorEvent",
         }
@@ -339,7 +353,8 @@ impl Event {
             EventKind::Status { .. }
             | EventKind::Usage(_)
             | EventKind::Progress { .. }
-            | EventKind::Condensation { .. } => "system",
+            | EventKind::Condensation { .. }
+            | EventKind::ModelMessage { .. } => "system",
             _ => "assistant",
         }
     }
@@ -369,6 +384,8 @@ impl Event {
             EventKind::Progress { message } => message.clone(),
             EventKind::Error { message } => message.clone(),
             EventKind::Condensation { summary, .. } => summary.clone(),
+            // The conversation record is not for display; its detail carries the message.
+            EventKind::ModelMessage { .. } => String::new(),
         }
     }
 

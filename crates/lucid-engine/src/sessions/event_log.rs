@@ -462,6 +462,7 @@ fn approx_size(event: &Event) -> usize {
         EventKind::Finish { call_id, message } => call_id.len() + message.len(),
         EventKind::Usage(usage) => usage.model.len(),
         EventKind::Condensation { summary, .. } => summary.len(),
+        EventKind::ModelMessage { message } => crate::agent::context::message_chars(message),
     };
     std::mem::size_of::<Event>() + event.session_id.len() + strings
 }
@@ -965,6 +966,9 @@ mod tests {
         }
         async fn deactivate_all_chats(&self) -> StoreResult<u64> {
             self.inner.deactivate_all_chats().await
+        }
+        async fn active_chats(&self) -> StoreResult<Vec<ChatSession>> {
+            self.inner.active_chats().await
         }
         async fn append_events(&self, u: &User, c: &str, e: &[Event]) -> StoreResult<()> {
             if self.down.load(std::sync::atomic::Ordering::SeqCst) {

@@ -134,6 +134,11 @@ pub trait Store: Send + Sync {
     async fn set_chat_active(&self, user: &User, chat_id: &str, active: bool) -> StoreResult<()>;
     /// Marks every active chat inactive (startup after a crash). Returns how many changed.
     async fn deactivate_all_chats(&self) -> StoreResult<u64>;
+    /// Every user's chats marked active (`is_active`), oldest first: at startup, before
+    /// [`Store::deactivate_all_chats`], the sessions a previous run left live (a chat is active
+    /// while its session is live). System-level like `deactivate_all_chats`: not scoped to one
+    /// user; `user_id` must be filled in.
+    async fn active_chats(&self) -> StoreResult<Vec<ChatSession>>;
 
     // ---- event log ----
     /// Appends events to a chat's log in one transaction. Idempotent per `(chat, seq)`: an event

@@ -238,6 +238,8 @@ impl Printer {
                  ~{tokens_before} → ~{tokens_after} tokens)"
             ),
             EventKind::Error { message } => writeln!(out, "[{t}] error: {message}"),
+            // The model's conversation record: everything in it was shown as it happened.
+            EventKind::ModelMessage { .. } => Ok(()),
         };
         let _ = out.flush();
     }

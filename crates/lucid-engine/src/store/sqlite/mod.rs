@@ -330,6 +330,10 @@ impl Store for SqliteStore {
         self.write(chats::deactivate_all).await
     }
 
+    async fn active_chats(&self) -> StoreResult<Vec<ChatSession>> {
+        self.read(chats::active).await
+    }
+
     async fn append_events(&self, user: &User, chat_id: &str, events: &[Event]) -> StoreResult<()> {
         if events.is_empty() {
             return Ok(());
