@@ -6,6 +6,8 @@
 //! `auth.users`, whose trigger makes the profile) and get access tokens signed with the
 //! project secret.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -26,6 +28,8 @@ pub struct SupabaseProject {
     pub rest: PostgrestStandIn,
     admin: Client,
     dbname: String,
+    /// Users made by [`SupabaseProject::user_named`], by name.
+    named: Mutex<HashMap<String, String>>,
 }
 
 fn sign(secret: &str, claims: &Value) -> String {
@@ -98,6 +102,7 @@ impl SupabaseProject {
             rest,
             admin,
             dbname,
+            named: Mutex::default(),
         }
     }
 
@@ -138,6 +143,45 @@ impl SupabaseProject {
             )
             .await
             .unwrap_or_else(|e| panic!("cannot create user {email}: {}", describe(&e)));
+        id.to_string()
+    }
+
+    /// The id of the user called `name` (`<name>@example.test`), signed up on first use.
+    /// Synchronous, for test helpers that make tokens without awaiting: the sign-up runs on
+    /// its own thread and connection.
+    pub fn user_named(&self, name: &str) -> String {
+        let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = named.get(name) {
+            return id.clone();
+        }
+        let id = uuid::Uuid::new_v4();
+        let email = format!("{name}@example.test");
+        let dbname = self.dbname.clone();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for the sign-up");
+                    runtime.block_on(async {
+                        let db = PgCluster::shared()
+                            .connect(&dbname)
+                            .await
+                            .unwrap_or_else(|e| panic!("{e}"));
+                        db.execute(
+                            "insert into auth.users (id, aud, role, email, raw_user_meta_data) \
+                             values ($1, 'authenticated', 'authenticated', $2, $3)",
+                            &[&id, &email, &json!({"user_name": name})],
+                        )
+                        .await
+                        .unwrap_or_else(|e| panic!("cannot sign up {name}: {}", describe(&e)));
+                    })
+                })
+                .join()
+                .expect("sign-up thread")
+        });
+        named.insert(name.to_string(), id.to_string());
         id.to_string()
     }
 
