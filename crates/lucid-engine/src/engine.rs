@@ -15,7 +15,7 @@ use crate::error::{EngineError, EngineResult, ErrorKind};
 use crate::files::{self, FileContent, FileTree, TreeLimits};
 use crate::integrations::{CreatePrRequest, CreatePrResponse, Integrations};
 use crate::sessions::{SandboxBackend, SessionDeps, Sessions};
-use crate::store::{SqliteStore, Store};
+use crate::store::{SqliteStore, Store, SupabaseStore};
 
 /// The user of local mode (no accounts): `lucid run` and `lucid serve --print-token` act as it.
 pub const LOCAL_USER_ID: &str = "local";
@@ -207,7 +207,12 @@ impl Engine {
             config.encryption_key = Some(key);
         }
         let (data_lock, alone) = lock_data_dir(&config.data_dir).await?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_path())?);
+        // Supabase mode keeps everything in the project (through PostgREST); local mode in
+        // the embedded SQLite file.
+        let store: Arc<dyn Store> = match &config.supabase {
+            Some(supabase) => Arc::new(SupabaseStore::open(supabase, &config.data_dir)?),
+            None => Arc::new(SqliteStore::open(&config.database_path())?),
+        };
         // What a crashed previous run left is only recognisable when no other engine (a
         // `lucid serve` beside a `lucid run`) is using this data directory right now.
         if alone {

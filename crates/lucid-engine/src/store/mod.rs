@@ -1,5 +1,5 @@
-//! Persistence behind one interface: the embedded SQLite store ([`sqlite`], local mode) and,
-//! with the Supabase issue, a PostgREST store. Every method takes the calling [`User`] and only
+//! Persistence behind one interface: the embedded SQLite store ([`sqlite`], local mode) and
+//! the Supabase store over PostgREST ([`supabase`], Supabase mode). Every method takes the calling [`User`] and only
 //! ever touches that user's rows.
 
 use async_trait::async_trait;
@@ -12,8 +12,10 @@ use crate::auth::User;
 use crate::events::Event;
 
 pub mod sqlite;
+pub mod supabase;
 
 pub use sqlite::SqliteStore;
+pub use supabase::SupabaseStore;
 
 #[derive(Debug, Error)]
 pub enum StoreError {

@@ -10,7 +10,7 @@
 
 mod chats;
 mod errors;
-mod events;
+pub(crate) mod events;
 mod integrations;
 mod migrations;
 mod rows;
