@@ -230,7 +230,8 @@ pub struct DockerSandboxes {
 }
 
 impl DockerSandboxes {
-    /// Connects to the daemon (`DOCKER_HOST` or the local socket) and negotiates the API version.
+    /// Connects to the daemon (`DOCKER_HOST`: `unix://` or `tcp://`, e.g. a socket proxy; else
+    /// the local socket) and negotiates the API version.
     pub async fn connect(
         config: &SandboxConfig,
         instance_id: String,
@@ -240,7 +241,7 @@ impl DockerSandboxes {
                 "invalid engine instance id {instance_id:?}"
             )));
         }
-        let docker = Docker::connect_with_local_defaults()
+        let docker = Docker::connect_with_defaults()
             .map_err(|e| SandboxError::DockerUnavailable(e.to_string()))?;
         let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
             .await
