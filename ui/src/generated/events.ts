@@ -48,3 +48,5 @@ condensed_messages: number,
  * Estimated prompt tokens before and after.
  */
 tokens_before: number, tokens_after: number, } | { "kind": "progress", message: string, } | { "kind": "error", message: string, };
+
+export type TransientKind = { "kind": "assistant_delta", text: string, } | { "kind": "thinking_delta", text: string, } | { "kind": "assistant_restart", reason: string, };

@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod event_log;
+mod partial_text;
 mod runner;
 mod slots;
 
