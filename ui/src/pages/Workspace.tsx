@@ -2,9 +2,9 @@ import { useCallback, useEffect, useRef, useState, useSyncExternalStore, type Ke
 import { useTransport } from '../app/context';
 import { sessionMeta } from '../app/prefs';
 import { useAsync } from '../app/useAsync';
-import { isBusy, TimelineModel } from '../timeline/model';
+import { isBusy, TimelineModel, type Update } from '../timeline/model';
 import { Timeline } from '../timeline/Timeline';
-import type { ConnectionState, FileNode, SessionEvent, Subscription } from '../transport/types';
+import type { ConnectionState, FileNode, Subscription } from '../transport/types';
 import { Files } from './Files';
 import { PullRequest } from './PullRequest';
 
@@ -41,7 +41,7 @@ export function Workspace({ sessionId }: { sessionId: string }) {
   const meta = sessionMeta(sessionId);
 
   useEffect(() => {
-    let queue: SessionEvent[] = [];
+    let queue: Update[] = [];
     let timer: ReturnType<typeof setTimeout> | null = null;
     const flush = () => {
       timer = null;
@@ -52,6 +52,10 @@ export function Workspace({ sessionId }: { sessionId: string }) {
     const s = transport.subscribe(sessionId, model.summary.lastSeq, {
       onEvents(events) {
         queue.push(...events);
+        timer ??= setTimeout(flush, 16);
+      },
+      onDelta(delta) {
+        queue.push(delta);
         timer ??= setTimeout(flush, 16);
       },
       onNotice(n) {

@@ -273,6 +273,7 @@ impl Agent {
             let on_delta = |delta: StreamDelta| {
                 sink.transient(match delta {
                     StreamDelta::Text(text) => TransientKind::AssistantDelta { text },
+                    StreamDelta::Thinking(text) => TransientKind::ThinkingDelta { text },
                     StreamDelta::Restart { reason } => TransientKind::AssistantRestart { reason },
                 })
             };

@@ -15,6 +15,7 @@
 
 pub mod backend;
 pub mod event_log;
+mod partial_text;
 mod runner;
 mod slots;
 pub mod status;

@@ -151,6 +151,8 @@ impl Printer {
                     .get_or_insert_with(String::new)
                     .push_str(text);
             }
+            // The model's reasoning is not part of the answer `lucid run` prints.
+            TransientKind::ThinkingDelta { .. } => {}
             TransientKind::AssistantRestart { reason } => {
                 self.streamed = None;
                 if self.streaming.take().is_some() {
