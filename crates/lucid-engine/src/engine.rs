@@ -124,6 +124,8 @@ pub struct Engine {
     pull_requests: crate::pull_request::PullRequests,
     /// Cached Docker availability for `GET /` (refreshed in the background).
     docker_up: Arc<Mutex<(bool, std::time::Instant)>>,
+    /// Supabase mode: sign-in with a provider through Supabase Auth.
+    sign_in: Option<crate::auth::SignIn>,
     /// Shared lock on `<data_dir>/engine.lock`, held while the engine lives.
     _data_lock: std::fs::File,
 }
@@ -242,6 +244,13 @@ impl Engine {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| EngineError::internal(format!("HTTP client: {e}")))?;
+        let sign_in = config.supabase.as_ref().map(|supabase| {
+            crate::auth::SignIn::new(crate::auth::GoTrueClient::new(
+                &supabase.url,
+                &supabase.anon_key,
+                http.clone(),
+            ))
+        });
         let auth = match &config.supabase {
             Some(supabase) => auth.with_supabase(SupabaseTokenVerifier::new(
                 &supabase.url,
@@ -282,6 +291,7 @@ impl Engine {
             pull_requests,
             backend,
             docker_up: Arc::new(Mutex::new((docker_up, std::time::Instant::now()))),
+            sign_in,
             _data_lock: data_lock,
         }))
     }
@@ -292,6 +302,15 @@ impl Engine {
 
     pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<User, AuthError> {
         self.auth.authenticate(credentials).await
+    }
+
+    /// Sign-in with a provider (Supabase mode only; local mode has no accounts).
+    pub fn sign_in(&self) -> EngineResult<&crate::auth::SignIn> {
+        self.sign_in.as_ref().ok_or_else(|| {
+            EngineError::bad_request(
+                "Sign-in needs Supabase mode (set SUPABASE_URL and its keys); local mode has no accounts.",
+            )
+        })
     }
 
     pub fn chats(&self) -> &Chats {
