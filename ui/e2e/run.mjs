@@ -277,6 +277,23 @@ try {
     await renamed.waitFor();
     await renamed.getByRole('link', { name: 'E2E renamed session' }).click();
     await page.getByTestId('assistant-message').filter({ hasText: 'Slow step done.' }).waitFor({ timeout: 30_000 });
+  });
+
+  await step('a session reopened from History is continued: it sees its files, seq goes on', async () => {
+    const before = await lastSeq();
+    await pushSteps([{ tool: 'execute_bash', args: { command: 'cat /workspace/hello.py' } }, { text: 'Continued after reopening.' }]);
+    const followUp = page.getByLabel('Follow-up message');
+    await followUp.fill('now show hello.py again');
+    await followUp.press('Enter');
+    await page.getByTestId('command-output').filter({ hasText: "print('hello, world')" }).last().waitFor({ timeout: 60_000 });
+    await page.getByTestId('assistant-message').filter({ hasText: 'Continued after reopening.' }).waitFor({ timeout: 30_000 });
+    await sessionStatus.filter({ hasText: 'completed' }).waitFor({ timeout: 30_000 });
+    expect((await lastSeq()) > before, 'seq did not continue');
+    expect((await page.getByTestId('user-message').filter({ hasText: 'now show hello.py again' }).count()) === 1, 'duplicated message');
+  });
+
+  await step('History deletes the session after confirmation', async () => {
+    const renamed = page.getByTestId('history-row').filter({ hasText: 'E2E renamed session' });
     await page.getByRole('link', { name: 'History' }).click();
     await page.getByLabel('Search').fill('renamed');
     await renamed.getByRole('button', { name: 'Delete E2E renamed session' }).click();

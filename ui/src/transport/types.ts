@@ -88,6 +88,9 @@ export interface Transport {
   startSession(req: StartSession): Promise<StartedSession>;
   getSession(sessionId: string): Promise<SessionSummary>;
   listSessions(): Promise<SessionSummary[]>;
+  /** Sends a message to any of the user's sessions: a live one gets it as a follow-up; an
+   * ended, idle or interrupted one is continued (a sandbox is started on its workspace). */
+  sendMessage(sessionId: string, content: string): Promise<void>;
   /** Events of a session after `since` (replay, then live), with stop and follow-up. */
   subscribe(sessionId: string, since: number, handlers: SubscribeHandlers): Subscription;
   // chats (history)
