@@ -292,14 +292,20 @@ async fn killed_server_keeps_history_and_its_restart_reaps_the_orphan() {
         "the conversation is the same"
     );
     let added = &after[before.len()..];
-    assert_eq!(added.len(), 2, "{added:#?}");
-    assert_eq!(added[0]["role"], "tool");
-    assert!(added[0]["content"]
+    // The model's `sleep 30` call, its result saying it never ran, the new message.
+    assert_eq!(added.len(), 3, "{added:#?}");
+    assert_eq!(added[0]["role"], "assistant");
+    assert_eq!(
+        added[0]["tool_calls"][0]["function"]["name"],
+        "execute_bash"
+    );
+    assert_eq!(added[1]["role"], "tool");
+    assert!(added[1]["content"]
         .as_str()
         .unwrap()
         .contains("interrupted"));
-    assert_eq!(added[1]["role"], "user");
-    assert_eq!(added[1]["content"], "please finish up");
+    assert_eq!(added[2]["role"], "user");
+    assert_eq!(added[2]["content"], "please finish up");
     drop(again);
 
     // A replay from 0 returns every event exactly once.
