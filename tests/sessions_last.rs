@@ -648,3 +648,84 @@ async fn warm_sandboxes_serve_one_new_session_each() {
     h.engine.sessions().shutdown_all().await;
     assert!(warm_dirs().is_empty(), "shutdown releases the warm sandbox");
 }
+
+/// A session started with its own API key (never stored) can be continued once the key is
+/// given again; without it the refusal says so (422), and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_started_with_its_own_key_is_continued_with_it_again() {
+    const KEY: &str = "per-session-key-0123";
+    let llm = ScriptedLlm::start_with_key(Format::Anthropic, vec![Step::text("first")], KEY).await;
+    // The engine has no Anthropic key of its own.
+    let h = Harness::start(Some(&llm), &[("ANTHROPIC_API_KEY", "")]).await;
+    let user = User::with_id("own-key");
+    let (started, events) = run_session(
+        &h,
+        &user,
+        StartSession {
+            task: "hello".into(),
+            model_provider: Some("anthropic".into()),
+            api_key: Some(KEY.into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        final_status(&events),
+        lucid_engine::events::SessionStatus::Completed
+    );
+    let sid = started.session_id;
+    h.engine.sessions().destroy(&user, &sid).await.unwrap();
+    let since = h
+        .engine
+        .store()
+        .last_seq(&user, &started.chat_id)
+        .await
+        .unwrap();
+
+    let err = h
+        .engine
+        .sessions()
+        .follow_up(&user, &sid, "and again")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind,
+        lucid_engine::ErrorKind::Unprocessable,
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("apiKey"), "{}", err.message);
+    assert!(!err.message.contains(KEY));
+    assert_eq!(
+        h.engine
+            .store()
+            .last_seq(&user, &started.chat_id)
+            .await
+            .unwrap(),
+        since,
+        "a refused message changes nothing"
+    );
+
+    llm.push_steps([Step::text("second")]);
+    h.engine
+        .sessions()
+        .follow_up_with_key(&user, &sid, "and again", Some(KEY))
+        .await
+        .unwrap();
+    let mut attachment = h
+        .engine
+        .sessions()
+        .attach(&user, &sid, since)
+        .await
+        .unwrap();
+    let events = collect_until_done(&mut attachment.events, Duration::from_secs(60)).await;
+    assert_eq!(events[0].seq, since + 1);
+    assert_eq!(
+        final_status(&events),
+        lucid_engine::events::SessionStatus::Completed
+    );
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        lucid_engine::events::EventKind::AssistantMessage { content } if content == "second")));
+    drop(attachment);
+    h.engine.sessions().shutdown_all().await;
+}
