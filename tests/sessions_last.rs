@@ -502,3 +502,230 @@ async fn finished_sessions_continue_over_rest_and_websocket() {
     assert!(code == 403 || code == 404, "{code}");
     s.h.engine.sessions().shutdown_all().await;
 }
+
+/// The warm sandbox: a new session gets the pre-started one (its sandbox is ready at once),
+/// a replacement is started for the next, and nothing of one session is seen by the next
+/// (another user's) session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_sandboxes_serve_one_new_session_each() {
+    let llm = ScriptedLlm::start(Format::OpenAi, Vec::new()).await;
+    let h = Harness::start(Some(&llm), &[("LUCID_WARM_SANDBOX", "true")]).await;
+    let warm_dir = h
+        .engine
+        .config()
+        .workspace_base
+        .join(lucid_engine::sessions::warm::WARM_DIR);
+    let ready = eventually(Duration::from_secs(60), || async {
+        h.engine.sessions().warm_sandbox_ready()
+    })
+    .await;
+    assert!(ready, "no warm sandbox");
+    let warm_dirs = || {
+        std::fs::read_dir(&warm_dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let first_warm = warm_dirs();
+    assert_eq!(first_warm.len(), 1);
+    assert_eq!(
+        std::fs::read_dir(&first_warm[0]).unwrap().count(),
+        0,
+        "empty"
+    );
+
+    let alice = User::with_id("warm-alice");
+    llm.push_steps([
+        Step::tool_call(
+            "execute_bash",
+            json!({"command": "echo alice-secret > mine.txt && ls"}),
+        ),
+        Step::tool_call("finish", json!({"message": "ok"})),
+    ]);
+    let (a, events) = run_session(
+        &h,
+        &alice,
+        StartSession {
+            task: "write".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        final_status(&events),
+        lucid_engine::events::SessionStatus::Completed
+    );
+    let alice_ws = h
+        .engine
+        .sessions()
+        .workspace_of(&alice, &a.session_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(alice_ws.join("mine.txt")).unwrap(),
+        "alice-secret\n",
+        "the warm sandbox worked on the session's workspace"
+    );
+    assert!(
+        !first_warm[0].exists(),
+        "the warm workspace became the session's"
+    );
+
+    // A fresh one replaces it; another user's session gets that one and sees nothing of
+    // Alice's.
+    let ready = eventually(Duration::from_secs(60), || async {
+        h.engine.sessions().warm_sandbox_ready()
+    })
+    .await;
+    assert!(ready, "no replacement");
+    let second_warm = warm_dirs();
+    assert_eq!(second_warm.len(), 1);
+    assert_ne!(second_warm, first_warm);
+    let bob = User::with_id("warm-bob");
+    llm.push_steps([
+        Step::tool_call(
+            "execute_bash",
+            json!({"command": "ls -A /workspace | wc -l; cat /workspace/mine.txt"}),
+        ),
+        Step::tool_call("finish", json!({"message": "ok"})),
+    ]);
+    let (_, events) = run_session(
+        &h,
+        &bob,
+        StartSession {
+            task: "look".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let output = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            lucid_engine::events::EventKind::CommandOutput { output, .. } => Some(output.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(output.starts_with("0\n"), "{output}");
+    assert!(!output.contains("alice-secret"), "{output}");
+
+    // A continued session starts its own sandbox (the warm one stays for new sessions).
+    let ready = eventually(Duration::from_secs(60), || async {
+        h.engine.sessions().warm_sandbox_ready()
+    })
+    .await;
+    assert!(ready);
+    let warm_before = warm_dirs();
+    h.engine
+        .sessions()
+        .destroy(&alice, &a.session_id)
+        .await
+        .unwrap();
+    let since = h.engine.store().last_seq(&alice, &a.chat_id).await.unwrap();
+    llm.push_steps([
+        Step::tool_call("execute_bash", json!({"command": "cat mine.txt"})),
+        Step::text("continued"),
+    ]);
+    h.engine
+        .sessions()
+        .follow_up(&alice, &a.session_id, "again")
+        .await
+        .unwrap();
+    let mut attachment = h
+        .engine
+        .sessions()
+        .attach(&alice, &a.session_id, since)
+        .await
+        .unwrap();
+    let events = collect_until_done(&mut attachment.events, Duration::from_secs(60)).await;
+    assert_eq!(events[0].seq, since + 1);
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        lucid_engine::events::EventKind::CommandOutput { output, .. } if output.contains("alice-secret"))));
+    assert_eq!(
+        warm_dirs(),
+        warm_before,
+        "the warm sandbox was left for new sessions"
+    );
+    drop(attachment);
+    h.engine.sessions().shutdown_all().await;
+    assert!(warm_dirs().is_empty(), "shutdown releases the warm sandbox");
+}
+
+/// A session started with its own API key (never stored) can be continued once the key is
+/// given again; without it the refusal says so (422), and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_started_with_its_own_key_is_continued_with_it_again() {
+    const KEY: &str = "per-session-key-0123";
+    let llm = ScriptedLlm::start_with_key(Format::Anthropic, vec![Step::text("first")], KEY).await;
+    // The engine has no Anthropic key of its own.
+    let h = Harness::start(Some(&llm), &[("ANTHROPIC_API_KEY", "")]).await;
+    let user = User::with_id("own-key");
+    let (started, events) = run_session(
+        &h,
+        &user,
+        StartSession {
+            task: "hello".into(),
+            model_provider: Some("anthropic".into()),
+            api_key: Some(KEY.into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        final_status(&events),
+        lucid_engine::events::SessionStatus::Completed
+    );
+    let sid = started.session_id;
+    h.engine.sessions().destroy(&user, &sid).await.unwrap();
+    let since = h
+        .engine
+        .store()
+        .last_seq(&user, &started.chat_id)
+        .await
+        .unwrap();
+
+    let err = h
+        .engine
+        .sessions()
+        .follow_up(&user, &sid, "and again")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind,
+        lucid_engine::ErrorKind::Unprocessable,
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("apiKey"), "{}", err.message);
+    assert!(!err.message.contains(KEY));
+    assert_eq!(
+        h.engine
+            .store()
+            .last_seq(&user, &started.chat_id)
+            .await
+            .unwrap(),
+        since,
+        "a refused message changes nothing"
+    );
+
+    llm.push_steps([Step::text("second")]);
+    h.engine
+        .sessions()
+        .follow_up_with_key(&user, &sid, "and again", Some(KEY))
+        .await
+        .unwrap();
+    let mut attachment = h
+        .engine
+        .sessions()
+        .attach(&user, &sid, since)
+        .await
+        .unwrap();
+    let events = collect_until_done(&mut attachment.events, Duration::from_secs(60)).await;
+    assert_eq!(events[0].seq, since + 1);
+    assert_eq!(
+        final_status(&events),
+        lucid_engine::events::SessionStatus::Completed
+    );
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        lucid_engine::events::EventKind::AssistantMessage { content } if content == "second")));
+    drop(attachment);
+    h.engine.sessions().shutdown_all().await;
+}

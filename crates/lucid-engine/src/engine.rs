@@ -236,6 +236,9 @@ impl Engine {
         let instance_id = crate::sandbox::docker::load_or_create_instance_id(&config.data_dir)
             .map_err(|e| EngineError::unavailable(format!("cannot store the instance id: {e}")))?;
         let backend = Arc::new(SandboxBackend::connect(&config, instance_id, alone).await);
+        if alone {
+            crate::sessions::warm::reap_old(&config.workspace_base);
+        }
         let data_lock = share_data_lock(data_lock, alone).await?;
         let docker_up = backend.is_docker_available().await;
 
@@ -271,6 +274,11 @@ impl Engine {
             workspace_base: config.workspace_base.clone(),
             live: Arc::new(Mutex::new(Default::default())),
             slots: Arc::default(),
+            warm: crate::sessions::warm::WarmSandbox::new(
+                Arc::clone(&backend),
+                &config.workspace_base,
+                config.warm_sandbox,
+            ),
         });
         let pull_requests = crate::pull_request::PullRequests::new(
             crate::git::Git::new(crate::git::GitOptions {

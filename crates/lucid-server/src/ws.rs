@@ -276,7 +276,7 @@ impl Connection {
 
     /// Forwards the session's events and handles client frames until either side ends.
     async fn stream(mut self, user: User, attachment: Attachment) {
-        let (mut session_id, mut chat_id, mut replay_until, mut events, mut _guard) =
+        let (mut session_id, mut chat_id, mut replay_until, mut events, mut _guard, mut was_live) =
             split(attachment);
         let mut tree_after_replay = false;
         // The session is not live and everything was delivered: waiting for a `message`.
@@ -326,13 +326,16 @@ impl Connection {
                         }
                     }
                     Ok(None) => {
-                        // Continued meanwhile (a message arrived during the replay)? Follow it.
+                        // A replay of a session that was not live, continued meanwhile (a
+                        // message arrived during the replay)? Follow it. A live session that
+                        // ended is not followed again.
                         let since = events.last_seq();
-                        if self.engine.sessions().status(&user, &session_id).is_ok() {
+                        if !was_live && self.engine.sessions().status(&user, &session_id).is_ok() {
                             if let Ok(a) =
                                 self.engine.sessions().attach(&user, &session_id, since).await
                             {
-                                (session_id, chat_id, replay_until, events, _guard) = split(a);
+                                (session_id, chat_id, replay_until, events, _guard, was_live) =
+                                    split(a);
                                 continue;
                             }
                         }
@@ -365,8 +368,14 @@ impl Connection {
                                 FrameOutcome::Continue => {}
                                 FrameOutcome::Gone => return,
                                 FrameOutcome::Reattach(a) => {
-                                    (session_id, chat_id, replay_until, events, _guard) =
-                                        split(*a);
+                                    (
+                                        session_id,
+                                        chat_id,
+                                        replay_until,
+                                        events,
+                                        _guard,
+                                        was_live,
+                                    ) = split(*a);
                                     tree_after_replay = false;
                                     ended = false;
                                 }
@@ -504,8 +513,9 @@ impl Connection {
     }
 }
 
-/// Session id, chat id, replay end, the live event stream and the attachment guard.
-fn split(attachment: Attachment) -> (String, String, u64, LiveStream, AttachGuard) {
+/// Session id, chat id, replay end, the live event stream, the attachment guard and whether
+/// the session was live when attached.
+fn split(attachment: Attachment) -> (String, String, u64, LiveStream, AttachGuard, bool) {
     let Attachment {
         summary,
         events,
@@ -518,6 +528,7 @@ fn split(attachment: Attachment) -> (String, String, u64, LiveStream, AttachGuar
         replay_until,
         events.live(),
         guard,
+        summary.is_alive,
     )
 }
 

@@ -599,7 +599,7 @@ impl DockerSandboxes {
 
     /// When the engine runs as root and files should belong to another user (`SANDBOX_USER`),
     /// gives the workspace to that user first so the sandbox can write it.
-    async fn hand_over_workspace(&self, workspace_dir: &Path) {
+    pub async fn hand_over_workspace(&self, workspace_dir: &Path) {
         let Some((uid, gid)) = self.file_owner() else {
             return;
         };

@@ -19,6 +19,7 @@ mod partial_text;
 mod runner;
 mod slots;
 pub mod status;
+pub mod warm;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -846,5 +847,14 @@ impl Sessions {
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default();
         futures::future::join_all(sessions.iter().map(Self::shutdown_session)).await;
+        if let Some(warm) = &self.deps.warm {
+            warm.shutdown().await;
+        }
+    }
+
+    /// Whether a pre-started sandbox is waiting for the next new session
+    /// (`LUCID_WARM_SANDBOX`).
+    pub fn warm_sandbox_ready(&self) -> bool {
+        self.deps.warm.as_ref().is_some_and(|w| w.is_ready())
     }
 }

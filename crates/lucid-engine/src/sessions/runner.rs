@@ -34,6 +34,8 @@ pub(crate) struct SessionDeps {
     pub live: Arc<LiveMap>,
     /// Running sessions per user (see [`super::SessionSlots`]).
     pub slots: Arc<super::SessionSlots>,
+    /// The pre-started sandbox for the next new session, when enabled.
+    pub warm: Option<Arc<super::warm::WarmSandbox>>,
 }
 
 impl SessionDeps {
@@ -224,11 +226,33 @@ async fn prepare(
     session: &Arc<LiveSession>,
     plan: &SessionPlan,
 ) -> Result<Agent, String> {
-    tokio::select! {
-        r = prepare_workspace(deps, session, plan) => r?,
-        _ = session.shutdown.cancelled() => return Err(STOPPED_DURING_SETUP.to_string()),
+    // A new session takes the warm sandbox, if one is ready: its empty workspace becomes the
+    // session's before anything is cloned into it.
+    let warm = match (&deps.warm, plan.continued) {
+        (Some(warm), false) => warm.take(&session.workspace).await,
+        _ => None,
+    };
+    let prepared = tokio::select! {
+        r = prepare_workspace(deps, session, plan) => r,
+        _ = session.shutdown.cancelled() => Err(STOPPED_DURING_SETUP.to_string()),
+    };
+    if let Err(message) = prepared {
+        if let Some(sandbox) = warm {
+            if let Err(e) = sandbox.shutdown().await {
+                tracing::warn!(session = %session.id, error = %e, "sandbox shutdown failed");
+            }
+        }
+        return Err(message);
     }
-    let sandbox = start_sandbox(deps, session).await?;
+    let sandbox = match warm {
+        Some(sandbox) => {
+            if plan.repo_url.is_some() {
+                deps.backend.hand_over_workspace(&session.workspace).await;
+            }
+            sandbox
+        }
+        None => start_sandbox(deps, session).await?,
+    };
     if session.shutdown.is_cancelled() {
         if let Err(e) = sandbox.shutdown().await {
             tracing::warn!(session = %session.id, error = %e, "sandbox shutdown failed");

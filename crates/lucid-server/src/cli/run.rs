@@ -38,7 +38,9 @@ pub struct RunArgs {
 const EXCERPT_LINES: usize = 6;
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let config = Config::from_env().context("invalid configuration")?;
+    let mut config = Config::from_env().context("invalid configuration")?;
+    // One task, then the process ends: a pre-started sandbox would never be used.
+    config.warm_sandbox = false;
     let engine = Engine::start(config)
         .await
         .context("engine failed to start")?;
