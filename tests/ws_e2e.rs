@@ -572,6 +572,27 @@ async fn supabase_outage_mid_session_loses_no_event() {
         "the waiting events are on disk"
     );
 
+    // The status page says so.
+    let status: Value = s
+        .get("/api/v1/status", "alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        status["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["what"]
+                .as_str()
+                .unwrap()
+                .contains("wait to be sent to Supabase")),
+        "{status}"
+    );
+
     project.rest.set_database_down(false);
     let deadline = Instant::now() + Duration::from_secs(30);
     while stored().await.len() as u64 != last {
