@@ -561,6 +561,13 @@ impl Engine {
                 "Set ENCRYPTION_KEY to a long random string (keep it: it decrypts saved tokens), then restart Lucid.",
             );
         }
+        let unsent = self.store.unsent_event_batches();
+        if unsent > 0 {
+            problem(
+                format!("{unsent} batches of session events wait to be sent to Supabase (it is unreachable or refusing requests)."),
+                "Nothing is lost: they are kept on disk and retried automatically. Check SUPABASE_URL, the network and the project's status.",
+            );
+        }
         EngineStatus {
             version: info.lucid_version,
             mode: info.mode,

@@ -337,3 +337,117 @@ async fn killed_server_keeps_history_and_its_restart_reaps_the_orphan() {
     let status = second.process.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(0), "{}", second.process.stderr());
 }
+
+/// Supabase mode: the database goes away mid-session (events wait in the outbox on disk), then
+/// `lucid serve` is killed. The restarted server, with the database back, sends what the dead
+/// one left in its outbox, marks the chat inactive through its own list of active chats, and
+/// the history holds every event the client was shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_supabase_server_with_unsent_events_loses_none_of_them() {
+    let project = lucid_testkit::supabase::SupabaseProject::start().await;
+    let llm = ScriptedLlm::start(Format::OpenAi, script()).await;
+    let dirs = TestDirs::new();
+    let mut env = lucid_env(&dirs, Some(&llm)).await;
+    env.extend(project.env().into_iter().map(|(k, v)| (k.to_string(), v)));
+    let user = project.user_named("alice");
+    let token = project.token(&user, Duration::from_secs(3600));
+    let mut first = Served::start(&env, &dirs).await;
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(first.ws_url(&token))
+        .await
+        .expect("WebSocket connect");
+    ws.send(Message::Text(
+        json!({"task": "echo a few steps, then wait"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let mut received: Vec<Value> = Vec::new();
+    let mut outage = false;
+    loop {
+        let frame = recv(&mut ws)
+            .await
+            .unwrap_or_else(|code| panic!("closed {code}; got {received:#?}"));
+        let sleeping = frame["eventType"] == "CmdRunAction" && frame["command"] == "sleep 30";
+        let first_output = frame["eventType"] == "CmdOutputObservation";
+        if frame.get("seq").is_some() {
+            received.push(frame);
+        }
+        if first_output && !outage {
+            project.rest.set_database_down(true);
+            outage = true;
+        }
+        if sleeping {
+            break;
+        }
+    }
+    let chat_id = received[0]["chatId"].as_str().unwrap().to_string();
+    let chat: uuid::Uuid = chat_id.parse().unwrap();
+    let count = || async {
+        project
+            .admin()
+            .query_one(
+                "select count(*) from chat_messages where session_id = $1",
+                &[&chat],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0) as usize
+    };
+    assert!(
+        count().await < received.len(),
+        "the outage held events back"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.process.signal("KILL");
+    first.process.wait_exit(Duration::from_secs(15)).await;
+    let outbox = dirs.data().join("supabase/outbox");
+    assert!(
+        std::fs::read_dir(&outbox).unwrap().any(|e| e
+            .unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "json")),
+        "the dead server left its unsent events on disk"
+    );
+
+    project.rest.set_database_down(false);
+    let mut second = Served::start(&env, &dirs).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count().await < received.len() {
+        assert!(
+            Instant::now() < deadline,
+            "outbox not sent after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let detail = get_json(&second.url(&format!("/api/v1/chats/{chat_id}")), &token).await;
+    assert_eq!(detail["isActive"], false, "{detail:#}");
+    let stored: Vec<(u64, String, String)> = detail["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["metadataJson"]["seq"].as_u64().expect("stored seq"),
+                m["eventType"].as_str().unwrap_or_default().to_string(),
+                m["content"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let stored_seqs: Vec<u64> = stored.iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(
+        stored_seqs,
+        (1..=stored.len() as u64).collect::<Vec<_>>(),
+        "stored history is gap-free"
+    );
+    for frame in &received {
+        let view = frame_view(frame);
+        assert_eq!(stored[(view.0 - 1) as usize], view);
+    }
+    assert!(dirs.containers().await.is_empty(), "orphan reaped");
+    second.process.signal("TERM");
+    let status = second.process.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "{}", second.process.stderr());
+}

@@ -171,6 +171,12 @@ pub trait Store: Send + Sync {
 
     /// Cheap liveness check (for `/` and `lucid doctor`).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Event batches accepted but not yet in the database (the Supabase store's outbox
+    /// during an outage); 0 for stores that write synchronously.
+    fn unsent_event_batches(&self) -> usize {
+        0
+    }
 }
 
 impl From<StoreError> for crate::error::EngineError {

@@ -792,4 +792,8 @@ impl Store for SupabaseStore {
         self.inner.rest.send(query, None).await?;
         Ok(())
     }
+
+    fn unsent_event_batches(&self) -> usize {
+        self.inner.outbox.backlog()
+    }
 }
