@@ -359,3 +359,53 @@ async fn run_sh_prints_a_token_in_local_mode_goes_on_in_supabase_mode_and_stops_
     assert!(!broken.stdout.contains("RUN_SH_WENT_ON"), "{broken:#?}");
     assert!(broken.stderr.contains("all-or-nothing"), "{broken:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_new_style_api_keys_through_the_project() {
+    use supabase_standin::{PUBLISHABLE_KEY, SECRET_KEY};
+    let project = SupabaseStandIn::start(usize::MAX, &[]).await;
+    let dirs = TestDirs::new();
+    let mut env = supabase_env(&dirs, &project.env());
+    replace(&mut env, "SUPABASE_ANON_KEY", PUBLISHABLE_KEY);
+    replace(&mut env, "SUPABASE_SERVICE_KEY", SECRET_KEY);
+    let out = doctor(&env, &dirs).await;
+    let section = supabase_section(&out.stdout);
+    assert_eq!(out.code(), Some(0), "{out:#?}");
+    for expected in [
+        "ok    SUPABASE_ANON_KEY is an sb_… API key",
+        "ok    SUPABASE_SERVICE_KEY is an sb_… API key",
+        "ok    the REST API accepts SUPABASE_ANON_KEY (and gives it no table access)",
+        "ok    the REST API accepts SUPABASE_SERVICE_KEY",
+    ] {
+        assert!(section.contains(expected), "{expected:?} in\n{section}");
+    }
+    for (file, _) in migration_files() {
+        assert!(
+            section.contains(&format!("ok    migration {file} is applied")),
+            "{file} in\n{section}"
+        );
+    }
+
+    // A secret key given as the anon key, and an unknown secret key.
+    replace(&mut env, "SUPABASE_ANON_KEY", SECRET_KEY);
+    replace(
+        &mut env,
+        "SUPABASE_SERVICE_KEY",
+        "sb_secret_revoked0000000000",
+    );
+    let out = doctor(&env, &dirs).await;
+    let section = supabase_section(&out.stdout);
+    assert_eq!(out.code(), Some(1), "{out:#?}");
+    assert!(
+        section.contains(
+            "FAIL  SUPABASE_ANON_KEY is a secret key; expected the anon (publishable) key"
+        ),
+        "{section}"
+    );
+    assert!(
+        section.contains(
+            "FAIL  the project's REST API refuses SUPABASE_SERVICE_KEY: HTTP 401: Invalid API key"
+        ),
+        "{section}"
+    );
+}
