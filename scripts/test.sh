@@ -23,6 +23,8 @@ ui_start=$(date +%s)
   npm run size          # first-load JS within budget
 )
 echo "test.sh: UI lint, unit tests and build took $(( $(date +%s) - ui_start )) s"
+# The official @supabase/auth-js client that checks the fake Supabase Auth (auth_js_fidelity).
+(cd tests/auth-js && npm ci --no-audit --no-fund --loglevel=error)
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

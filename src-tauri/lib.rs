@@ -6,6 +6,8 @@
 pub mod commands;
 pub mod error;
 pub mod http_api;
+pub mod notifications;
+pub mod quit;
 pub mod secrets;
 pub mod settings;
 pub mod state;
@@ -45,6 +47,7 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         commands::settings::get_settings,
         commands::settings::save_settings,
         commands::settings::set_provider_key,
+        commands::app::quit_app,
     ]
 }
 
@@ -67,6 +70,7 @@ pub fn run() {
             }
         }))
         .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_notification::init())
         // The window's size and position are restored at the next start.
         .plugin(tauri_plugin_window_state::Builder::default().build())
         .setup(|app| {
@@ -87,23 +91,19 @@ pub fn run() {
                 }
             }
             app.manage(shell);
+            app.manage(quit::QuitGate::default());
+            notifications::watch(
+                app.handle().clone(),
+                notifications::POLL_EVERY,
+                notifications::show_system_notification,
+            );
             Ok(())
         })
         .invoke_handler(handler())
         .build(tauri::generate_context!())
         .expect("the Lucid window could not be created");
 
-    app.run(|handle, event| {
-        if let tauri::RunEvent::Exit = event {
-            // Stop every session and remove its container before the process ends.
-            if let Some(shell) = handle.try_state::<Shell>() {
-                tauri::async_runtime::block_on(async {
-                    if let Some(api) = shell.http_api.lock().await.take() {
-                        api.stop().await;
-                    }
-                    shell.engine.shutdown().await;
-                });
-            }
-        }
-    });
+    // Asks before quitting with working sessions; on exit stops them and removes their
+    // containers.
+    app.run(|handle, event| quit::on_run_event(handle, &event));
 }

@@ -24,7 +24,7 @@ struct Server {
 
 impl Server {
     async fn start(llm: &ScriptedLlm) -> Server {
-        let h = Harness::start(Some(llm), &[("SESSION_DETACH_GRACE_SECS", "30")]).await;
+        let h = Harness::start(Some(llm), &[("LUCID_SANDBOX_IDLE_SECS", "30")]).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
         let app = lucid_server::router(h.engine.clone());

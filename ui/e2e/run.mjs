@@ -213,6 +213,32 @@ try {
     await page.getByTestId('assistant-message').filter({ hasText: 'Follow-up answered.' }).waitFor({ timeout: 30_000 });
   });
 
+  await step('streamed text shows before the message completes, also after a reload', async () => {
+    const answer = `Streaming answer part one. ${'and then some more words '.repeat(10)}THE END.`;
+    await pushSteps([{ pacedMs: 400, then: { thinking: 'Pondering how to answer slowly.', then: { text: answer } } }]);
+    const followUp = page.getByLabel('Follow-up message');
+    await followUp.fill('write slowly');
+    await followUp.press('Enter');
+    const streaming = page.getByTestId('assistant-streaming');
+    const final = page.getByTestId('assistant-message').filter({ hasText: 'THE END.' });
+    // The model's thinking streams first, collapsed.
+    const thinking = streaming.getByTestId('streaming-thinking');
+    await thinking.filter({ hasText: 'Pondering how to answer slowly.' }).waitFor({ state: 'attached', timeout: 30_000 });
+    expect(!(await thinking.evaluate((el) => el.open)), 'thinking is not collapsed');
+    await streaming.filter({ hasText: 'Streaming answer part one.' }).waitFor({ timeout: 30_000 });
+    expect((await final.count()) === 0, 'the stored message came before any partial text was seen');
+    // A client attaching mid-message gets the text so far (the beginning is not re-sent as deltas).
+    await page.reload();
+    await streaming.filter({ hasText: 'Streaming answer part one.' }).waitFor({ timeout: 10_000 });
+    expect((await final.count()) === 0, 'the message completed before the reload was checked');
+    await thinking.filter({ hasText: 'Pondering how to answer slowly.' }).waitFor({ state: 'attached' });
+    await audit('workspace-streaming');
+    await final.waitFor({ timeout: 30_000 });
+    await streaming.waitFor({ state: 'detached' });
+    expect((await final.count()) === 1, 'the streamed message is shown twice');
+    await sessionStatus.filter({ hasText: 'completed' }).waitFor({ timeout: 10_000 });
+  });
+
   await step('a reload mid-run continues the transcript without duplicates', async () => {
     await pushSteps([{ tool: 'execute_bash', args: { command: 'sleep 3; echo after-reload' } }, { text: 'Slow step done.' }]);
     const followUp = page.getByLabel('Follow-up message');
@@ -251,6 +277,23 @@ try {
     await renamed.waitFor();
     await renamed.getByRole('link', { name: 'E2E renamed session' }).click();
     await page.getByTestId('assistant-message').filter({ hasText: 'Slow step done.' }).waitFor({ timeout: 30_000 });
+  });
+
+  await step('a session reopened from History is continued: it sees its files, seq goes on', async () => {
+    const before = await lastSeq();
+    await pushSteps([{ tool: 'execute_bash', args: { command: 'cat /workspace/hello.py' } }, { text: 'Continued after reopening.' }]);
+    const followUp = page.getByLabel('Follow-up message');
+    await followUp.fill('now show hello.py again');
+    await followUp.press('Enter');
+    await page.getByTestId('command-output').filter({ hasText: "print('hello, world')" }).last().waitFor({ timeout: 60_000 });
+    await page.getByTestId('assistant-message').filter({ hasText: 'Continued after reopening.' }).waitFor({ timeout: 30_000 });
+    await sessionStatus.filter({ hasText: 'completed' }).waitFor({ timeout: 30_000 });
+    expect((await lastSeq()) > before, 'seq did not continue');
+    expect((await page.getByTestId('user-message').filter({ hasText: 'now show hello.py again' }).count()) === 1, 'duplicated message');
+  });
+
+  await step('History deletes the session after confirmation', async () => {
+    const renamed = page.getByTestId('history-row').filter({ hasText: 'E2E renamed session' });
     await page.getByRole('link', { name: 'History' }).click();
     await page.getByLabel('Search').fill('renamed');
     await renamed.getByRole('button', { name: 'Delete E2E renamed session' }).click();

@@ -110,7 +110,13 @@ pub struct Config {
     pub default_provider: String,
     pub max_iterations: u32,
     pub conversation_timeout: Duration,
-    pub session_detach_grace: Duration,
+    /// How long a session whose agent is idle and that no client follows keeps its sandbox
+    /// (`LUCID_SANDBOX_IDLE_SECS`, default 60; `SESSION_DETACH_GRACE_SECS` is the old name).
+    /// Its workspace and history stay: a follow-up continues it in a new sandbox.
+    pub sandbox_idle: Duration,
+    /// Keep one sandbox pre-started for the next new session (`LUCID_WARM_SANDBOX`, default
+    /// on; off with `SANDBOX_RUN_AS_ROOT`).
+    pub warm_sandbox: bool,
     /// Live sessions (each with a container) one user may have at once.
     pub max_sessions_per_user: usize,
     /// Estimated cost in USD after which a session's agent stops (`LUCID_SESSION_BUDGET_USD`).
@@ -290,11 +296,13 @@ impl Config {
                 "CONVERSATION_TIMEOUT",
                 1800,
             )?),
-            session_detach_grace: Duration::from_secs(parse_num::<u64>(
-                &get,
-                "SESSION_DETACH_GRACE_SECS",
-                300,
-            )?),
+            sandbox_idle: Duration::from_secs(if get("LUCID_SANDBOX_IDLE_SECS").is_some() {
+                parse_num::<u64>(&get, "LUCID_SANDBOX_IDLE_SECS", 60)?
+            } else {
+                parse_num::<u64>(&get, "SESSION_DETACH_GRACE_SECS", 60)?
+            }),
+            warm_sandbox: parse_bool(&get, "LUCID_WARM_SANDBOX", true)?
+                && !parse_bool(&get, "SANDBOX_RUN_AS_ROOT", false)?,
             max_sessions_per_user: parse_num::<usize>(&get, "LUCID_MAX_SESSIONS_PER_USER", 8)?
                 .max(1),
             session_budget_usd: parse_budget(&get, "LUCID_SESSION_BUDGET_USD")?,
@@ -539,6 +547,34 @@ mod tests {
             c.workspace_base,
             PathBuf::from("/tmp/lucid-test/workspaces")
         );
+        assert_eq!(c.sandbox_idle, Duration::from_secs(60));
+        assert!(c.warm_sandbox);
+    }
+
+    #[test]
+    fn sandbox_idle_time_and_warm_sandbox_settings() {
+        let c = cfg(&[("LUCID_SANDBOX_IDLE_SECS", "5")]).unwrap();
+        assert_eq!(c.sandbox_idle, Duration::from_secs(5));
+        // The old name still works; the new one wins.
+        let c = cfg(&[("SESSION_DETACH_GRACE_SECS", "7")]).unwrap();
+        assert_eq!(c.sandbox_idle, Duration::from_secs(7));
+        let c = cfg(&[
+            ("SESSION_DETACH_GRACE_SECS", "7"),
+            ("LUCID_SANDBOX_IDLE_SECS", "3"),
+        ])
+        .unwrap();
+        assert_eq!(c.sandbox_idle, Duration::from_secs(3));
+        assert!(
+            !cfg(&[("LUCID_WARM_SANDBOX", "false")])
+                .unwrap()
+                .warm_sandbox
+        );
+        assert!(
+            !cfg(&[("SANDBOX_RUN_AS_ROOT", "true")])
+                .unwrap()
+                .warm_sandbox
+        );
+        assert!(cfg(&[("LUCID_WARM_SANDBOX", "maybe")]).is_err());
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! the replay benchmark, and runs the real `lucid serve` (given with `--lucid PATH`) on a free
 //! loopback port with the local test sandbox image and no sandbox network. Prints one JSON
 //! line with the sign-in link and URLs, then serves a small control API:
-//! - `POST /llm/steps` `[{"text": ".."} | {"tool": "execute_bash", "args": {..}} | {"delayMs": n, "then": step}]`
-//!   appends steps to the LLM's script;
+//! - `POST /llm/steps` `[{"text": ".."} | {"tool": "execute_bash", "args": {..}} | {"delayMs": n, "then": step}
+//!   | {"pacedMs": n, "then": step} | {"thinking": "..", "then": step}]` appends steps to the
+//!   LLM's script (`pacedMs`: the answer streamed with a pause before each event; `thinking`:
+//!   the model's thinking before the answer);
 //! - `GET /llm/remaining` → number of steps not yet consumed.
 //!
 //! Ends (stopping `lucid serve` with SIGTERM so it removes its sandboxes) when stdin closes.
@@ -46,6 +48,14 @@ fn parse_step(v: &Value) -> Result<Step, String> {
     if let Some(ms) = v.get("delayMs").and_then(Value::as_u64) {
         let then = parse_step(v.get("then").ok_or("delayMs needs then")?)?;
         return Ok(Step::Delay(Duration::from_millis(ms), Box::new(then)));
+    }
+    if let Some(thinking) = v.get("thinking").and_then(Value::as_str) {
+        let then = parse_step(v.get("then").ok_or("thinking needs then")?)?;
+        return Ok(then.thinking(thinking));
+    }
+    if let Some(ms) = v.get("pacedMs").and_then(Value::as_u64) {
+        let then = parse_step(v.get("then").ok_or("pacedMs needs then")?)?;
+        return Ok(then.paced(Duration::from_millis(ms)));
     }
     Err(format!("unknown step {v}"))
 }

@@ -11,7 +11,10 @@
 //! Gemini) get the answer as server-sent events in the provider's real event format: text in
 //! several small deltas, a tool call's JSON arguments split across several deltas (Anthropic
 //! `input_json_delta`, OpenAI `tool_calls[].function.arguments` by `index`; Gemini sends calls
-//! whole, as Gemini does), usage where the provider puts it. [`Step::paced`] waits between
+//! whole, as Gemini does), usage where the provider puts it. [`Step::thinking`] puts the
+//! model's thinking before the answer in the provider's real shape (Anthropic `thinking`
+//! block with `thinking_delta` and `signature_delta`; OpenAI-compatible `reasoning_content`
+//! deltas as DeepSeek/vLLM send them; Gemini parts with `"thought": true`). [`Step::paced`] waits between
 //! events; [`Step::cut_after`] breaks the connection after some events (a stream cut mid-way).
 //!
 //! Every request is recorded (path with query, headers, JSON body) before it is answered. With
@@ -94,6 +97,8 @@ pub enum Step {
     CutAfter(usize, Box<Step>),
     /// The inner step reporting exactly this usage instead of the computed one.
     WithUsage(ScriptedUsage, Box<Step>),
+    /// The inner step preceded by the model's thinking (see the module docs).
+    Thinking(String, Box<Step>),
 }
 
 /// Token counts a step reports, in the provider's fields: Anthropic `input_tokens`,
@@ -138,6 +143,11 @@ impl Step {
     /// This step with its body cut after `events` events (see [`Step::CutAfter`]).
     pub fn cut_after(self, events: usize) -> Self {
         Step::CutAfter(events, Box::new(self))
+    }
+
+    /// This step preceded by the model's thinking `text`.
+    pub fn thinking(self, text: impl Into<String>) -> Self {
+        Step::Thinking(text.into(), Box::new(self))
     }
 
     /// This step reporting exactly `usage`.
@@ -603,6 +613,7 @@ fn output_tokens(content: &Value) -> u64 {
 struct Answer {
     text: Option<String>,
     calls: Vec<(String, Value)>,
+    thinking: Option<String>,
 }
 
 async fn answer(
@@ -618,7 +629,8 @@ async fn answer(
     let mut pace = Duration::ZERO;
     let mut cut = None;
     let mut usage = None;
-    let answer = loop {
+    let mut thinking = None;
+    let mut answer = loop {
         match step {
             Step::Delay(wait, inner) => {
                 tokio::time::sleep(wait).await;
@@ -636,6 +648,10 @@ async fn answer(
                 usage = Some(counts);
                 step = *inner;
             }
+            Step::Thinking(text, inner) => {
+                thinking = Some(text);
+                step = *inner;
+            }
             Step::Hang => return std::future::pending::<Response>().await,
             Step::HttpError { status, body } => return json_response(status, &body, &[]),
             Step::Raw {
@@ -647,23 +663,33 @@ async fn answer(
                 break Answer {
                     text: Some(text),
                     calls: Vec::new(),
+                    thinking: None,
                 }
             }
             Step::ToolCall { name, args } => {
                 break Answer {
                     text: None,
                     calls: vec![(name, args)],
+                    thinking: None,
                 }
             }
-            Step::ToolCalls(calls) => break Answer { text: None, calls },
+            Step::ToolCalls(calls) => {
+                break Answer {
+                    text: None,
+                    calls,
+                    thinking: None,
+                }
+            }
             Step::TextAndTools(text, calls) => {
                 break Answer {
                     text: Some(text),
                     calls,
+                    thinking: None,
                 }
             }
         }
     };
+    answer.thinking = thinking;
     let counts = usage.unwrap_or_else(|| computed_usage(format, &answer, tokens, mode.cacheable));
     if mode.streaming {
         let events = stream_events(format, &answer, model, number, counts, mode);
@@ -768,6 +794,9 @@ fn pieces(text: &str, size: usize, min: usize) -> Vec<String> {
     chars.chunks(per).map(|c| c.iter().collect()).collect()
 }
 
+/// The signature of scripted Anthropic thinking blocks (opaque to clients).
+const SCRIPTED_SIGNATURE: &str = "c2NyaXB0ZWQtc2lnbmF0dXJl";
+
 /// Text deltas: a few words each.
 const TEXT_PIECE_BYTES: usize = 12;
 
@@ -801,6 +830,30 @@ fn stream_events(
                 }}),
             );
             let mut index = 0;
+            if let Some(thinking) = &answer.thinking {
+                push(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": index,
+                           "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+                );
+                for piece in pieces(thinking, TEXT_PIECE_BYTES, 2) {
+                    push(
+                        "content_block_delta",
+                        json!({"type": "content_block_delta", "index": index,
+                               "delta": {"type": "thinking_delta", "thinking": piece}}),
+                    );
+                }
+                push(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": index,
+                           "delta": {"type": "signature_delta", "signature": SCRIPTED_SIGNATURE}}),
+                );
+                push(
+                    "content_block_stop",
+                    json!({"type": "content_block_stop", "index": index}),
+                );
+                index += 1;
+            }
             if !text_pieces.is_empty() {
                 push(
                     "content_block_start",
@@ -875,6 +928,14 @@ fn stream_events(
                     Value::Null,
                 ),
             ));
+            if let Some(thinking) = &answer.thinking {
+                for piece in pieces(thinking, TEXT_PIECE_BYTES, 2) {
+                    events.push((
+                        None,
+                        chunk(json!({"reasoning_content": piece}), Value::Null),
+                    ));
+                }
+            }
             for piece in &text_pieces {
                 events.push((None, chunk(json!({"content": piece}), Value::Null)));
             }
@@ -920,7 +981,15 @@ fn stream_events(
             events.push((None, "[DONE]".to_string()));
         }
         Format::Gemini => {
-            let mut parts: Vec<Value> = text_pieces.iter().map(|p| json!({"text": p})).collect();
+            let mut parts: Vec<Value> = answer
+                .thinking
+                .as_deref()
+                .map(|t| pieces(t, TEXT_PIECE_BYTES, 2))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| json!({"text": p, "thought": true}))
+                .collect();
+            parts.extend(text_pieces.iter().map(|p| json!({"text": p})));
             for (name, args) in &answer.calls {
                 parts.push(json!({"functionCall": {"name": name, "args": args}}));
             }
@@ -1017,6 +1086,11 @@ fn success(format: Format, answer: &Answer, model: &str, number: usize, u: Scrip
     match format {
         Format::Anthropic => {
             let mut content: Vec<Value> = Vec::new();
+            if let Some(thinking) = &answer.thinking {
+                content.push(
+                    json!({"type": "thinking", "thinking": thinking, "signature": SCRIPTED_SIGNATURE}),
+                );
+            }
             if let Some(text) = text {
                 content.push(json!({"type": "text", "text": text}));
             }
@@ -1041,6 +1115,9 @@ fn success(format: Format, answer: &Answer, model: &str, number: usize, u: Scrip
         }
         Format::Gemini => {
             let mut parts: Vec<Value> = Vec::new();
+            if let Some(thinking) = &answer.thinking {
+                parts.push(json!({"text": thinking, "thought": true}));
+            }
             if let Some(text) = text {
                 parts.push(json!({"text": text}));
             }
@@ -1071,6 +1148,9 @@ fn success(format: Format, answer: &Answer, model: &str, number: usize, u: Scrip
                 })
                 .collect();
             let mut message = json!({"role": "assistant", "content": text, "refusal": null});
+            if let Some(thinking) = &answer.thinking {
+                message["reasoning_content"] = json!(thinking);
+            }
             if !tool_calls.is_empty() {
                 message["tool_calls"] = Value::Array(tool_calls);
             }

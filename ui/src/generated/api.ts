@@ -213,8 +213,11 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Queues a follow-up: it runs after the current step. At most
-         *     `MAX_QUEUED_FOLLOW_UPS` may wait; beyond that the answer is 429.
+         * Sends a follow-up. A live session runs it after the current step (at most
+         *     `MAX_QUEUED_FOLLOW_UPS` may wait; beyond that the answer is 429); any other of the
+         *     caller's sessions (released when idle, from before a restart) is continued on it: a new
+         *     sandbox on its workspace, its conversation rebuilt, its events continuing. 422 when the
+         *     session was started with its own API key and none is given again.
          */
         post: operations["post_api_v1_sessions_session_id_messages"];
         delete?: never;
@@ -387,8 +390,10 @@ export interface components {
             /** @description True when a depth or entry limit left part of the workspace out. */
             truncated: boolean;
         };
-        /** @description A follow-up message for a running session. */
+        /** @description A follow-up message for a session. */
         FollowUp: {
+            /** @description LLM key for continuing a session that was started with its own key (never stored). */
+            apiKey?: string | null;
             content: string;
         };
         /** @description One stored integration as listed (never with its token). */
@@ -494,9 +499,13 @@ export interface components {
         };
         /** @description A session as listed (the original's item shape plus `chatId` and `status`). */
         SessionSummary: {
+            /** @description The branch it was cloned at (`None`: the repository's default branch). */
+            branch?: string | null;
             chatId: string;
             createdAt: string;
             isAlive: boolean;
+            /** @description The repository the session works on (without credentials), if any. */
+            repository?: string | null;
             sessionId: string;
             status: string;
             /** @description First 80 characters of the task. */
@@ -1064,6 +1073,20 @@ export interface operations {
                 content?: never;
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The user's session limit is reached */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The session's API key must be sent again */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -28,6 +28,7 @@ function fakeTransport(over: Partial<Transport> = {}): Transport {
     startSession: vi.fn(() => Promise.resolve({ sessionId: 's1', chatId: 'c1' })),
     getSession: notUsed,
     listSessions: () => Promise.resolve([]),
+    sendMessage: notUsed,
     subscribe: () => {
       throw new Error('not used');
     },

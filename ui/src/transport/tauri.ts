@@ -148,6 +148,10 @@ export class TauriTransport implements Transport {
     return call(this.run, 'list_sessions');
   }
 
+  async sendMessage(sessionId: string, content: string): Promise<void> {
+    await call(this.run, 'follow_up', { sessionId, content });
+  }
+
   subscribe(sessionId: string, since: number, handlers: SubscribeHandlers): Subscription {
     return new SessionStream(sessionId, since, () => new IpcSocket(this.run, this.makeChannel), handlers);
   }

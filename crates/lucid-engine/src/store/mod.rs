@@ -1,5 +1,5 @@
-//! Persistence behind one interface: the embedded SQLite store ([`sqlite`], local mode) and,
-//! with the Supabase issue, a PostgREST store. Every method takes the calling [`User`] and only
+//! Persistence behind one interface: the embedded SQLite store ([`sqlite`], local mode) and
+//! the Supabase store over PostgREST ([`supabase`], Supabase mode). Every method takes the calling [`User`] and only
 //! ever touches that user's rows.
 
 use async_trait::async_trait;
@@ -12,8 +12,10 @@ use crate::auth::User;
 use crate::events::Event;
 
 pub mod sqlite;
+pub mod supabase;
 
 pub use sqlite::SqliteStore;
+pub use supabase::SupabaseStore;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -134,6 +136,11 @@ pub trait Store: Send + Sync {
     async fn set_chat_active(&self, user: &User, chat_id: &str, active: bool) -> StoreResult<()>;
     /// Marks every active chat inactive (startup after a crash). Returns how many changed.
     async fn deactivate_all_chats(&self) -> StoreResult<u64>;
+    /// Every user's chats marked active (`is_active`), oldest first: at startup, before
+    /// [`Store::deactivate_all_chats`], the sessions a previous run left live (a chat is active
+    /// while its session is live). System-level like `deactivate_all_chats`: not scoped to one
+    /// user; `user_id` must be filled in.
+    async fn active_chats(&self) -> StoreResult<Vec<ChatSession>>;
 
     // ---- event log ----
     /// Appends events to a chat's log in one transaction. Idempotent per `(chat, seq)`: an event

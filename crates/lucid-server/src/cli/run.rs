@@ -151,6 +151,8 @@ impl Printer {
                     .get_or_insert_with(String::new)
                     .push_str(text);
             }
+            // The model's reasoning is not part of the answer `lucid run` prints.
+            TransientKind::ThinkingDelta { .. } => {}
             TransientKind::AssistantRestart { reason } => {
                 self.streamed = None;
                 if self.streaming.take().is_some() {
@@ -238,6 +240,8 @@ impl Printer {
                  ~{tokens_before} → ~{tokens_after} tokens)"
             ),
             EventKind::Error { message } => writeln!(out, "[{t}] error: {message}"),
+            // The model's conversation record: everything in it was shown as it happened.
+            EventKind::ModelMessage { .. } => Ok(()),
         };
         let _ = out.flush();
     }

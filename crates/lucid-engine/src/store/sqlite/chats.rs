@@ -154,6 +154,19 @@ pub fn set_active(
     Ok(())
 }
 
+/// Every user's chats marked active (startup recovery), oldest first.
+pub fn active(conn: &Connection) -> StoreResult<Vec<ChatSession>> {
+    let sql = format!(
+        "SELECT {CHAT_COLUMNS} FROM chat_sessions WHERE is_active IS NOT 0 \
+         ORDER BY created_at, rowid"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(map_sqlite)?;
+    let rows = stmt
+        .query_map([], |row| Ok(chat_from_row(row)))
+        .map_err(map_sqlite)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(map_sqlite)
+}
+
 /// Startup recovery: no chat can be active before any session runs. `updated_at` is kept,
 /// so the chats' order does not change.
 pub fn deactivate_all(conn: &mut Connection) -> StoreResult<u64> {

@@ -10,7 +10,7 @@
 
 mod chats;
 mod errors;
-mod events;
+pub(crate) mod events;
 mod integrations;
 mod migrations;
 mod rows;
@@ -328,6 +328,10 @@ impl Store for SqliteStore {
 
     async fn deactivate_all_chats(&self) -> StoreResult<u64> {
         self.write(chats::deactivate_all).await
+    }
+
+    async fn active_chats(&self) -> StoreResult<Vec<ChatSession>> {
+        self.read(chats::active).await
     }
 
     async fn append_events(&self, user: &User, chat_id: &str, events: &[Event]) -> StoreResult<()> {
