@@ -2,7 +2,8 @@
 //! PostgREST reads on a real PostgreSQL 15 + Supabase Auth's JWKS, see `supabase_standin`):
 //! `serve --print-token` refuses to mint tokens (exit 3, says where tokens come from), `serve`
 //! says how to sign in and accepts Supabase access tokens only, and `doctor` checks
-//! reachability, both keys and which migration files are applied.
+//! reachability, both keys and which migration files are applied. The token step of
+//! `scripts/run.sh` is run as written against the binary in both modes.
 
 mod cli_support;
 mod supabase_standin;
@@ -291,4 +292,120 @@ async fn doctor_refuses_keys_of_another_project_and_an_unreachable_url() {
         "{section}"
     );
     assert!(!section.contains("migration "), "{section}");
+}
+
+/// The token step of `scripts/run.sh` (its lines from `status=0` to `esac`), run by bash with
+/// `lucid` = this binary, followed by a marker showing whether the script went on.
+async fn run_sh_token_step(env: &[(String, String)], dirs: &TestDirs) -> Finished {
+    let script =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/run.sh"))
+            .expect("scripts/run.sh");
+    let start = script
+        .find("\nstatus=0\n")
+        .expect("run.sh: the token step starts with `status=0`");
+    let end = start + script[start..].find("\nesac\n").expect("run.sh: `esac`") + 6;
+    let step = &script[start..end];
+    let program = format!(
+        "set -euo pipefail\nlucid() {{ {:?} \"$@\"; }}\n{step}\necho RUN_SH_WENT_ON\n",
+        env!("CARGO_BIN_EXE_lucid")
+    );
+    let out = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(program)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(dirs.home())
+        .output()
+        .await
+        .expect("run bash");
+    Finished {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_sh_prints_a_token_in_local_mode_goes_on_in_supabase_mode_and_stops_on_errors() {
+    let dirs = TestDirs::new();
+    let local = run_sh_token_step(&supabase_env(&dirs, &[]), &dirs).await;
+    assert_eq!(local.code(), Some(0), "{local:#?}");
+    let lines: Vec<&str> = local.stdout.lines().collect();
+    assert_eq!(
+        lines[0], "Bearer token for the API (valid 30 days):",
+        "{local:#?}"
+    );
+    assert_eq!(lines[1].split('.').count(), 3, "a JWT: {local:#?}");
+    assert_eq!(lines[2], "RUN_SH_WENT_ON");
+
+    let project = [
+        ("SUPABASE_URL".to_string(), "http://127.0.0.1:9".to_string()),
+        ("SUPABASE_ANON_KEY".into(), "anon".into()),
+        ("SUPABASE_JWT_SECRET".into(), "secret".into()),
+        ("SUPABASE_SERVICE_KEY".into(), "service".into()),
+    ];
+    let supabase = run_sh_token_step(&supabase_env(&dirs, &project), &dirs).await;
+    assert_eq!(supabase.code(), Some(0), "{supabase:#?}");
+    assert_eq!(
+        supabase.stdout.trim(),
+        "RUN_SH_WENT_ON",
+        "no token: {supabase:#?}"
+    );
+    assert!(supabase.stderr.contains("Supabase Auth"), "{supabase:#?}");
+
+    // A real failure (half the Supabase settings) stops the script with lucid's status.
+    let broken = run_sh_token_step(&supabase_env(&dirs, &project[..2]), &dirs).await;
+    assert_eq!(broken.code(), Some(1), "{broken:#?}");
+    assert!(!broken.stdout.contains("RUN_SH_WENT_ON"), "{broken:#?}");
+    assert!(broken.stderr.contains("all-or-nothing"), "{broken:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_new_style_api_keys_through_the_project() {
+    use supabase_standin::{PUBLISHABLE_KEY, SECRET_KEY};
+    let project = SupabaseStandIn::start(usize::MAX, &[]).await;
+    let dirs = TestDirs::new();
+    let mut env = supabase_env(&dirs, &project.env());
+    replace(&mut env, "SUPABASE_ANON_KEY", PUBLISHABLE_KEY);
+    replace(&mut env, "SUPABASE_SERVICE_KEY", SECRET_KEY);
+    let out = doctor(&env, &dirs).await;
+    let section = supabase_section(&out.stdout);
+    assert_eq!(out.code(), Some(0), "{out:#?}");
+    for expected in [
+        "ok    SUPABASE_ANON_KEY is an sb_… API key",
+        "ok    SUPABASE_SERVICE_KEY is an sb_… API key",
+        "ok    the REST API accepts SUPABASE_ANON_KEY (and gives it no table access)",
+        "ok    the REST API accepts SUPABASE_SERVICE_KEY",
+    ] {
+        assert!(section.contains(expected), "{expected:?} in\n{section}");
+    }
+    for (file, _) in migration_files() {
+        assert!(
+            section.contains(&format!("ok    migration {file} is applied")),
+            "{file} in\n{section}"
+        );
+    }
+
+    // A secret key given as the anon key, and an unknown secret key.
+    replace(&mut env, "SUPABASE_ANON_KEY", SECRET_KEY);
+    replace(
+        &mut env,
+        "SUPABASE_SERVICE_KEY",
+        "sb_secret_revoked0000000000",
+    );
+    let out = doctor(&env, &dirs).await;
+    let section = supabase_section(&out.stdout);
+    assert_eq!(out.code(), Some(1), "{out:#?}");
+    assert!(
+        section.contains(
+            "FAIL  SUPABASE_ANON_KEY is a secret key; expected the anon (publishable) key"
+        ),
+        "{section}"
+    );
+    assert!(
+        section.contains(
+            "FAIL  the project's REST API refuses SUPABASE_SERVICE_KEY: HTTP 401: Invalid API key"
+        ),
+        "{section}"
+    );
 }

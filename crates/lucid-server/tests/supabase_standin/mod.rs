@@ -24,6 +24,10 @@ use lucid_testkit::postgres::{describe, tokio_postgres, PgCluster};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
+/// The project's new-style API keys (opaque; the gateway maps them to a role).
+pub const PUBLISHABLE_KEY: &str = "sb_publishable_standin0123456789";
+pub const SECRET_KEY: &str = "sb_secret_standin0123456789abcdef";
+
 /// The project's (legacy) JWT secret.
 pub const PROJECT_SECRET: &str = "stand-in-project-jwt-secret-0123456789abcdef";
 
@@ -100,7 +104,12 @@ impl SupabaseStandIn {
         let service_key = project_key("service_role", PROJECT_SECRET);
         let project = Arc::new(Project {
             db: Mutex::new(db),
-            api_keys: vec![anon_key.clone(), service_key.clone()],
+            api_keys: vec![
+                anon_key.clone(),
+                service_key.clone(),
+                PUBLISHABLE_KEY.to_string(),
+                SECRET_KEY.to_string(),
+            ],
             jwks: signing_keys.iter().map(|k| k.jwk()).collect(),
         });
         let router = Router::new()
@@ -160,6 +169,18 @@ fn authenticate(project: &Project, headers: &HeaderMap) -> Result<Value, Box<Res
             StatusCode::UNAUTHORIZED,
             json!({"message": "Invalid API key", "hint": "Double check your Supabase `anon` or `service_role` API key."}),
         )));
+    }
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Like Supabase's gateway: an opaque key without a user's token stands for its role.
+    if bearer.is_none() {
+        match api_key {
+            PUBLISHABLE_KEY => return Ok(json!({"role": "anon"})),
+            SECRET_KEY => return Ok(json!({"role": "service_role"})),
+            _ => {}
+        }
     }
     let token = headers
         .get("authorization")
