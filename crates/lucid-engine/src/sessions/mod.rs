@@ -10,6 +10,7 @@ pub mod event_log;
 mod partial_text;
 mod runner;
 mod slots;
+pub mod title;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -260,6 +261,17 @@ impl Sessions {
                 },
             )
             .await?;
+        if self.deps.config.chat_titles {
+            title::spawn(title::TitleJob {
+                store: Arc::clone(&self.deps.store),
+                user: user.clone(),
+                chat_id: chat.id.clone(),
+                initial_title: chat.title.clone().unwrap_or_default(),
+                task: task.clone(),
+                client: Arc::clone(&model.client),
+                model: model.model.clone(),
+            });
+        }
         let log = EventLog::open(
             Arc::clone(&self.deps.store),
             user.clone(),
