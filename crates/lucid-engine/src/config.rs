@@ -121,6 +121,9 @@ pub struct Config {
     pub max_sessions_per_user: usize,
     /// Estimated cost in USD after which a session's agent stops (`LUCID_SESSION_BUDGET_USD`).
     pub session_budget_usd: Option<f64>,
+    /// Whether a new chat gets a short title written by the session's model from its task
+    /// (`LUCID_CHAT_TITLES`, default on; see `sessions::title`).
+    pub chat_titles: bool,
     /// Context window (tokens) to assume instead of the model's known one
     /// (`LUCID_CONTEXT_WINDOW`; for unknown or local models).
     pub context_window: Option<u64>,
@@ -306,6 +309,7 @@ impl Config {
             max_sessions_per_user: parse_num::<usize>(&get, "LUCID_MAX_SESSIONS_PER_USER", 8)?
                 .max(1),
             session_budget_usd: parse_budget(&get, "LUCID_SESSION_BUDGET_USD")?,
+            chat_titles: parse_bool(&get, "LUCID_CHAT_TITLES", true)?,
             context_window: match get("LUCID_CONTEXT_WINDOW").filter(|v| !v.trim().is_empty()) {
                 None => None,
                 Some(_) => Some(parse_num::<u64>(&get, "LUCID_CONTEXT_WINDOW", 0)?.max(1_000)),

@@ -22,6 +22,12 @@
 //! authentication error and does not consume a step. When the script is exhausted the server
 //! answers with a final text message starting with [`EXHAUSTED_MARKER`].
 //!
+//! Chat-title requests (a body containing [`TITLE_REQUEST_MARKER`], which the engine's title
+//! instructions contain) are answered outside the script and recorded apart from the
+//! conversation ([`ScriptedLlm::title_requests`], not in [`ScriptedLlm::recorded`] or
+//! [`ScriptedLlm::request_count`]): they run beside the agent, in no fixed order. They get
+//! [`DEFAULT_TITLE`] unless [`ScriptedLlm::set_title_answer`] says otherwise.
+//!
 //! Token usage is deterministic: the prompt counts one token per 4 bytes of the request body,
 //! and the previous request's prompt tokens are reported as cached when the prompt grew.
 
@@ -37,6 +43,12 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
+
+/// Text that marks a request for a chat title (part of the engine's title instructions).
+pub const TITLE_REQUEST_MARKER: &str = "Write a short title for this chat";
+
+/// What title requests get by default.
+pub const DEFAULT_TITLE: &str = "Scripted chat title";
 
 /// Start of the text answered once the script has no steps left.
 pub const EXHAUSTED_MARKER: &str = "[scripted LLM] script exhausted";
@@ -239,6 +251,9 @@ struct Script {
     previous_prompt_tokens: u64,
     /// Requests whose body contains the needle get this text, outside the script.
     side_answers: Vec<(String, String)>,
+    /// Chat-title requests received, and what they get.
+    title_requests: Vec<RecordedRequest>,
+    title_answer: Step,
 }
 
 struct Shared {
@@ -277,6 +292,8 @@ impl ScriptedLlm {
                 answered: 0,
                 previous_prompt_tokens: 0,
                 side_answers: Vec::new(),
+                title_requests: Vec::new(),
+                title_answer: Step::text(DEFAULT_TITLE),
             }),
             open: AtomicUsize::new(0),
         });
@@ -368,6 +385,16 @@ impl ScriptedLlm {
             .push((needle.to_string(), text.to_string()));
     }
 
+    /// What chat-title requests get from now on (any step: a text, an error, a delay...).
+    pub fn set_title_answer(&self, step: Step) {
+        self.script().title_answer = step;
+    }
+
+    /// The chat-title requests received so far (kept apart from [`ScriptedLlm::recorded`]).
+    pub fn title_requests(&self) -> Vec<RecordedRequest> {
+        self.script().title_requests.clone()
+    }
+
     /// Appends steps to the script.
     pub fn push_steps(&self, steps: impl IntoIterator<Item = Step>) {
         self.script().steps.extend(steps);
@@ -431,7 +458,12 @@ async fn handle(
             .collect(),
         body: body_json.clone(),
     };
-    lock(&shared).requests.push(recorded);
+    let is_title = String::from_utf8_lossy(&body).contains(TITLE_REQUEST_MARKER);
+    if is_title {
+        lock(&shared).title_requests.push(recorded);
+    } else {
+        lock(&shared).requests.push(recorded);
+    }
 
     let Some((model, streaming)) = route(format, &method, uri.path(), &body_json) else {
         let message = format!(
@@ -450,6 +482,24 @@ async fn handle(
         }
     }
 
+    if is_title {
+        let step = lock(&shared).title_answer.clone();
+        let mode = Mode {
+            streaming,
+            cacheable: false,
+            include_usage: true,
+        };
+        return answer(
+            format,
+            step,
+            &model,
+            0,
+            (prompt_tokens(&body), 0),
+            mode,
+            open,
+        )
+        .await;
+    }
     let side = {
         let text = String::from_utf8_lossy(&body);
         lock(&shared)

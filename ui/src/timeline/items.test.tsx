@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { EventKind } from '../generated/events';
 import type { LiveDelta, SessionEvent } from '../transport/types';
 import { TimelineItem } from './items';
+import { renderMarkdown } from './Markdown';
 import { TimelineModel } from './model';
 
 let seq = 0;
@@ -226,5 +227,16 @@ describe('streamed text', () => {
     model.apply([first, delta(first.seq, { kind: 'assistant_delta', text: 'Half' })]);
     model.apply([ev({ kind: 'status', status: 'stopped', message: 'Stopped.' })]);
     expect(model.items.map((i) => i.type)).toEqual(['user', 'status']);
+  });
+});
+
+describe('markdown cache', () => {
+  it('gives the same sanitised HTML from the cache, and never caches text being written', () => {
+    const text = 'Cached **answer** <img src=x onerror="alert(1)">';
+    const first = renderMarkdown(text);
+    expect(first).toContain('<strong>answer</strong>');
+    expect(first).not.toContain('onerror');
+    expect(renderMarkdown(text)).toBe(first);
+    expect(renderMarkdown('live *text*', false)).toContain('<em>text</em>');
   });
 });

@@ -140,7 +140,7 @@ const StreamingItem = memo(function StreamingItem({ item }: { item: Extract<Item
           <div className="thought-text">{item.thinking}</div>
         </details>
       )}
-      {item.text ? <Markdown text={item.text} /> : !item.thinking && <p className="muted">…</p>}
+      {item.text ? <Markdown text={item.text} live /> : !item.thinking && <p className="muted">…</p>}
       <span className="muted small writing">{item.text ? 'writing…' : 'thinking…'}</span>
     </div>
   );

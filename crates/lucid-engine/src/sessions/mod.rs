@@ -20,6 +20,7 @@ mod runner;
 mod slots;
 pub mod status;
 pub mod warm;
+pub mod title;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -372,6 +373,17 @@ impl Sessions {
                 },
             )
             .await?;
+        if self.deps.config.chat_titles {
+            title::spawn(title::TitleJob {
+                store: Arc::clone(&self.deps.store),
+                user: user.clone(),
+                chat_id: chat.id.clone(),
+                initial_title: chat.title.clone().unwrap_or_default(),
+                task: task.clone(),
+                client: Arc::clone(&model.client),
+                model: model.model.clone(),
+            });
+        }
         let log = EventLog::open(
             Arc::clone(&self.deps.store),
             user.clone(),

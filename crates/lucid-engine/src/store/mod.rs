@@ -131,6 +131,23 @@ pub trait Store: Send + Sync {
     async fn chat_messages(&self, user: &User, chat_id: &str) -> StoreResult<Vec<ChatMessage>>;
     /// Returns false when the chat does not exist or is not the user's.
     async fn rename_chat(&self, user: &User, chat_id: &str, title: &str) -> StoreResult<bool>;
+    /// Sets the title only while it is still `expected` (so a title chosen meanwhile, e.g. a
+    /// user's rename, is never overwritten). Returns whether it was set. The default reads
+    /// then writes; stores override it with one conditional update.
+    async fn rename_chat_if(
+        &self,
+        user: &User,
+        chat_id: &str,
+        expected: &str,
+        title: &str,
+    ) -> StoreResult<bool> {
+        match self.get_chat(user, chat_id).await? {
+            Some(chat) if chat.title.as_deref() == Some(expected) => {
+                self.rename_chat(user, chat_id, title).await
+            }
+            _ => Ok(false),
+        }
+    }
     /// Deletes the chat and its messages. Returns false when not found / not the user's.
     async fn delete_chat(&self, user: &User, chat_id: &str) -> StoreResult<bool>;
     async fn set_chat_active(&self, user: &User, chat_id: &str, active: bool) -> StoreResult<()>;
