@@ -31,8 +31,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 
 e2e_start=$(date +%s)
-cargo build --locked -p lucid-server --bin lucid --example ui_e2e_harness
+cargo build --locked -p lucid-server --bin lucid --example ui_e2e_harness --example sign_in_e2e_harness
 target=$(cargo metadata --format-version 1 --no-deps --locked \
   | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
 (cd ui && node e2e/run.mjs --harness "$target/debug/examples/ui_e2e_harness" --lucid "$target/debug/lucid")
+# Sign-in with a provider in Supabase mode (fake Supabase Auth), reload, silent refresh, sign-out.
+(cd ui && node e2e/sign-in.mjs --harness "$target/debug/examples/sign_in_e2e_harness" --lucid "$target/debug/lucid")
 echo "test.sh: UI end-to-end took $(( $(date +%s) - e2e_start )) s"

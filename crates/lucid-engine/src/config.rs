@@ -137,6 +137,10 @@ pub struct Config {
     /// Hosts that user-supplied URLs may reach although they resolve to loopback, private or
     /// link-local addresses (Supabase mode; `LUCID_ALLOWED_INTERNAL_HOSTS`, comma-separated).
     pub allowed_internal_hosts: Vec<String>,
+    /// The address browsers reach `lucid serve` at (`LUCID_PUBLIC_URL`, e.g.
+    /// `https://lucid.example.com`): Supabase sign-in comes back to
+    /// `{public_url}/api/v1/auth/callback`. Unset: loopback requests use their own address.
+    pub public_url: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -276,6 +280,13 @@ impl Config {
         };
 
         let port = parse_num::<u16>(&get, "PORT", 8000)?;
+        let public_url = match get("LUCID_PUBLIC_URL") {
+            Some(u) => {
+                check_https_or_loopback("LUCID_PUBLIC_URL", &u)?;
+                Some(u.trim_end_matches('/').to_string())
+            }
+            None => None,
+        };
 
         Ok(Config {
             data_dir,
@@ -353,6 +364,7 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
+            public_url,
         })
     }
 

@@ -69,6 +69,22 @@ impl GoTrueError {
     }
 }
 
+impl From<GoTrueError> for crate::error::EngineError {
+    fn from(e: GoTrueError) -> Self {
+        use crate::error::{EngineError, ErrorKind};
+        let kind = match &e {
+            GoTrueError::Api { status, .. }
+                if e.ends_session() || *status == 401 || *status == 403 =>
+            {
+                ErrorKind::InvalidCredentials
+            }
+            GoTrueError::Api { status, .. } if (400..500).contains(status) => ErrorKind::BadRequest,
+            _ => ErrorKind::Upstream,
+        };
+        EngineError::new(kind, e.to_string())
+    }
+}
+
 /// A signed-in user, as the UI shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
