@@ -8,7 +8,10 @@ import { NewTask } from './pages/NewTask';
 import { Settings } from './pages/Settings';
 import { SignIn } from './pages/SignIn';
 import { Workspace } from './pages/Workspace';
+import { EnginePanel } from './panels/EnginePanel';
+import { QuitDialog } from './panels/QuitDialog';
 import { HttpTransport } from './transport/http';
+import type { DesktopLifecycle } from './transport/tauri';
 import type { Transport } from './transport/types';
 
 const NAV: { route: Route; label: string }[] = [
@@ -18,7 +21,7 @@ const NAV: { route: Route; label: string }[] = [
   { route: { page: 'settings' }, label: 'Settings' },
 ];
 
-export function App({ transport: given }: { transport?: Transport }) {
+export function App({ transport: given, lifecycle }: { transport?: Transport; lifecycle?: DesktopLifecycle }) {
   const [auth, setAuth] = useState<TokenState>(() => (given ? { kind: 'ok', token: '' } : loadToken()));
   const transport = useMemo<Transport>(
     () =>
@@ -62,6 +65,7 @@ export function App({ transport: given }: { transport?: Transport }) {
           </ul>
         </nav>
         <main id="main" className="content" tabIndex={-1}>
+          <EnginePanel />
           {route.page === 'new' && <NewTask />}
           {route.page === 'session' && <Workspace key={route.sessionId} sessionId={route.sessionId} />}
           {route.page === 'history' && <History />}
@@ -69,6 +73,7 @@ export function App({ transport: given }: { transport?: Transport }) {
           {route.page === 'settings' && <Settings />}
         </main>
       </div>
+      {lifecycle && <QuitDialog lifecycle={lifecycle} />}
     </TransportContext.Provider>
   );
 }
