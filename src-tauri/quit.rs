@@ -14,20 +14,20 @@ use crate::state::Shell;
 /// The event the window receives when quitting needs the user's word.
 pub const QUIT_REQUESTED: &str = "lucid://quit-requested";
 
-/// Whether the user already agreed to quit.
-#[derive(Debug, Default)]
+/// Whether the user already agreed to quit, and how to quit.
 pub struct QuitGate {
     confirmed: AtomicBool,
+    quit: Box<dyn Fn() + Send + Sync>,
 }
 
 /// The payload of [`QUIT_REQUESTED`]: the sessions that would be stopped.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct QuitRequest {
     pub sessions: Vec<WorkingSession>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkingSession {
     pub session_id: String,
@@ -56,6 +56,21 @@ pub fn is_working(status: SessionStatus) -> bool {
 }
 
 impl QuitGate {
+    /// The gate of `app`.
+    pub fn for_app<R: Runtime>(app: AppHandle<R>) -> Self {
+        Self {
+            confirmed: AtomicBool::new(false),
+            quit: Box::new(move || close_all(&app)),
+        }
+    }
+
+    /// Quits after the user agreed: closes the windows, which ends the app (see
+    /// [`on_run_event`]).
+    pub fn quit(&self) {
+        self.confirm();
+        (self.quit)();
+    }
+
     pub fn decide(&self, shell: &Shell) -> QuitDecision {
         if self.confirmed.load(Ordering::SeqCst) {
             return QuitDecision::Proceed;
@@ -84,12 +99,7 @@ impl QuitGate {
     }
 }
 
-/// Quits after the user agreed: closes the windows, which ends the app (see
-/// [`on_run_event`]).
-pub fn quit<R: Runtime>(app: &AppHandle<R>) {
-    if let Some(gate) = app.try_state::<QuitGate>() {
-        gate.confirm();
-    }
+fn close_all<R: Runtime>(app: &AppHandle<R>) {
     let windows = app.webview_windows();
     if windows.is_empty() {
         app.exit(0);

@@ -75,10 +75,10 @@ fn start_app(llm: &ScriptedLlm, gh: &FakeGithub) -> App {
     .expect("shell starts");
     let app = mock_builder()
         .manage(shell)
-        .manage(lucid_desktop::quit::QuitGate::default())
         .invoke_handler(lucid_desktop::handler())
         .build(mock_context(noop_assets()))
         .unwrap();
+    app.manage(lucid_desktop::quit::QuitGate::for_app(app.handle().clone()));
     let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
         .build()
         .unwrap();

@@ -10,6 +10,7 @@ use crate::error::CommandResult;
 use crate::state::Shell;
 
 #[tauri::command]
+#[specta::specta]
 pub async fn start_session(
     shell: State<'_, Shell>,
     req: StartSession,
@@ -19,11 +20,13 @@ pub async fn start_session(
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn list_sessions(shell: State<'_, Shell>) -> CommandResult<Vec<SessionSummary>> {
     Ok(shell.engine.sessions().list(&shell.user))
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn get_session(
     shell: State<'_, Shell>,
     session_id: String,
@@ -36,6 +39,7 @@ pub async fn get_session(
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn follow_up(
     shell: State<'_, Shell>,
     session_id: String,
@@ -49,6 +53,7 @@ pub async fn follow_up(
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn stop_session(shell: State<'_, Shell>, session_id: String) -> CommandResult<()> {
     Ok(shell.engine.sessions().stop(&shell.user, &session_id)?)
 }
@@ -60,6 +65,7 @@ pub async fn stop_session(shell: State<'_, Shell>, session_id: String) -> Comman
 /// ends. Returns an id for [`unsubscribe`]. A window reload simply subscribes again from its
 /// last `seq`.
 #[tauri::command]
+#[specta::specta]
 pub async fn subscribe_session(
     shell: State<'_, Shell>,
     session_id: String,
@@ -78,6 +84,7 @@ pub async fn subscribe_session(
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn unsubscribe(shell: State<'_, Shell>, subscription: u64) -> CommandResult<bool> {
     Ok(shell.end_subscription(subscription))
 }

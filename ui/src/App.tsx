@@ -9,7 +9,10 @@ import { Integrations } from './pages/Integrations';
 import { NewTask } from './pages/NewTask';
 import { Settings } from './pages/Settings';
 import { Workspace } from './pages/Workspace';
+import { EnginePanel } from './panels/EnginePanel';
+import { QuitDialog } from './panels/QuitDialog';
 import { HttpTransport } from './transport/http';
+import type { DesktopLifecycle } from './transport/tauri';
 import type { Transport } from './transport/types';
 
 const NAV: { route: Route; label: string }[] = [
@@ -19,7 +22,7 @@ const NAV: { route: Route; label: string }[] = [
   { route: { page: 'settings' }, label: 'Settings' },
 ];
 
-export function App({ transport: given }: { transport?: Transport }) {
+export function App({ transport: given, lifecycle }: { transport?: Transport; lifecycle?: DesktopLifecycle }) {
   // Browser: a Supabase session or the local-mode link's token (see account/).
   const browser = useBrowserAuth(!given);
   const { token, onUnauthorized } = browser;
@@ -60,6 +63,7 @@ export function App({ transport: given }: { transport?: Transport }) {
           {browser.account && <AccountBadge user={browser.account.user} onSignOut={browser.signOut} />}
         </nav>
         <main id="main" className="content" tabIndex={-1}>
+          <EnginePanel />
           {route.page === 'new' && <NewTask />}
           {route.page === 'session' && <Workspace key={route.sessionId} sessionId={route.sessionId} />}
           {route.page === 'history' && <History />}
@@ -67,6 +71,7 @@ export function App({ transport: given }: { transport?: Transport }) {
           {route.page === 'settings' && <Settings />}
         </main>
       </div>
+      {lifecycle && <QuitDialog lifecycle={lifecycle} />}
     </TransportContext.Provider>
   );
 }

@@ -24,7 +24,7 @@ pub const MAX_TITLE_CHARS: usize = 255;
 const NOT_FOUND: &str = "Chat not found";
 
 /// A chat with its messages, in the original's `GET /api/v1/chats/{id}` shape.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatDetail {
     #[serde(flatten)]

@@ -25,7 +25,7 @@ pub const ENCRYPTION_KEY_FILE: &str = "encryption-key";
 pub const FILE_READ_MAX_BYTES: u64 = 1024 * 1024;
 
 /// `GET /` service information, in the original's shape plus Lucid's own fields.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, specta::Type)]
 pub struct ServiceInfo {
     pub service: String,
     pub version: String,
@@ -44,7 +44,7 @@ pub struct ServiceInfo {
 }
 
 /// One LLM provider as the engine sees it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderStatus {
     /// `anthropic`, `google` or `openai`.
@@ -57,14 +57,14 @@ pub struct ProviderStatus {
 }
 
 /// Something wrong with the setup, in words, with the fix.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, specta::Type)]
 pub struct StatusProblem {
     pub what: String,
     pub fix: String,
 }
 
 /// The engine's state and setup, for a status page (`GET /api/v1/status`).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct EngineStatus {
     pub version: String,

@@ -25,7 +25,9 @@ pub const WIRE_THOUGHT_MAX_CHARS: usize = 1000;
 pub const WIRE_DETAIL_MAX_CHARS: usize = 64_000;
 
 /// Lifecycle of a session as reported in `status` events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, TS)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, TS, specta::Type,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     Initializing,

@@ -51,7 +51,7 @@ pub const MAX_QUEUED_FOLLOW_UPS: usize = 16;
 pub const MAX_MESSAGE_CHARS: usize = 100_000;
 
 /// What a caller asks for when starting a session.
-#[derive(Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Default, Deserialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct StartSession {
     pub task: String,
@@ -92,7 +92,7 @@ impl std::fmt::Debug for StartSession {
 }
 
 /// A started session.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct StartedSession {
     pub session_id: String,
@@ -100,7 +100,7 @@ pub struct StartedSession {
 }
 
 /// A session as listed (the original's item shape plus `chatId` and `status`).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionSummary {
     pub session_id: String,

@@ -37,7 +37,7 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A chat (one agent session's history), in the original's JSON shape.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatSession {
     pub id: String,
@@ -50,9 +50,11 @@ pub struct ChatSession {
     pub is_active: bool,
     #[schema(value_type = String)]
     #[serde(serialize_with = "crate::store::sqlite::timestamps::serialize_postgrest")]
+    #[specta(type = String)]
     pub created_at: DateTime<Utc>,
     #[schema(value_type = String)]
     #[serde(serialize_with = "crate::store::sqlite::timestamps::serialize_postgrest")]
+    #[specta(type = String)]
     pub updated_at: DateTime<Utc>,
     /// Repository the session works on (not part of the original's JSON).
     #[serde(skip)]
@@ -78,7 +80,7 @@ pub struct NewChat {
 }
 
 /// One stored message of a chat: an event of the session's log.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatMessage {
     pub id: String,
@@ -88,6 +90,7 @@ pub struct ChatMessage {
     pub metadata_json: Option<Value>,
     #[schema(value_type = String)]
     #[serde(serialize_with = "crate::store::sqlite::timestamps::serialize_postgrest")]
+    #[specta(type = String)]
     pub created_at: DateTime<Utc>,
     /// Position in the session's event log (not part of the original's JSON).
     #[serde(skip)]
