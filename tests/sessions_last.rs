@@ -673,6 +673,17 @@ async fn a_session_started_with_its_own_key_is_continued_with_it_again() {
         final_status(&events),
         lucid_engine::events::SessionStatus::Completed
     );
+    let usage = |events: &[lucid_engine::events::Event]| {
+        events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                lucid_engine::events::EventKind::Usage(u) => Some(u.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let first_totals = usage(&events).last().cloned().expect("usage reported");
+    assert!(first_totals.total_input_tokens > 0);
     let sid = started.session_id;
     h.engine.sessions().destroy(&user, &sid).await.unwrap();
     let since = h
@@ -726,6 +737,21 @@ async fn a_session_started_with_its_own_key_is_continued_with_it_again() {
     );
     assert!(events.iter().any(|e| matches!(&e.kind,
         lucid_engine::events::EventKind::AssistantMessage { content } if content == "second")));
+    // Token and cost totals continue from the earlier turns.
+    let continued = usage(&events);
+    let step = continued.first().expect("usage reported");
+    assert_eq!(
+        step.total_input_tokens,
+        first_totals.total_input_tokens + step.input_tokens
+    );
+    assert_eq!(
+        step.total_output_tokens,
+        first_totals.total_output_tokens + step.output_tokens
+    );
+    match (first_totals.total_cost_usd, step.total_cost_usd) {
+        (Some(before), Some(after)) => assert!(after > before, "{before} -> {after}"),
+        other => panic!("cost not tracked: {other:?}"),
+    }
     drop(attachment);
     h.engine.sessions().shutdown_all().await;
 }

@@ -82,3 +82,91 @@ pub async fn recover_after_restart(store: &dyn Store) -> StoreResult<usize> {
     }
     Ok(interrupted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewChat, SqliteStore};
+
+    async fn chat(store: &SqliteStore, user: &User, id: &str, statuses: &[SessionStatus]) {
+        store
+            .create_chat(
+                user,
+                NewChat {
+                    id: id.into(),
+                    agent_session_id: Some(format!("s-{id}")),
+                    ..NewChat::default()
+                },
+            )
+            .await
+            .unwrap();
+        // A status, then more than a window of other events after it.
+        let mut events = Vec::new();
+        for status in statuses {
+            events.push(EventKind::Status {
+                status: *status,
+                message: String::new(),
+            });
+        }
+        for i in 0..(WINDOW + 10) {
+            events.push(EventKind::Progress {
+                message: format!("p{i}"),
+            });
+        }
+        let events: Vec<Event> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| Event::new(format!("s-{id}"), i as u64 + 1, kind))
+            .collect();
+        store.append_events(user, id, &events).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn working_sessions_are_marked_interrupted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        let (a, b) = (User::with_id("a"), User::with_id("b"));
+        chat(
+            &store,
+            &a,
+            "working",
+            &[SessionStatus::Ready, SessionStatus::Running],
+        )
+        .await;
+        chat(
+            &store,
+            &b,
+            "done",
+            &[SessionStatus::Running, SessionStatus::Completed],
+        )
+        .await;
+        chat(&store, &b, "empty", &[]).await;
+        assert_eq!(
+            last_stored(&store, &a, "working").await.unwrap(),
+            Some(SessionStatus::Running)
+        );
+        assert_eq!(last_stored(&store, &b, "empty").await.unwrap(), None);
+        assert_eq!(store.active_chats().await.unwrap().len(), 3);
+
+        assert_eq!(recover_after_restart(&store).await.unwrap(), 2);
+        assert_eq!(
+            last_stored(&store, &a, "working").await.unwrap(),
+            Some(SessionStatus::Interrupted)
+        );
+        assert_eq!(
+            last_stored(&store, &b, "done").await.unwrap(),
+            Some(SessionStatus::Completed)
+        );
+        let last = store.last_seq(&a, "working").await.unwrap();
+        let tail = store
+            .events_since(&a, "working", last - 1, 10)
+            .await
+            .unwrap();
+        assert_eq!(tail.last().unwrap().session_id, "s-working");
+        // Still active until the engine deactivates them: a second recovery adds nothing.
+        assert_eq!(recover_after_restart(&store).await.unwrap(), 0);
+        assert_eq!(store.last_seq(&a, "working").await.unwrap(), last);
+        store.deactivate_all_chats().await.unwrap();
+        assert!(store.active_chats().await.unwrap().is_empty());
+    }
+}
