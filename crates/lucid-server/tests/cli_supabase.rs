@@ -156,7 +156,8 @@ async fn serve_in_supabase_mode_says_how_to_sign_in_and_takes_only_supabase_toke
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_passes_against_a_project_with_every_migration_applied() {
-    let project = SupabaseStandIn::start(usize::MAX, &[]).await;
+    let key = TestKey::es256("project-es256");
+    let project = SupabaseStandIn::start(usize::MAX, &[&key]).await;
     let dirs = TestDirs::new();
     let env = supabase_env(&dirs, &project.env());
     let out = doctor(&env, &dirs).await;
@@ -170,6 +171,10 @@ async fn doctor_passes_against_a_project_with_every_migration_applied() {
             .to_string(),
         "ok    the REST API accepts SUPABASE_ANON_KEY (and gives it no table access)".to_string(),
         "ok    the REST API accepts SUPABASE_SERVICE_KEY".to_string(),
+        format!(
+            "ok    Supabase Auth publishes 1 ES256/RS256 signing key(s) ({}/auth/v1/.well-known/jwks.json)",
+            project.url
+        ),
     ] {
         assert!(section.contains(&expected), "{expected:?} in\n{section}");
     }
@@ -209,6 +214,10 @@ async fn doctor_names_the_migration_file_that_is_missing() {
     assert!(
         section.contains(&format!("-f supabase/migrations/{second}")),
         "the fix names the file: {section}"
+    );
+    assert!(
+        section.contains("ok    Supabase Auth publishes no asymmetric signing keys"),
+        "{section}"
     );
 
     // Every file applied, then a column of the first one lost (an old schema, say): the

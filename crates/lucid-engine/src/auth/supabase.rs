@@ -106,6 +106,12 @@ impl SupabaseTokenVerifier {
         &self.jwks_url
     }
 
+    /// Fetches the JWKS once (not cached) and counts the usable signing keys in it, the way
+    /// token verification reads it (`lucid doctor`).
+    pub async fn probe_jwks(&self) -> Result<usize, String> {
+        self.fetch().await.map(|keys| keys.len())
+    }
+
     /// Verifies a Supabase access token and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let header = decode_header(token).map_err(|_| AuthError::InvalidToken)?;

@@ -1,16 +1,18 @@
 //! Is the configured Supabase project ready for Lucid? (`lucid doctor` in Supabase mode.)
 //!
-//! [`check_project`] answers, in order: does `SUPABASE_URL` answer; are the anon and service
-//! keys what they claim (offline: legacy keys are HS256 JWTs signed with
-//! `SUPABASE_JWT_SECRET` naming the right role and project; online: the REST API accepts
-//! them); and is every file of `supabase/migrations/` applied — each table and column a file
-//! creates is read (zero rows) through the REST API with the service key, and a file whose
-//! tables or columns are missing is named. Nothing is written.
+//! [`check_project`] answers, in order: does `SUPABASE_URL` answer; can Supabase Auth's
+//! signing keys (JWKS) be read; are the anon and service keys what they claim (offline:
+//! legacy keys are HS256 JWTs signed with `SUPABASE_JWT_SECRET` naming the right role and
+//! project; online: the REST API accepts them); and is every file of `supabase/migrations/`
+//! applied — each table and column a file creates is read (zero rows) through the REST API
+//! with the service key, and a file whose tables or columns are missing is named. Nothing is
+//! written.
 
 pub mod api_keys;
 pub mod manifest;
 pub mod rest_probe;
 
+use crate::auth::SupabaseTokenVerifier;
 use crate::config::SupabaseConfig;
 use api_keys::{check_key, KeyKind, KeyShape};
 use manifest::Migration;
@@ -84,6 +86,8 @@ pub async fn check_project(supabase: &SupabaseConfig) -> Vec<Finding> {
             return findings;
         }
     }
+
+    findings.push(check_signing_keys(supabase).await);
 
     let migrations = manifest::migrations();
     // The table every key probe reads (zero rows): the first one the migrations create.
@@ -181,6 +185,39 @@ pub async fn check_project(supabase: &SupabaseConfig) -> Vec<Finding> {
         findings.push(check_migration(&probe, &supabase.service_key, migration).await);
     }
     findings
+}
+
+/// Whether Supabase Auth's JWKS (asymmetric signing keys) can be read: without it only
+/// HS256 access tokens (signed with `SUPABASE_JWT_SECRET`) are accepted.
+async fn check_signing_keys(supabase: &SupabaseConfig) -> Finding {
+    let http = match reqwest::Client::builder()
+        .user_agent(concat!("lucid-doctor/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()
+    {
+        Ok(http) => http,
+        Err(e) => return Finding::fail(format!("HTTP client: {e}"), "report this as a bug"),
+    };
+    let verifier = SupabaseTokenVerifier::new(&supabase.url, supabase.jwt_secret.clone(), http);
+    match verifier.probe_jwks().await {
+        Ok(0) => Finding::ok(format!(
+            "Supabase Auth publishes no asymmetric signing keys ({}): access tokens are HS256, \
+             checked with SUPABASE_JWT_SECRET",
+            verifier.jwks_url()
+        )),
+        Ok(n) => Finding::ok(format!(
+            "Supabase Auth publishes {n} ES256/RS256 signing key(s) ({})",
+            verifier.jwks_url()
+        )),
+        Err(e) => Finding::warn(
+            format!(
+                "cannot read Supabase Auth's signing keys at {}: {e}",
+                verifier.jwks_url()
+            ),
+            "only HS256 access tokens (signed with SUPABASE_JWT_SECRET) are accepted until it \
+             can be read: check SUPABASE_URL and that the project's Auth service is up",
+        ),
+    }
 }
 
 /// Whether every table and column `migration` creates can be read.
