@@ -633,3 +633,88 @@ async fn supabase_outage_mid_session_loses_no_event() {
     assert_eq!(seqs(&replay), live);
     s.h.engine.shutdown().await;
 }
+
+/// A client attaching while the model writes gets the thinking and text so far (one
+/// `thinking_delta` and one `agent_delta`), then the rest: no piece missing, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_attaching_mid_message_gets_the_text_so_far() {
+    const THINKING: &str = "The user wants a status; say what the workspace holds.";
+    const ANSWER: &str = "Here is what I found: the workspace is empty, so I wrote nothing yet.";
+    let llm = ScriptedLlm::start(
+        Format::Anthropic,
+        vec![Step::text(ANSWER)
+            .thinking(THINKING)
+            .paced(Duration::from_millis(120))],
+    )
+    .await;
+    let s = Server::start(&llm).await;
+    let mut first = s.ws(Some(&s.token("erin"))).await;
+    send(
+        &mut first,
+        json!({"task": "look", "modelProvider": "anthropic"}),
+    )
+    .await;
+    // Wait until some of the answer has been written.
+    let mut seen = Vec::new();
+    let session_id = loop {
+        let f = recv(&mut first).await.expect("open");
+        seen.push(f.clone());
+        let answer_pieces = seen.iter().filter(|f| f["type"] == "agent_delta").count();
+        if answer_pieces >= 2 {
+            break f["sessionId"].as_str().unwrap().to_string();
+        }
+    };
+    let so_far: String = seen
+        .iter()
+        .filter(|f| f["type"] == "agent_delta")
+        .map(|f| f["content"].as_str().unwrap())
+        .collect();
+
+    let mut late = s.ws(Some(&s.token("erin"))).await;
+    send(
+        &mut late,
+        json!({"type": "attach", "sessionId": session_id, "since": 0}),
+    )
+    .await;
+    let frames = until_status(&mut late, &["completed", "failed"]).await;
+    assert_eq!(frames.last().unwrap()["status"], "completed", "{frames:#?}");
+    let pieces = |kind: &str| -> Vec<String> {
+        frames
+            .iter()
+            .filter(|f| f["type"] == kind)
+            .map(|f| f["content"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let text = pieces("agent_delta");
+    assert!(
+        text[0].starts_with(&so_far),
+        "the catch-up {:?} lacks what was written before attaching ({so_far:?})",
+        text[0]
+    );
+    assert_eq!(text.concat(), ANSWER, "{frames:#?}");
+    assert_eq!(pieces("thinking_delta").concat(), THINKING, "{frames:#?}");
+    for f in frames.iter().filter(|f| f["type"] == "thinking_delta") {
+        assert_eq!(f["eventType"], "ThinkingDelta");
+        assert_eq!(f["detail"]["kind"], "thinking_delta");
+    }
+    // The catch-up comes after the stored events it follows, and before the message.
+    let catch_up = frames
+        .iter()
+        .position(|f| f["type"] == "agent_delta")
+        .unwrap();
+    let message = frames
+        .iter()
+        .position(|f| f["eventType"] == "MessageAction")
+        .unwrap();
+    assert!(catch_up < message);
+    let after = frames[catch_up]["afterSeq"].as_u64().unwrap();
+    assert_eq!(
+        frames[..catch_up]
+            .iter()
+            .filter_map(|f| f["seq"].as_u64())
+            .max(),
+        Some(after)
+    );
+    assert_eq!(frames[message]["content"], ANSWER);
+    s.h.engine.shutdown().await;
+}

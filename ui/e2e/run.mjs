@@ -279,6 +279,7 @@ try {
     await setTitleAnswer({ delayMs: 2500, then: { text: 'Greeting once more' } });
     await pushSteps([{ text: 'Hi again.' }]);
     await page.getByRole('link', { name: 'New task' }).click();
+    await page.getByRole('option', { name: 'anthropic' }).waitFor({ state: 'attached' });
     const box = page.getByLabel('What should Lucid do?');
     await box.fill('Say hi once more please');
     await box.press('Enter');

@@ -63,6 +63,10 @@ export function NewTask() {
   const send = async () => {
     const text = task.trim();
     if (!text || sending) return;
+    if (!status.data && !status.error) {
+      setError('Still asking the engine which model providers are configured; send again in a moment.');
+      return;
+    }
     if (!provider) {
       setError('No model provider is configured: see Settings for what to set.');
       return;
