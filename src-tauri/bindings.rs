@@ -44,6 +44,10 @@ pub fn builder<R: Runtime>() -> Builder<R> {
             commands::settings::save_settings,
             commands::settings::set_provider_key,
             commands::app::quit_app,
+            commands::account::account_state,
+            commands::account::start_sign_in,
+            commands::account::sign_in_link,
+            commands::account::sign_out,
         ])
         // Payloads of the shell's own events (see `quit.rs`).
         .typ::<crate::quit::QuitRequest>()

@@ -3,6 +3,7 @@
 //! adapter (see `commands/`): every command is one engine call, and the window shows the same
 //! UI (`ui/`) that `lucid serve` gives browsers, talking over Tauri IPC instead of HTTP.
 
+pub mod account;
 pub mod bindings;
 pub mod commands;
 pub mod error;
@@ -15,7 +16,11 @@ pub mod state;
 
 pub use lucid_engine as engine;
 
+use std::sync::Arc;
+
 use tauri::Manager;
+
+use crate::account::Account;
 
 use crate::secrets::Secrets;
 use crate::state::{Shell, ShellPaths};
@@ -26,6 +31,53 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
 {
     let builder = std::sync::Arc::new(bindings::builder::<R>());
     move |invoke| (builder.invoke_handler())(invoke)
+}
+
+/// Sign-in links: those that arrive while running (a second instance's argument, forwarded by
+/// the single-instance plugin) and the one this process was started with (cold start), queued
+/// until the account is ready. `--sign-in <provider>` starts a sign-in at launch.
+fn watch_sign_in_links<R: tauri::Runtime>(app: &mut tauri::App<R>, account: Arc<Account>) {
+    use tauri_plugin_deep_link::DeepLinkExt;
+    use tauri_plugin_opener::OpenerExt;
+    let on_open = Arc::clone(&account);
+    app.deep_link().on_open_url(move |event| {
+        for url in event.urls() {
+            let account = Arc::clone(&on_open);
+            tauri::async_runtime::spawn(async move { account.on_link(url.to_string()).await });
+        }
+    });
+    let at_start: Vec<String> = app
+        .deep_link()
+        .get_current()
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| u.to_string())
+        .collect();
+    let args: Vec<String> = std::env::args().collect();
+    let sign_in_with = args
+        .iter()
+        .position(|a| a == "--sign-in")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let handle = app.handle().clone();
+    tauri::async_runtime::spawn(async move {
+        for link in at_start {
+            account.on_link(link).await;
+        }
+        account.become_ready().await;
+        if let Some(provider) = sign_in_with {
+            match account.start(&provider) {
+                Ok(url) => {
+                    if let Err(e) = handle.opener().open_url(url, None::<&str>) {
+                        tracing::warn!(error = %e, "no browser could be opened for the sign-in");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "--sign-in"),
+            }
+        }
+    });
 }
 
 /// Runs the desktop app until it quits.
@@ -39,6 +91,8 @@ pub fn run() {
 
     let app = tauri::Builder::default()
         // First, so a second launch hands over to this one before anything else starts.
+        // (With its `deep-link` feature it first hands a `lucid://` argument to the deep-link
+        // plugin, see account.rs.)
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
             if let Some(window) = app.get_webview_window("main") {
                 let _ = window.unminimize();
@@ -46,6 +100,7 @@ pub fn run() {
                 let _ = window.set_focus();
             }
         }))
+        .plugin(tauri_plugin_deep_link::init())
         .plugin(tauri_plugin_opener::init())
         .plugin(tauri_plugin_notification::init())
         // The window's size and position are restored at the next start.
@@ -67,6 +122,7 @@ pub fn run() {
                     tracing::warn!(error = %e, "the HTTP API could not be started");
                 }
             }
+            let account = Account::new(shell.engine.clone(), shell.secrets.clone());
             app.manage(shell);
             app.manage(quit::QuitGate::for_app(app.handle().clone()));
             notifications::watch(
@@ -74,6 +130,16 @@ pub fn run() {
                 notifications::POLL_EVERY,
                 notifications::show_system_notification,
             );
+            app.manage(account.clone());
+            let opener = app.handle().clone();
+            app.manage(crate::account::SystemBrowser::new(move |url| {
+                use tauri_plugin_opener::OpenerExt;
+                opener
+                    .opener()
+                    .open_url(url, None::<&str>)
+                    .map_err(|e| e.to_string())
+            }));
+            watch_sign_in_links(app, account);
             Ok(())
         })
         .invoke_handler(handler())

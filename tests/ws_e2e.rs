@@ -647,7 +647,7 @@ async fn a_client_attaching_mid_message_gets_the_text_so_far() {
             .paced(Duration::from_millis(120))],
     )
     .await;
-    let s = Server::start(&llm).await;
+    let s = Server::start_in(Mode::Local, &llm).await;
     let mut first = s.ws(Some(&s.token("erin"))).await;
     send(
         &mut first,

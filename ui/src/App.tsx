@@ -1,5 +1,6 @@
-import { useMemo } from 'react';
+import { useMemo, type ReactNode } from 'react';
 import { AccountBadge } from './account/AccountBadge';
+import { DesktopAccount } from './account/DesktopAccount';
 import { SignInScreen } from './account/SignInScreen';
 import { useBrowserAuth } from './account/useBrowserAuth';
 import { TransportContext } from './app/context';
@@ -22,20 +23,27 @@ const NAV: { route: Route; label: string }[] = [
   { route: { page: 'settings' }, label: 'Settings' },
 ];
 
-export function App({ transport: given, lifecycle }: { transport?: Transport; lifecycle?: DesktopLifecycle }) {
+export function App({ transport, lifecycle }: { transport?: Transport; lifecycle?: DesktopLifecycle }) {
+  // Desktop (Tauri transport): the shell's account, signed in through the system browser.
+  if (transport) return <DesktopAccount>{(badge) => <Shell transport={transport} badge={badge} lifecycle={lifecycle} />}</DesktopAccount>;
+  return <BrowserApp />;
+}
+
+function BrowserApp() {
   // Browser: a Supabase session or the local-mode link's token (see account/).
-  const browser = useBrowserAuth(!given);
+  const browser = useBrowserAuth(true);
   const { token, onUnauthorized } = browser;
-  const transport = useMemo<Transport>(
-    () => given ?? new HttpTransport({ token, onUnauthorized }),
-    [given, token, onUnauthorized],
-  );
-  const route = useRoute();
+  const transport = useMemo<Transport>(() => new HttpTransport({ token, onUnauthorized }), [token, onUnauthorized]);
 
   if (browser.auth.kind !== 'ok') {
     return <SignInScreen api={browser.api} expired={browser.auth.kind === 'expired'} reason={browser.reason} />;
   }
+  const badge = browser.account && <AccountBadge user={browser.account.user} onSignOut={browser.signOut} />;
+  return <Shell transport={transport} badge={badge} />;
+}
 
+function Shell({ transport, badge, lifecycle }: { transport: Transport; badge: ReactNode; lifecycle?: DesktopLifecycle }) {
+  const route = useRoute();
   return (
     <TransportContext.Provider value={transport}>
       <a className="skip" href="#main">
@@ -60,7 +68,7 @@ export function App({ transport: given, lifecycle }: { transport?: Transport; li
               </li>
             ))}
           </ul>
-          {browser.account && <AccountBadge user={browser.account.user} onSignOut={browser.signOut} />}
+          {badge}
         </nav>
         <main id="main" className="content" tabIndex={-1}>
           <EnginePanel />

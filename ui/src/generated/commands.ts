@@ -54,12 +54,71 @@ export const commands = {
 	 *  this after asking the user (on `lucid://quit-requested`) or from a Quit action.
 	 */
 	quitApp: () => __TAURI_INVOKE<null>("quit_app"),
+	/**  The mode, the providers offered and the signed-in user. */
+	accountState: () => __TAURI_INVOKE<AccountState_Serialize>("account_state"),
+	/**
+	 *  Opens the system browser on the provider's sign-in; it comes back through `lucid://`
+	 *  (or, with `loopback`, through a one-shot server on 127.0.0.1). Returns the URL.
+	 */
+	startSignIn: (provider: string, loopback: boolean | null) => __TAURI_INVOKE<string>("start_sign_in", { provider, loopback }),
+	/**  "Copy sign-in link": the URL of a new sign-in, for a browser of the user's choice. */
+	signInLink: (provider: string) => __TAURI_INVOKE<string>("sign_in_link", { provider }),
+	/**  Revokes the session at Supabase Auth and forgets the refresh token. */
+	signOut: () => __TAURI_INVOKE<null>("sign_out"),
 };
 
 /* Constants */
 export const QUIT_REQUESTED = "lucid://quit-requested" as const;
 
 /* Types */
+/**  What the UI shows about the account. */
+export type AccountState = AccountState_Serialize | AccountState_Deserialize;
+
+/**  What the UI shows about the account. */
+export type AccountState_Deserialize = {
+	/**  `local` (no accounts) or `supabase`. */
+	mode: string,
+	providers: string[],
+	user?: AuthUser_Deserialize | null,
+	/**  Why the last sign-in attempt failed, in words. */
+	lastError?: string | null,
+};
+
+/**  What the UI shows about the account. */
+export type AccountState_Serialize = {
+	/**  `local` (no accounts) or `supabase`. */
+	mode: string,
+	providers: string[],
+	user: AuthUser_Serialize | null,
+	/**  Why the last sign-in attempt failed, in words. */
+	lastError: string | null,
+};
+
+/**  A signed-in user, as the UI shows them. */
+export type AuthUser = AuthUser_Serialize | AuthUser_Deserialize;
+
+/**  A signed-in user, as the UI shows them. */
+export type AuthUser_Deserialize = {
+	id: string,
+	email?: string | null,
+	/**  Display name from the provider (`full_name` / `name`). */
+	name?: string | null,
+	avatarUrl?: string | null,
+	/**  `google`, `github`, `gitlab`, … */
+	provider?: string | null,
+};
+
+/**  A signed-in user, as the UI shows them. */
+export type AuthUser_Serialize = {
+	id: string,
+	email: string | null,
+	/**  Display name from the provider (`full_name` / `name`). */
+	name: string | null,
+	avatarUrl: string | null,
+	/**  `google`, `github`, `gitlab`, … */
+	provider: string | null,
+};
+
 /**  A branch of a repository. */
 export type BranchInfo = BranchInfo_Serialize | BranchInfo_Deserialize;
 

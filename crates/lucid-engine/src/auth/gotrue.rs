@@ -86,7 +86,7 @@ impl From<GoTrueError> for crate::error::EngineError {
 }
 
 /// A signed-in user, as the UI shows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthUser {
     pub id: String,

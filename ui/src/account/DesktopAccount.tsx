@@ -1,0 +1,122 @@
+// The desktop app's account (Supabase mode): sign-in with a provider in the system browser
+// (back through `lucid://`), a loopback fallback and a copyable sign-in link, the account badge
+// and sign-out. Local mode shows the app directly. Commands: src-tauri/commands/account.rs.
+import { invoke } from '@tauri-apps/api/core';
+import { useCallback, useEffect, useState, type ReactNode } from 'react';
+import { AccountBadge } from './AccountBadge';
+import type { AccountUser } from './session';
+
+export interface DesktopAccountState {
+  mode: string;
+  providers: string[];
+  user: AccountUser | null;
+  lastError: string | null;
+}
+
+export type Run = <T>(cmd: string, args?: Record<string, unknown>) => Promise<T>;
+
+const LABELS: Record<string, string> = { google: 'Google', github: 'GitHub', gitlab: 'GitLab' };
+
+/** Renders `children(badge)` once signed in (or in local mode), else the sign-in screen. */
+export function DesktopAccount({
+  children,
+  run = invoke,
+  pollMs = 1000,
+}: {
+  children: (badge: ReactNode) => ReactNode;
+  run?: Run;
+  pollMs?: number;
+}) {
+  const [state, setState] = useState<DesktopAccountState | null>(null);
+  const [message, setMessage] = useState<string | null>(null);
+  const [waiting, setWaiting] = useState(false);
+
+  const refresh = useCallback(
+    () =>
+      run<DesktopAccountState>('account_state').then(setState, () =>
+        // A shell without accounts: show the app as before.
+        setState((s) => s ?? { mode: 'local', providers: [], user: null, lastError: null }),
+      ),
+    [run],
+  );
+
+  useEffect(() => {
+    void refresh();
+  }, [refresh]);
+
+  // While a sign-in is under way in the browser, look for its result.
+  useEffect(() => {
+    if (!waiting) return;
+    const t = setInterval(() => void refresh(), pollMs);
+    return () => clearInterval(t);
+  }, [waiting, refresh, pollMs]);
+
+  useEffect(() => {
+    if (state?.user) setWaiting(false);
+  }, [state?.user]);
+
+  if (!state) return null;
+  if (state.mode !== 'supabase') return <>{children(null)}</>;
+  if (state.user) {
+    const signOut = () => {
+      void run('sign_out').finally(() => void refresh());
+    };
+    return <>{children(<AccountBadge user={state.user} onSignOut={signOut} />)}</>;
+  }
+
+  const start = (provider: string, loopback: boolean) => {
+    setMessage(null);
+    run<string>('start_sign_in', { provider, loopback }).then(
+      () => setWaiting(true),
+      (e: unknown) => setMessage(errorText(e)),
+    );
+  };
+  const copy = (provider: string) => {
+    run<string>('sign_in_link', { provider }).then(
+      async (url) => {
+        await navigator.clipboard?.writeText(url);
+        setWaiting(true);
+        setMessage('Sign-in link copied: open it in any browser on this computer.');
+      },
+      (e: unknown) => setMessage(errorText(e)),
+    );
+  };
+
+  return (
+    <main className="page signin" id="main">
+      <h1>Sign in to Lucid</h1>
+      {state.lastError && <p role="alert">{state.lastError}</p>}
+      {waiting && <p role="status">Finish signing in in your browser; Lucid continues here.</p>}
+      <ul className="providers">
+        {state.providers.map((p) => (
+          <li key={p}>
+            <button type="button" className="provider" onClick={() => start(p, false)}>
+              Continue with {LABELS[p] ?? p}
+            </button>
+          </li>
+        ))}
+      </ul>
+      <details>
+        <summary>The browser does not come back to Lucid?</summary>
+        <ul>
+          {state.providers.map((p) => (
+            <li key={p}>
+              <button type="button" onClick={() => start(p, true)}>
+                {LABELS[p] ?? p} through a local address
+              </button>{' '}
+              <button type="button" onClick={() => copy(p)}>
+                Copy {LABELS[p] ?? p} sign-in link
+              </button>
+            </li>
+          ))}
+        </ul>
+      </details>
+      {message && <p role="status">{message}</p>}
+    </main>
+  );
+}
+
+function errorText(e: unknown): string {
+  if (e && typeof e === 'object' && 'message' in e && typeof e.message === 'string') return e.message;
+  return String(e);
+}

@@ -1,0 +1,73 @@
+import { fireEvent, render, screen, waitFor } from '@testing-library/react';
+import { describe, expect, it, vi } from 'vitest';
+import { DesktopAccount, type DesktopAccountState, type Run } from './DesktopAccount';
+
+const grace = { id: 'u1', email: 'grace@example.test', name: 'Grace Hopper', provider: 'github' };
+
+function shell(initial: DesktopAccountState) {
+  let state = initial;
+  const calls: { cmd: string; args?: Record<string, unknown> }[] = [];
+  const run = vi.fn((cmd: string, args?: Record<string, unknown>) => {
+    calls.push({ cmd, args });
+    if (cmd === 'account_state') return Promise.resolve(state);
+    if (cmd === 'start_sign_in') return Promise.resolve('https://auth.example.test/authorize?x');
+    if (cmd === 'sign_in_link') return Promise.resolve('https://auth.example.test/authorize?copy');
+    if (cmd === 'sign_out') {
+      state = { ...state, user: null };
+      return Promise.resolve(null);
+    }
+    return Promise.reject(new Error(`unexpected ${cmd}`));
+  }) as unknown as Run;
+  return { run, calls, set: (s: Partial<DesktopAccountState>) => (state = { ...state, ...s }) };
+}
+
+const app = (badge: unknown) => (
+  <div>
+    app {badge ? 'with badge' : 'without badge'}
+    {badge as never}
+  </div>
+);
+
+describe('desktop account', () => {
+  it('local mode shows the app without sign-in', async () => {
+    const s = shell({ mode: 'local', providers: [], user: null, lastError: null });
+    render(<DesktopAccount run={s.run}>{app}</DesktopAccount>);
+    expect(await screen.findByText(/app without badge/)).toBeTruthy();
+  });
+
+  it('signs in through the system browser, shows the account and signs out', async () => {
+    const s = shell({ mode: 'supabase', providers: ['google', 'github', 'gitlab'], user: null, lastError: null });
+    render(
+      <DesktopAccount run={s.run} pollMs={20}>
+        {app}
+      </DesktopAccount>,
+    );
+    fireEvent.click(await screen.findByRole('button', { name: 'Continue with GitHub' }));
+    await screen.findByText(/Finish signing in in your browser/);
+    expect(s.calls).toContainEqual({ cmd: 'start_sign_in', args: { provider: 'github', loopback: false } });
+    // The deep link arrives in the shell; the next look finds the user.
+    s.set({ user: grace });
+    expect(await screen.findByText('Grace Hopper')).toBeTruthy();
+    fireEvent.click(screen.getByRole('button', { name: 'Sign out' }));
+    await screen.findByRole('button', { name: 'Continue with Google' });
+    expect(s.calls.some((c) => c.cmd === 'sign_out')).toBe(true);
+  });
+
+  it('offers the loopback fallback and a copyable link, and shows why a link was refused', async () => {
+    const s = shell({
+      mode: 'supabase',
+      providers: ['gitlab'],
+      user: null,
+      lastError: 'This sign-in link was already used. If you are not signed in, start the sign-in again.',
+    });
+    const writeText = vi.fn(() => Promise.resolve());
+    Object.defineProperty(navigator, 'clipboard', { value: { writeText }, configurable: true });
+    render(<DesktopAccount run={s.run}>{app}</DesktopAccount>);
+    expect((await screen.findByRole('alert')).textContent).toContain('already used');
+    fireEvent.click(screen.getByRole('button', { name: 'GitLab through a local address' }));
+    await waitFor(() => expect(s.calls).toContainEqual({ cmd: 'start_sign_in', args: { provider: 'gitlab', loopback: true } }));
+    fireEvent.click(screen.getByRole('button', { name: 'Copy GitLab sign-in link' }));
+    await screen.findByText(/Sign-in link copied/);
+    expect(writeText).toHaveBeenCalledWith('https://auth.example.test/authorize?copy');
+  });
+});
