@@ -4,7 +4,7 @@
 use lucid_engine::{EngineError, ErrorKind};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, Serialize, thiserror::Error, specta::Type)]
 #[error("{message}")]
 pub struct CommandError {
     pub status: u16,

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 const TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// What the settings page shows about the running API.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpApiInfo {
     pub url: String,

@@ -3,9 +3,12 @@
 //! adapter (see `commands/`): every command is one engine call, and the window shows the same
 //! UI (`ui/`) that `lucid serve` gives browsers, talking over Tauri IPC instead of HTTP.
 
+pub mod bindings;
 pub mod commands;
 pub mod error;
 pub mod http_api;
+pub mod notifications;
+pub mod quit;
 pub mod secrets;
 pub mod settings;
 pub mod state;
@@ -17,35 +20,12 @@ use tauri::Manager;
 use crate::secrets::Secrets;
 use crate::state::{Shell, ShellPaths};
 
-/// Every command of the app, for the builder (and for tests on Tauri's mock runtime).
+/// Every command of the app (listed in `bindings.rs`), for the builder (and for tests on
+/// Tauri's mock runtime).
 pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync + 'static
 {
-    tauri::generate_handler![
-        commands::status::service_info,
-        commands::status::engine_status,
-        commands::sessions::start_session,
-        commands::sessions::list_sessions,
-        commands::sessions::get_session,
-        commands::sessions::follow_up,
-        commands::sessions::stop_session,
-        commands::sessions::subscribe_session,
-        commands::sessions::unsubscribe,
-        commands::chats::list_chats,
-        commands::chats::get_chat,
-        commands::chats::rename_chat,
-        commands::chats::delete_chat,
-        commands::files::list_files,
-        commands::files::read_file,
-        commands::integrations::list_integrations,
-        commands::integrations::save_integration,
-        commands::integrations::delete_integration,
-        commands::integrations::list_repos,
-        commands::integrations::list_branches,
-        commands::integrations::create_pr,
-        commands::settings::get_settings,
-        commands::settings::save_settings,
-        commands::settings::set_provider_key,
-    ]
+    let builder = std::sync::Arc::new(bindings::builder::<R>());
+    move |invoke| (builder.invoke_handler())(invoke)
 }
 
 /// Runs the desktop app until it quits.
@@ -67,6 +47,7 @@ pub fn run() {
             }
         }))
         .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_notification::init())
         // The window's size and position are restored at the next start.
         .plugin(tauri_plugin_window_state::Builder::default().build())
         .setup(|app| {
@@ -87,23 +68,19 @@ pub fn run() {
                 }
             }
             app.manage(shell);
+            app.manage(quit::QuitGate::for_app(app.handle().clone()));
+            notifications::watch(
+                app.handle().clone(),
+                notifications::POLL_EVERY,
+                notifications::show_system_notification,
+            );
             Ok(())
         })
         .invoke_handler(handler())
         .build(tauri::generate_context!())
         .expect("the Lucid window could not be created");
 
-    app.run(|handle, event| {
-        if let tauri::RunEvent::Exit = event {
-            // Stop every session and remove its container before the process ends.
-            if let Some(shell) = handle.try_state::<Shell>() {
-                tauri::async_runtime::block_on(async {
-                    if let Some(api) = shell.http_api.lock().await.take() {
-                        api.stop().await;
-                    }
-                    shell.engine.shutdown().await;
-                });
-            }
-        }
-    });
+    // Asks before quitting with working sessions; on exit stops them and removes their
+    // containers.
+    app.run(|handle, event| quit::on_run_event(handle, &event));
 }

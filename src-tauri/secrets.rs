@@ -12,7 +12,7 @@ use keyring_core::{Entry, Error as KeyringError};
 pub const SERVICE: &str = "dev.lucid.desktop";
 
 /// Which store holds the secrets, for the settings page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub enum StoreKind {
     SecretService,

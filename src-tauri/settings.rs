@@ -18,7 +18,7 @@ pub const ENCRYPTION_KEY: &str = "ENCRYPTION_KEY";
 /// The local JWT secret (tokens of the optional HTTP API).
 pub const JWT_SECRET: &str = "LUCID_JWT_SECRET";
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Settings {
     pub default_provider: Option<String>,
@@ -37,7 +37,7 @@ pub struct Settings {
     pub http_api: HttpApiSettings,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
 #[serde(rename_all = "camelCase", default)]
 pub struct HttpApiSettings {
     pub enabled: bool,

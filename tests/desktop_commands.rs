@@ -17,7 +17,7 @@ use lucid_testkit::llm::{Format, ScriptedLlm, Step};
 use serde_json::{json, Value};
 use tauri::test::{get_ipc_response, mock_builder, mock_context, noop_assets, INVOKE_KEY};
 use tauri::webview::InvokeRequest;
-use tauri::Manager;
+use tauri::{Listener, Manager};
 
 /// The credential store is process-wide: the tests of this file run one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -78,6 +78,7 @@ fn start_app(llm: &ScriptedLlm, gh: &FakeGithub) -> App {
         .invoke_handler(lucid_desktop::handler())
         .build(mock_context(noop_assets()))
         .unwrap();
+    app.manage(lucid_desktop::quit::QuitGate::for_app(app.handle().clone()));
     let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
         .build()
         .unwrap();
@@ -291,6 +292,121 @@ fn every_command_group_works_through_ipc_with_errors_in_the_uis_shape() {
     assert_eq!(err["status"], 404);
 }
 
+const STREAMED_ANSWER: &str = "I looked at the workspace: it is empty, so there is nothing \
+                               to fix yet. Tell me what to build and I will start.";
+
+/// Reads `attachment` through the shell's channel forwarding until the turn's final status.
+fn frames_until_turn_ends(app: &App, session_id: &str, since: u64) -> Vec<Value> {
+    tauri::async_runtime::block_on(async {
+        let shell = app.shell();
+        let attachment = shell
+            .engine
+            .sessions()
+            .attach(&shell.user, session_id, since)
+            .await
+            .unwrap();
+        let got = Arc::new(Mutex::new(Vec::<Value>::new()));
+        let sink = got.clone();
+        let channel = tauri::ipc::Channel::<Value>::new(move |body| {
+            if let tauri::ipc::InvokeResponseBody::Json(text) = body {
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&text).unwrap());
+            }
+            Ok(())
+        });
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            lucid_desktop::commands::sessions::forward_events(attachment, move |v| {
+                let done = ["completed", "failed", "stopped"]
+                    .contains(&v["status"].as_str().unwrap_or(""));
+                channel.send(v).is_ok() && !done
+            }),
+        )
+        .await
+        .expect("the turn ends");
+        let frames = got.lock().unwrap().clone();
+        frames
+    })
+}
+
+#[test]
+fn streamed_text_reaches_the_channel_as_agent_delta_frames_between_stored_events() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (llm, gh) = tauri::async_runtime::block_on(async {
+        (
+            ScriptedLlm::start(
+                Format::Anthropic,
+                vec![Step::text(STREAMED_ANSWER).paced(Duration::from_millis(40))],
+            )
+            .await,
+            FakeGithub::start(GH_TOKEN, 1).await,
+        )
+    });
+    let app = start_app(&llm, &gh);
+    let started = app
+        .invoke("start_session", json!({"req": {"task": "look around"}}))
+        .unwrap();
+    let session_id = started["sessionId"].as_str().unwrap().to_string();
+    let chat_id = started["chatId"].as_str().unwrap().to_string();
+
+    let live = frames_until_turn_ends(&app, &session_id, 0);
+    assert_eq!(live.last().unwrap()["status"], "completed", "{live:#?}");
+    let deltas: Vec<&Value> = live.iter().filter(|f| f["type"] == "agent_delta").collect();
+    assert!(deltas.len() >= 5, "{live:#?}");
+    let text: String = deltas
+        .iter()
+        .filter(|f| f["eventType"] == "AssistantDelta")
+        .map(|f| f["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, STREAMED_ANSWER);
+    // The WebSocket's frame: no seq (not part of the log), the stored event it follows, ids.
+    for delta in &deltas {
+        assert!(delta.get("seq").is_none(), "{delta}");
+        assert_eq!(delta["sessionId"], session_id.as_str());
+        assert_eq!(delta["chatId"], chat_id.as_str());
+        assert!(delta["afterSeq"].is_u64(), "{delta}");
+    }
+    // Every frame of the channel carries the chat id, like the WebSocket's.
+    assert!(
+        live.iter().all(|f| f["chatId"] == chat_id.as_str()),
+        "{live:#?}"
+    );
+    // The partial text comes before the stored message that completes it, after the event
+    // it follows.
+    let first_delta = live
+        .iter()
+        .position(|f| f["type"] == "agent_delta")
+        .unwrap();
+    let message = live
+        .iter()
+        .position(|f| f["type"] == "agent_event" && f["content"] == STREAMED_ANSWER)
+        .unwrap_or_else(|| panic!("no stored message: {live:#?}"));
+    assert!(first_delta < message);
+    let last_stored_before = live[..first_delta]
+        .iter()
+        .rev()
+        .find_map(|f| f["seq"].as_u64())
+        .unwrap_or(0);
+    assert_eq!(deltas[0]["afterSeq"].as_u64().unwrap(), last_stored_before);
+    let seqs: Vec<u64> = live.iter().filter_map(|f| f["seq"].as_u64()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+
+    // A replay (a reloaded window) has the stored events only.
+    let replay = frames_until_turn_ends(&app, &session_id, 0);
+    assert!(
+        replay.iter().all(|f| f["type"] != "agent_delta"),
+        "{replay:#?}"
+    );
+    assert_eq!(
+        replay
+            .iter()
+            .filter_map(|f| f["seq"].as_u64())
+            .collect::<Vec<_>>(),
+        seqs
+    );
+}
+
 #[test]
 fn settings_keys_and_the_http_api_toggle() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -385,6 +501,248 @@ fn settings_keys_and_the_http_api_toggle() {
         refused.is_err(),
         "the API still answers after being switched off"
     );
+}
+
+/// Starts a session whose answer streams slowly, and waits until it is running.
+fn start_working_session(app: &App) -> String {
+    let started = app
+        .invoke("start_session", json!({"req": {"task": "take your time"}}))
+        .unwrap();
+    let session_id = started["sessionId"].as_str().unwrap().to_string();
+    wait_for_status(app, &session_id, &["running"]);
+    session_id
+}
+
+fn slow_llm() -> ScriptedLlm {
+    tauri::async_runtime::block_on(ScriptedLlm::start(
+        Format::Anthropic,
+        vec![Step::text(STREAMED_ANSWER).paced(Duration::from_millis(1500))],
+    ))
+}
+
+#[test]
+fn quitting_with_a_working_session_asks_first_then_stops_it_and_removes_its_container() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let llm = slow_llm();
+    let gh = tauri::async_runtime::block_on(FakeGithub::start(GH_TOKEN, 1));
+    let app = start_app(&llm, &gh);
+    let session_id = start_working_session(&app);
+    assert_eq!(
+        tauri::async_runtime::block_on(common::containers_of_session(&session_id)),
+        1
+    );
+
+    let (asked_tx, asked) = std::sync::mpsc::channel::<String>();
+    app.webview
+        .listen_any(lucid_desktop::quit::QUIT_REQUESTED, move |event| {
+            let _ = asked_tx.send(event.payload().to_string());
+        });
+    let App {
+        _app: tauri_app,
+        webview,
+        _dir,
+    } = app;
+    let (ready_tx, ready) = std::sync::mpsc::channel::<()>();
+    let user = std::thread::spawn(move || {
+        ready.recv().unwrap();
+        // The user closes the window: the app asks instead of closing.
+        webview.close().unwrap();
+        let question = asked
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the window is asked before closing");
+        std::thread::sleep(Duration::from_millis(2500));
+        let handle = webview.app_handle().clone();
+        let still_open = handle.webview_windows().len();
+        let status = handle
+            .state::<Shell>()
+            .engine
+            .sessions()
+            .status(&handle.state::<Shell>().user, &session_id)
+            .unwrap();
+        // The user agrees.
+        let answer = get_ipc_response(
+            &webview,
+            InvokeRequest {
+                cmd: "quit_app".into(),
+                callback: tauri::ipc::CallbackFn(0),
+                error: tauri::ipc::CallbackFn(1),
+                url: "tauri://localhost".parse().unwrap(),
+                body: tauri::ipc::InvokeBody::Json(json!({})),
+                headers: Default::default(),
+                invoke_key: INVOKE_KEY.to_string(),
+            },
+        );
+        (question, still_open, status, answer.is_ok(), session_id)
+    });
+    // The app's event loop with the app's own lifecycle handler; returns once the app exits.
+    let started = std::time::Instant::now();
+    tauri_app.run(move |handle, event| {
+        if matches!(event, tauri::RunEvent::Ready) {
+            let _ = ready_tx.send(());
+        }
+        lucid_desktop::quit::on_run_event(handle, &event)
+    });
+    let (question, still_open, status_while_asking, answered, session_id) = user.join().unwrap();
+    let question: Value = serde_json::from_str(&question).unwrap();
+    assert_eq!(
+        question["sessions"][0]["sessionId"],
+        session_id.as_str(),
+        "{question}"
+    );
+    assert_eq!(question["sessions"][0]["task"], "take your time");
+    assert_eq!(still_open, 1, "the window closed without asking");
+    assert_eq!(
+        status_while_asking,
+        lucid_engine::events::SessionStatus::Running,
+        "asking stops nothing"
+    );
+    assert!(answered);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // On exit the session was stopped and its container removed.
+    assert_eq!(
+        tauri::async_runtime::block_on(common::containers_of_session(&session_id)),
+        0
+    );
+}
+
+#[test]
+fn quitting_with_nothing_working_closes_without_asking() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (llm, gh) = tauri::async_runtime::block_on(async {
+        (
+            ScriptedLlm::start(Format::Anthropic, vec![Step::text("All done.")]).await,
+            FakeGithub::start(GH_TOKEN, 1).await,
+        )
+    });
+    let app = start_app(&llm, &gh);
+    // A session that finished its turn waits for a follow-up: quitting loses nothing.
+    let started = app
+        .invoke("start_session", json!({"req": {"task": "say done"}}))
+        .unwrap();
+    let session_id = started["sessionId"].as_str().unwrap().to_string();
+    assert_eq!(
+        wait_for_status(&app, &session_id, &["completed", "failed"]),
+        "completed"
+    );
+    let asked = Arc::new(Mutex::new(0));
+    let count = asked.clone();
+    app.webview
+        .listen_any(lucid_desktop::quit::QUIT_REQUESTED, move |_| {
+            *count.lock().unwrap() += 1;
+        });
+    let App {
+        _app: tauri_app,
+        webview,
+        _dir,
+    } = app;
+    tauri_app.run(move |handle, event| {
+        if matches!(event, tauri::RunEvent::Ready) {
+            // The user closes the window once the app runs.
+            webview.close().unwrap();
+        }
+        lucid_desktop::quit::on_run_event(handle, &event)
+    });
+    assert_eq!(*asked.lock().unwrap(), 0);
+    assert_eq!(
+        tauri::async_runtime::block_on(common::containers_of_session(&session_id)),
+        0,
+        "the exit removes the idle session's container too"
+    );
+}
+
+#[test]
+fn a_finished_or_failed_session_notifies_only_while_the_window_is_not_focused() {
+    use lucid_desktop::notifications::{notice_for, SessionWatch};
+    use lucid_engine::events::SessionStatus::{self, *};
+
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // The decision: which changes notify, focused or not.
+    let summary = |status: SessionStatus| lucid_engine::sessions::SessionSummary {
+        session_id: "s1".into(),
+        user_id: "u".into(),
+        task: "fix the tests".into(),
+        is_alive: true,
+        created_at: String::new(),
+        chat_id: "c1".into(),
+        status,
+        repository: None,
+        branch: None,
+    };
+    for (before, now, notifies) in [
+        (Some(Running), Completed, true),
+        (Some(Running), Failed, true),
+        (Some(Initializing), Failed, true),
+        (None, Completed, true),
+        (Some(Running), Stopped, false),
+        (Some(Stopping), Stopped, false),
+        (Some(Initializing), Running, false),
+        (Some(Completed), Running, false),
+        (Some(Completed), Completed, false),
+        (Some(Failed), Failed, false),
+    ] {
+        assert_eq!(
+            notice_for(before, now, false, &summary(now)).is_some(),
+            notifies,
+            "{before:?} -> {now:?}"
+        );
+        assert!(notice_for(before, now, true, &summary(now)).is_none());
+    }
+    let failed = notice_for(Some(Running), Failed, false, &summary(Failed)).unwrap();
+    assert!(failed.title.contains("failed") && failed.body.contains("fix the tests"));
+    let waiting = notice_for(Some(Running), Completed, false, &summary(Completed)).unwrap();
+    assert!(waiting.title.contains("waiting"), "{waiting:?}");
+
+    // The watcher on the app (mock runtime: its window is never focused) over a real session.
+    let (llm, gh) = tauri::async_runtime::block_on(async {
+        (
+            ScriptedLlm::start(
+                Format::Anthropic,
+                vec![Step::text("Ready when you are.").paced(Duration::from_millis(300))],
+            )
+            .await,
+            FakeGithub::start(GH_TOKEN, 1).await,
+        )
+    });
+    let app = start_app(&llm, &gh);
+    assert!(!lucid_desktop::notifications::window_focused(
+        app.webview.app_handle()
+    ));
+    let shown = Arc::new(Mutex::new(Vec::new()));
+    let sink = shown.clone();
+    let watcher = lucid_desktop::notifications::watch(
+        app.webview.app_handle().clone(),
+        Duration::from_millis(100),
+        move |_, notice| sink.lock().unwrap().push(notice),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let started = app
+        .invoke("start_session", json!({"req": {"task": "wait for me"}}))
+        .unwrap();
+    let session_id = started["sessionId"].as_str().unwrap().to_string();
+    assert_eq!(
+        wait_for_status(&app, &session_id, &["completed", "failed"]),
+        "completed"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    watcher.abort();
+    let shown = shown.lock().unwrap().clone();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0].session_id, session_id);
+    assert!(shown[0].body.contains("wait for me"), "{shown:?}");
+
+    // A watcher that sees the window focused shows nothing.
+    let mut watch = SessionWatch::default();
+    let shell = app.shell();
+    let mut listing = shell.engine.sessions().list(&shell.user);
+    assert!(watch.update(&listing, true).is_empty());
+    listing[0].status = Running;
+    assert!(watch.update(&listing, true).is_empty());
+    listing[0].status = Failed;
+    assert!(watch.update(&listing, true).is_empty());
+    listing[0].status = Running;
+    watch.update(&listing, false);
+    listing[0].status = Failed;
+    assert_eq!(watch.update(&listing, false).len(), 1);
 }
 
 /// reqwest without system proxies (the tests talk to 127.0.0.1 only).

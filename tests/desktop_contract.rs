@@ -1,94 +1,75 @@
 //! The UI's Tauri transport (`ui/src/transport/tauri.ts`) and the shell's commands
-//! (`src-tauri/commands/`) must agree: every command the UI invokes exists, is registered in
-//! the app's handler, and takes exactly the arguments the UI sends (Tauri maps the Rust
-//! parameter `session_id` to the JavaScript key `sessionId`). Fails when either side drifts.
+//! (`src-tauri/commands/`) agree by construction: every command is registered through the
+//! one list in `src-tauri/bindings.rs`, the TypeScript bindings are generated from that list
+//! (`tests/desktop_bindings.rs` fails when they are stale), and the transport calls the
+//! shell only through those bindings. This test fails when a command is left out of the
+//! list or the transport invokes a command by a hand-written name.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
 }
 
-fn camel(snake: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for c in snake.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Commands of the shell: name → argument keys as JavaScript sends them.
-fn rust_commands() -> BTreeMap<String, BTreeSet<String>> {
-    let fn_re = regex::Regex::new(r"#\[tauri::command\]\s*pub async fn (\w+)\(([^)]*)\)").unwrap();
-    let mut out = BTreeMap::new();
+/// Names of the shell's commands, from their sources.
+fn rust_commands() -> BTreeSet<String> {
+    let fn_re =
+        regex::Regex::new(r"#\[tauri::command\]\s*(?:#\[specta::specta\]\s*)?pub async fn (\w+)")
+            .unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src-tauri/commands");
+    let mut out = BTreeSet::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         for cap in fn_re.captures_iter(&text) {
-            let args = cap[2]
-                .split(',')
-                .filter_map(|p| p.split_once(':').map(|(name, _)| name.trim().to_string()))
-                .filter(|name| name != "shell")
-                .map(|name| camel(&name))
-                .collect();
-            out.insert(cap[1].to_string(), args);
+            out.insert(cap[1].to_string());
         }
-    }
-    out
-}
-
-/// Commands the UI invokes: name → argument keys.
-fn ui_invocations() -> BTreeMap<String, BTreeSet<String>> {
-    let text = read("ui/src/transport/tauri.ts");
-    let call_re = regex::Regex::new(
-        r"(?s)(?:call(?:<[^>]*>)?\(this\.run,\s*|this\.run(?:<\w+>)?\()'(\w+)'(?:,\s*\{([^}]*)\})?",
-    )
-    .unwrap();
-    let mut out = BTreeMap::new();
-    for cap in call_re.captures_iter(&text) {
-        let args = cap
-            .get(2)
-            .map(|m| {
-                m.as_str()
-                    .split(',')
-                    .map(|a| a.split(':').next().unwrap().trim().to_string())
-                    .filter(|a| !a.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.insert(cap[1].to_string(), args);
     }
     out
 }
 
 #[test]
-fn the_ui_and_the_shell_agree_on_every_command() {
+fn every_command_is_registered_and_typed_and_the_ui_uses_only_the_bindings() {
     let rust = rust_commands();
-    let ui = ui_invocations();
-    assert!(
-        rust.len() >= 20 && ui.len() >= 20,
-        "parsing failed: {rust:?} {ui:?}"
-    );
-    let handler = read("src-tauri/lib.rs");
-    for name in rust.keys() {
+    assert!(rust.len() >= 20, "parsing failed: {rust:?}");
+    let list = read("src-tauri/bindings.rs");
+    let typed = regex::Regex::new(r"#\[tauri::command\]\s*#\[specta::specta\]").unwrap();
+    for name in &rust {
         assert!(
-            handler.contains(&format!("::{name},")),
-            "command {name} is not registered in src-tauri/lib.rs"
+            list.contains(&format!("::{name},")),
+            "command {name} is not in the list of src-tauri/bindings.rs"
         );
     }
-    for (name, args) in &ui {
-        let expected = rust
-            .get(name)
-            .unwrap_or_else(|| panic!("the UI invokes {name}, which the shell does not have"));
-        assert_eq!(args, expected, "arguments of {name}");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src-tauri/commands");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert_eq!(
+            text.matches("#[tauri::command]").count(),
+            typed.find_iter(&text).count(),
+            "every command needs #[specta::specta] for its bindings"
+        );
+    }
+    let generated = read("ui/src/generated/commands.ts");
+    for name in &rust {
+        assert!(
+            generated.contains(&format!("\"{name}\"")),
+            "{name} is missing from the bindings"
+        );
+    }
+    // The transport calls the shell through `commands.*` only; the one string-named
+    // invocation left is the opener plugin's.
+    let transport = read("ui/src/transport/tauri.ts");
+    let by_name = regex::Regex::new(r#"\brun\(\s*'([^']+)'"#).unwrap();
+    let named: Vec<_> = by_name
+        .captures_iter(&transport)
+        .map(|c| c[1].to_string())
+        .collect();
+    assert_eq!(named, ["plugin:opener|open_url"], "{named:?}");
+    assert!(transport.contains("from '../generated/commands'"));
+    for name in &rust {
+        assert!(
+            !transport.contains(&format!("'{name}'")),
+            "tauri.ts names the command {name} by hand"
+        );
     }
 }

@@ -65,7 +65,7 @@ impl Server {
             Mode::Local => None,
             Mode::Supabase => Some(Arc::new(SupabaseProject::start().await)),
         };
-        let mut extra = vec![("SESSION_DETACH_GRACE_SECS", "30".to_string())];
+        let mut extra = vec![("LUCID_SANDBOX_IDLE_SECS", "30".to_string())];
         if let Some(project) = &project {
             extra.extend(project.env());
         }

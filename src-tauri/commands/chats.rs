@@ -8,6 +8,7 @@ use crate::error::CommandResult;
 use crate::state::Shell;
 
 #[tauri::command]
+#[specta::specta]
 pub async fn list_chats(
     shell: State<'_, Shell>,
     limit: Option<i64>,
@@ -21,11 +22,13 @@ pub async fn list_chats(
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn get_chat(shell: State<'_, Shell>, chat_id: String) -> CommandResult<ChatDetail> {
     Ok(shell.engine.chats().get(&shell.user, &chat_id).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn rename_chat(
     shell: State<'_, Shell>,
     chat_id: String,
@@ -39,6 +42,7 @@ pub async fn rename_chat(
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn delete_chat(shell: State<'_, Shell>, chat_id: String) -> CommandResult<()> {
     Ok(shell.engine.delete_chat(&shell.user, &chat_id).await?)
 }

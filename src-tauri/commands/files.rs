@@ -7,11 +7,13 @@ use crate::error::CommandResult;
 use crate::state::Shell;
 
 #[tauri::command]
+#[specta::specta]
 pub async fn list_files(shell: State<'_, Shell>, session_id: String) -> CommandResult<FileTree> {
     Ok(shell.engine.list_files(&shell.user, &session_id).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn read_file(
     shell: State<'_, Shell>,
     session_id: String,

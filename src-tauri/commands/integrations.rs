@@ -10,11 +10,13 @@ use crate::error::CommandResult;
 use crate::state::Shell;
 
 #[tauri::command]
+#[specta::specta]
 pub async fn list_integrations(shell: State<'_, Shell>) -> CommandResult<Vec<IntegrationInfo>> {
     Ok(shell.engine.integrations().list(&shell.user).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn save_integration(
     shell: State<'_, Shell>,
     req: SaveIntegrationRequest,
@@ -23,6 +25,7 @@ pub async fn save_integration(
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn delete_integration(
     shell: State<'_, Shell>,
     provider: String,
@@ -35,6 +38,7 @@ pub async fn delete_integration(
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn list_repos(shell: State<'_, Shell>, provider: String) -> CommandResult<ReposResponse> {
     Ok(shell
         .engine
@@ -44,6 +48,7 @@ pub async fn list_repos(shell: State<'_, Shell>, provider: String) -> CommandRes
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn list_branches(
     shell: State<'_, Shell>,
     provider: String,
@@ -57,6 +62,7 @@ pub async fn list_branches(
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn create_pr(
     shell: State<'_, Shell>,
     provider: String,

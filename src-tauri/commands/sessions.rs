@@ -1,5 +1,6 @@
 //! Sessions: start, follow up, stop, list, and their events through a channel.
 
+use lucid_engine::sessions::event_log::LiveItem;
 use lucid_engine::sessions::{Attachment, SessionSummary, StartSession, StartedSession};
 use serde_json::{json, Value};
 use tauri::ipc::Channel;
@@ -9,6 +10,7 @@ use crate::error::CommandResult;
 use crate::state::Shell;
 
 #[tauri::command]
+#[specta::specta]
 pub async fn start_session(
     shell: State<'_, Shell>,
     req: StartSession,
@@ -18,11 +20,13 @@ pub async fn start_session(
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn list_sessions(shell: State<'_, Shell>) -> CommandResult<Vec<SessionSummary>> {
     Ok(shell.engine.sessions().list(&shell.user))
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn get_session(
     shell: State<'_, Shell>,
     session_id: String,
@@ -35,6 +39,7 @@ pub async fn get_session(
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn follow_up(
     shell: State<'_, Shell>,
     session_id: String,
@@ -43,19 +48,24 @@ pub async fn follow_up(
     Ok(shell
         .engine
         .sessions()
-        .follow_up(&shell.user, &session_id, &content)?)
+        .follow_up(&shell.user, &session_id, &content)
+        .await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn stop_session(shell: State<'_, Shell>, session_id: String) -> CommandResult<()> {
     Ok(shell.engine.sessions().stop(&shell.user, &session_id)?)
 }
 
 /// Streams the session's events after `since` (replayed from the log, then live) to
-/// `on_event`, each in the WebSocket's `agent_event`/`status` wire form with its `seq`, then
-/// `{"type":"end"}` when the session's log ends. Returns an id for [`unsubscribe`]. A window
-/// reload simply subscribes again from its last `seq`.
+/// `on_event`, each in the WebSocket's wire form: stored events as `agent_event`/`status`
+/// frames with their `seq`, the model's partial text as `agent_delta` frames (live only, no
+/// `seq`, never replayed), all with `chatId`; then `{"type":"end"}` when the session's log
+/// ends. Returns an id for [`unsubscribe`]. A window reload simply subscribes again from its
+/// last `seq`.
 #[tauri::command]
+#[specta::specta]
 pub async fn subscribe_session(
     shell: State<'_, Shell>,
     session_id: String,
@@ -74,20 +84,28 @@ pub async fn subscribe_session(
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn unsubscribe(shell: State<'_, Shell>, subscription: u64) -> CommandResult<bool> {
     Ok(shell.end_subscription(subscription))
 }
 
-/// Sends every event of `attachment` to `send` until the log ends or `send` says the
-/// receiver is gone. The attachment (and its "client attached" guard) lives as long as this.
-pub async fn forward_events(mut attachment: Attachment, send: impl Fn(Value) -> bool) {
+/// Sends every item of `attachment`'s live stream (stored events and the transient partial
+/// text between them) to `send`, in the WebSocket's frame format, until the log ends or
+/// `send` says the receiver is gone. The attachment (and its "client attached" guard) lives
+/// as long as this.
+pub async fn forward_events(attachment: Attachment, send: impl Fn(Value) -> bool) {
+    let Attachment {
+        summary,
+        events,
+        guard,
+        ..
+    } = attachment;
+    let chat_id = json!(summary.chat_id);
+    let mut events = events.live();
     loop {
-        match attachment.events.next().await {
-            Ok(Some(event)) => {
-                if !send(event.to_wire()) {
-                    break;
-                }
-            }
+        let mut frame = match events.next().await {
+            Ok(Some(LiveItem::Stored(event))) => event.to_wire(),
+            Ok(Some(LiveItem::Transient(partial))) => partial.to_wire(),
             Ok(None) => {
                 send(json!({"type": "end"}));
                 break;
@@ -96,9 +114,13 @@ pub async fn forward_events(mut attachment: Attachment, send: impl Fn(Value) -> 
                 send(json!({"type": "error", "message": e.message}));
                 break;
             }
+        };
+        frame["chatId"] = chat_id.clone();
+        if !send(frame) {
+            break;
         }
     }
-    drop(attachment.guard);
+    drop(guard);
 }
 
 /// Fills what the request leaves open from the app's settings: the provider and model, and

@@ -12,7 +12,7 @@ use crate::settings::{Settings, PROVIDER_KEYS};
 use crate::state::Shell;
 
 /// What the settings page shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct SettingsView {
     pub settings: Settings,
@@ -27,6 +27,7 @@ pub struct SettingsView {
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn get_settings(shell: State<'_, Shell>) -> CommandResult<SettingsView> {
     view(&shell).await
 }
@@ -34,6 +35,7 @@ pub async fn get_settings(shell: State<'_, Shell>) -> CommandResult<SettingsView
 /// Saves the settings; the answer says whether a restart is needed for them to apply. The
 /// HTTP API is started or stopped at once to match.
 #[tauri::command]
+#[specta::specta]
 pub async fn save_settings(
     shell: State<'_, Shell>,
     settings: Settings,
@@ -46,7 +48,7 @@ pub async fn save_settings(
     view(&shell).await
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderKey {
     pub provider: String,
@@ -57,6 +59,7 @@ pub struct ProviderKey {
 /// Stores (or removes) a provider's API key in the credential store. New sessions use it at
 /// once.
 #[tauri::command]
+#[specta::specta]
 pub async fn set_provider_key(
     shell: State<'_, Shell>,
     req: ProviderKey,

@@ -8,12 +8,14 @@ use crate::state::Shell;
 
 /// The original's service information (`GET /`).
 #[tauri::command]
+#[specta::specta]
 pub async fn service_info(shell: State<'_, Shell>) -> CommandResult<ServiceInfo> {
     Ok(shell.engine.service_info().await)
 }
 
 /// The engine's state and what is wrong with the setup, with fixes (`GET /api/v1/status`).
 #[tauri::command]
+#[specta::specta]
 pub async fn engine_status(shell: State<'_, Shell>) -> CommandResult<EngineStatus> {
     Ok(shell.engine.status().await)
 }

@@ -1,14 +1,18 @@
-import { useMemo, useState } from 'react';
-import { forgetToken, loadToken, storedToken, type TokenState } from './app/auth';
+import { useMemo } from 'react';
+import { AccountBadge } from './account/AccountBadge';
+import { SignInScreen } from './account/SignInScreen';
+import { useBrowserAuth } from './account/useBrowserAuth';
 import { TransportContext } from './app/context';
 import { navigate, useRoute, type Route } from './app/router';
 import { History } from './pages/History';
 import { Integrations } from './pages/Integrations';
 import { NewTask } from './pages/NewTask';
 import { Settings } from './pages/Settings';
-import { SignIn } from './pages/SignIn';
 import { Workspace } from './pages/Workspace';
+import { EnginePanel } from './panels/EnginePanel';
+import { QuitDialog } from './panels/QuitDialog';
 import { HttpTransport } from './transport/http';
+import type { DesktopLifecycle } from './transport/tauri';
 import type { Transport } from './transport/types';
 
 const NAV: { route: Route; label: string }[] = [
@@ -18,23 +22,19 @@ const NAV: { route: Route; label: string }[] = [
   { route: { page: 'settings' }, label: 'Settings' },
 ];
 
-export function App({ transport: given }: { transport?: Transport }) {
-  const [auth, setAuth] = useState<TokenState>(() => (given ? { kind: 'ok', token: '' } : loadToken()));
+export function App({ transport: given, lifecycle }: { transport?: Transport; lifecycle?: DesktopLifecycle }) {
+  // Browser: a Supabase session or the local-mode link's token (see account/).
+  const browser = useBrowserAuth(!given);
+  const { token, onUnauthorized } = browser;
   const transport = useMemo<Transport>(
-    () =>
-      given ??
-      new HttpTransport({
-        token: storedToken,
-        onUnauthorized: () => {
-          forgetToken();
-          setAuth({ kind: 'expired' });
-        },
-      }),
-    [given],
+    () => given ?? new HttpTransport({ token, onUnauthorized }),
+    [given, token, onUnauthorized],
   );
   const route = useRoute();
 
-  if (auth.kind !== 'ok') return <SignIn expired={auth.kind === 'expired'} />;
+  if (browser.auth.kind !== 'ok') {
+    return <SignInScreen api={browser.api} expired={browser.auth.kind === 'expired'} reason={browser.reason} />;
+  }
 
   return (
     <TransportContext.Provider value={transport}>
@@ -60,8 +60,10 @@ export function App({ transport: given }: { transport?: Transport }) {
               </li>
             ))}
           </ul>
+          {browser.account && <AccountBadge user={browser.account.user} onSignOut={browser.signOut} />}
         </nav>
         <main id="main" className="content" tabIndex={-1}>
+          <EnginePanel />
           {route.page === 'new' && <NewTask />}
           {route.page === 'session' && <Workspace key={route.sessionId} sessionId={route.sessionId} />}
           {route.page === 'history' && <History />}
@@ -69,6 +71,7 @@ export function App({ transport: given }: { transport?: Transport }) {
           {route.page === 'settings' && <Settings />}
         </main>
       </div>
+      {lifecycle && <QuitDialog lifecycle={lifecycle} />}
     </TransportContext.Provider>
   );
 }

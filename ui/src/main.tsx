@@ -2,7 +2,7 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { App } from './App';
 import { applyTheme, readPrefs } from './app/prefs';
-import { insideDesktopApp, openExternalLinksInBrowser, TauriTransport } from './transport/tauri';
+import { insideDesktopApp, openExternalLinksInBrowser, tauriLifecycle, TauriTransport } from './transport/tauri';
 import './styles.css';
 
 applyTheme(readPrefs().theme);
@@ -16,7 +16,7 @@ const root = document.getElementById('root');
 if (root) {
   createRoot(root).render(
     <StrictMode>
-      <App transport={desktop} />
+      <App transport={desktop} lifecycle={desktop ? tauriLifecycle() : undefined} />
     </StrictMode>,
   );
 }

@@ -25,7 +25,7 @@ pub const ENCRYPTION_KEY_FILE: &str = "encryption-key";
 pub const FILE_READ_MAX_BYTES: u64 = 1024 * 1024;
 
 /// `GET /` service information, in the original's shape plus Lucid's own fields.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, specta::Type)]
 pub struct ServiceInfo {
     pub service: String,
     pub version: String,
@@ -44,7 +44,7 @@ pub struct ServiceInfo {
 }
 
 /// One LLM provider as the engine sees it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderStatus {
     /// `anthropic`, `google` or `openai`.
@@ -57,14 +57,14 @@ pub struct ProviderStatus {
 }
 
 /// Something wrong with the setup, in words, with the fix.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, specta::Type)]
 pub struct StatusProblem {
     pub what: String,
     pub fix: String,
 }
 
 /// The engine's state and setup, for a status page (`GET /api/v1/status`).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct EngineStatus {
     pub version: String,
@@ -124,6 +124,8 @@ pub struct Engine {
     pull_requests: crate::pull_request::PullRequests,
     /// Cached Docker availability for `GET /` (refreshed in the background).
     docker_up: Arc<Mutex<(bool, std::time::Instant)>>,
+    /// Supabase mode: sign-in with a provider through Supabase Auth.
+    sign_in: Option<crate::auth::SignIn>,
     /// Shared lock on `<data_dir>/engine.lock`, held while the engine lives.
     _data_lock: std::fs::File,
 }
@@ -216,6 +218,15 @@ impl Engine {
         // What a crashed previous run left is only recognisable when no other engine (a
         // `lucid serve` beside a `lucid run`) is using this data directory right now.
         if alone {
+            let interrupted = crate::sessions::status::recover_after_restart(store.as_ref())
+                .await
+                .map_err(EngineError::from)?;
+            if interrupted > 0 {
+                tracing::info!(
+                    count = interrupted,
+                    "marked sessions of a previous run interrupted"
+                );
+            }
             let stale = store.deactivate_all_chats().await?;
             if stale > 0 {
                 tracing::info!(count = stale, "marked sessions of a previous run inactive");
@@ -225,6 +236,9 @@ impl Engine {
         let instance_id = crate::sandbox::docker::load_or_create_instance_id(&config.data_dir)
             .map_err(|e| EngineError::unavailable(format!("cannot store the instance id: {e}")))?;
         let backend = Arc::new(SandboxBackend::connect(&config, instance_id, alone).await);
+        if alone {
+            crate::sessions::warm::reap_old(&config.workspace_base);
+        }
         let data_lock = share_data_lock(data_lock, alone).await?;
         let docker_up = backend.is_docker_available().await;
 
@@ -233,6 +247,13 @@ impl Engine {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| EngineError::internal(format!("HTTP client: {e}")))?;
+        let sign_in = config.supabase.as_ref().map(|supabase| {
+            crate::auth::SignIn::new(crate::auth::GoTrueClient::new(
+                &supabase.url,
+                &supabase.anon_key,
+                http.clone(),
+            ))
+        });
         let auth = match &config.supabase {
             Some(supabase) => auth.with_supabase(SupabaseTokenVerifier::new(
                 &supabase.url,
@@ -253,6 +274,11 @@ impl Engine {
             workspace_base: config.workspace_base.clone(),
             live: Arc::new(Mutex::new(Default::default())),
             slots: Arc::default(),
+            warm: crate::sessions::warm::WarmSandbox::new(
+                Arc::clone(&backend),
+                &config.workspace_base,
+                config.warm_sandbox,
+            ),
         });
         let pull_requests = crate::pull_request::PullRequests::new(
             crate::git::Git::new(crate::git::GitOptions {
@@ -273,6 +299,7 @@ impl Engine {
             pull_requests,
             backend,
             docker_up: Arc::new(Mutex::new((docker_up, std::time::Instant::now()))),
+            sign_in,
             _data_lock: data_lock,
         }))
     }
@@ -283,6 +310,15 @@ impl Engine {
 
     pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<User, AuthError> {
         self.auth.authenticate(credentials).await
+    }
+
+    /// Sign-in with a provider (Supabase mode only; local mode has no accounts).
+    pub fn sign_in(&self) -> EngineResult<&crate::auth::SignIn> {
+        self.sign_in.as_ref().ok_or_else(|| {
+            EngineError::bad_request(
+                "Sign-in needs Supabase mode (set SUPABASE_URL and its keys); local mode has no accounts.",
+            )
+        })
     }
 
     pub fn chats(&self) -> &Chats {

@@ -39,7 +39,7 @@ const MAX_TOKEN_LEN: usize = 4096;
 
 /// `POST /api/v1/integrations` body. Deliberately not `Serialize` and with a redacting
 /// `Debug`: the token must not end up in logs or JSON.
-#[derive(Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Deserialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct SaveIntegrationRequest {
     /// `github` or `gitlab` (trimmed, case-insensitive).
@@ -62,7 +62,7 @@ impl std::fmt::Debug for SaveIntegrationRequest {
 }
 
 /// `POST /api/v1/integrations` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct SaveIntegrationResponse {
     /// Always `connected`.
@@ -76,7 +76,7 @@ pub struct SaveIntegrationResponse {
 }
 
 /// One stored integration as listed (never with its token).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct IntegrationInfo {
     pub id: String,
@@ -119,7 +119,7 @@ impl DeleteIntegrationResponse {
 }
 
 /// `GET /api/v1/integrations/{provider}/repos` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, specta::Type)]
 pub struct ReposResponse {
     pub provider: String,
     pub repos: Vec<RepoInfo>,
@@ -127,7 +127,7 @@ pub struct ReposResponse {
 }
 
 /// Branches of one repository.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct BranchesResponse {
     pub provider: String,
@@ -142,7 +142,7 @@ fn default_base_branch() -> String {
 }
 
 /// `POST /api/v1/integrations/{provider}/pr` body.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatePrRequest {
     /// Repository URL: `https://host/owner/repo(.git)` or `git@host:owner/repo.git`.
@@ -164,7 +164,7 @@ pub struct CreatePrRequest {
 }
 
 /// `POST /api/v1/integrations/{provider}/pr` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatePrResponse {
     /// Always `created`.
@@ -938,6 +938,9 @@ mod tests {
             unsupported()
         }
         async fn deactivate_all_chats(&self) -> StoreResult<u64> {
+            unsupported()
+        }
+        async fn active_chats(&self) -> StoreResult<Vec<ChatSession>> {
             unsupported()
         }
         async fn append_events(&self, _: &User, _: &str, _: &[Event]) -> StoreResult<()> {

@@ -1,31 +1,43 @@
-import { describe, expect, it } from 'vitest';
+import { Channel } from '@tauri-apps/api/core';
+import { clearMocks, mockIPC } from '@tauri-apps/api/mocks';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { EventKind } from '../generated/events';
-import { openExternalLinksInBrowser, TauriTransport } from './tauri';
+import { openExternalLinksInBrowser, tauriLifecycle, TauriTransport } from './tauri';
 import { ApiError, type SessionEvent } from './types';
 
 const detail: EventKind = { kind: 'assistant_message', content: 'x' };
 const frame = (seq: number) => ({ type: 'agent_event', seq, sessionId: 's1', timestamp: '2026-01-01T00:00:00Z', detail });
 
-/** A fake shell: records commands, answers from `answers`, keeps the channels it was given. */
+interface TauriInternals {
+  runCallback(id: number, data: unknown): void;
+}
+
+/**
+ * A fake shell behind Tauri's IPC mock: records the commands the generated bindings send,
+ * answers from `answers` (a thrown value is the command's error), and keeps a way to push
+ * frames into each channel it was given.
+ */
 function fakeShell(answers: Record<string, (args: Record<string, unknown>) => unknown> = {}) {
   const calls: { cmd: string; args: Record<string, unknown> }[] = [];
   const channels: ((f: unknown) => void)[] = [];
-  const run = <T,>(cmd: string, args: Record<string, unknown> = {}): Promise<T> => {
+  mockIPC((cmd, raw) => {
+    const args: Record<string, unknown> = { ...((raw ?? {}) as Record<string, unknown>) };
+    for (const [key, value] of Object.entries(args)) {
+      if (value instanceof Channel) {
+        let index = 0;
+        const internals = (window as unknown as { __TAURI_INTERNALS__: TauriInternals }).__TAURI_INTERNALS__;
+        channels.push((message) => internals.runCallback(value.id, { index: index++, message }));
+        args[key] = 'channel';
+      }
+    }
     calls.push({ cmd, args });
     const answer = answers[cmd];
-    if (!answer) return Promise.resolve(undefined as T);
-    try {
-      return Promise.resolve(answer(args) as T);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-  };
-  const makeChannel = (onFrame: (f: unknown) => void) => {
-    channels.push(onFrame);
-    return { id: channels.length };
-  };
-  return { calls, channels, transport: new TauriTransport(run, makeChannel) };
+    return answer ? answer(args) : null;
+  });
+  return { calls, channels, transport: new TauriTransport() };
 }
+
+afterEach(() => clearMocks());
 
 const tick = () => new Promise((r) => setTimeout(r, 0));
 
@@ -63,7 +75,7 @@ describe('TauriTransport', () => {
     const got: SessionEvent[] = [];
     const sub = transport.subscribe('s1', 0, { onEvents: (e) => got.push(...e) });
     await tick();
-    expect(calls[0]).toMatchObject({ cmd: 'subscribe_session', args: { sessionId: 's1', since: 0 } });
+    expect(calls[0]).toEqual({ cmd: 'subscribe_session', args: { sessionId: 's1', since: 0, onEvent: 'channel' } });
     const send = channels[0];
     if (!send) throw new Error('no channel');
     send(frame(1));
@@ -94,6 +106,30 @@ describe('TauriTransport', () => {
     channels.at(-1)?.(frame(2));
     channels.at(-1)?.(frame(3));
     expect(got.map((e) => e.seq)).toEqual([1, 2, 3]);
+  });
+});
+
+describe('the app around the window', () => {
+  it('hears the shell ask before quitting and answers with quit_app', async () => {
+    const { calls } = fakeShell();
+    mockIPC(
+      (cmd, args) => {
+        calls.push({ cmd, args: (args ?? {}) as Record<string, unknown> });
+        return null;
+      },
+      { shouldMockEvents: true },
+    );
+    const asked: unknown[] = [];
+    const lifecycle = tauriLifecycle();
+    const stop = lifecycle.onQuitRequested((r) => asked.push(r));
+    await tick();
+    const { emit } = await import('@tauri-apps/api/event');
+    const request = { sessions: [{ sessionId: 's1', task: 'fix it' }] };
+    await emit('lucid://quit-requested', request);
+    expect(asked).toEqual([request]);
+    await lifecycle.quit();
+    expect(calls.at(-1)).toEqual({ cmd: 'quit_app', args: {} });
+    stop();
   });
 });
 

@@ -1,9 +1,12 @@
 // The Transport inside the desktop app: every request is a Tauri command of the shell
-// (src-tauri/commands), which calls the same engine function as the matching HTTP route, with
-// the same request and response types (generated from the Rust types, see ../generated).
-// Session events come through a Tauri channel in the WebSocket's frame format; the stream
-// logic (replay, dedupe, gaps, reconnects) is the HTTP transport's, over an IPC "socket".
+// (src-tauri/commands), called through the bindings generated from the commands' Rust
+// signatures (../generated/commands.ts, tauri-specta), which call the same engine functions
+// as the matching HTTP routes. Session events come through a Tauri channel in the
+// WebSocket's frame format; the stream logic (replay, dedupe, gaps, reconnects) is the HTTP
+// transport's, over an IPC "socket".
 import { Channel, invoke } from '@tauri-apps/api/core';
+import { listen } from '@tauri-apps/api/event';
+import { commands, QUIT_REQUESTED, type CommandError, type QuitRequest, type Value } from '../generated/commands';
 import { SessionStream, type SocketLike } from './stream';
 import {
   ApiError,
@@ -27,11 +30,7 @@ import {
   type Transport,
 } from './types';
 
-/** The shell's error shape (src-tauri/error.rs). */
-interface CommandError {
-  status: number;
-  message: string;
-}
+export type { QuitRequest };
 
 function isCommandError(e: unknown): e is CommandError {
   return typeof e === 'object' && e !== null && 'status' in e && 'message' in e;
@@ -44,9 +43,10 @@ export function insideDesktopApp(): boolean {
 
 export type Invoke = <T>(cmd: string, args?: Record<string, unknown>) => Promise<T>;
 
-async function call<T>(run: Invoke, cmd: string, args?: Record<string, unknown>): Promise<T> {
+/** Runs a command; the shell's errors become ApiErrors, like the HTTP transport's. */
+async function call<T>(request: () => Promise<T>): Promise<T> {
   try {
-    return await run<T>(cmd, args);
+    return await request();
   } catch (e) {
     if (isCommandError(e)) throw new ApiError(e.status, e.message);
     throw new ApiError(0, typeof e === 'string' ? e : 'The Lucid engine did not answer.');
@@ -66,14 +66,7 @@ export class IpcSocket implements SocketLike {
   private subscription: number | null = null;
   private sessionId = '';
 
-  constructor(
-    private readonly run: Invoke,
-    private readonly makeChannel: ChannelFactory = (onFrame) => {
-      const channel = new Channel<unknown>();
-      channel.onmessage = onFrame;
-      return channel;
-    },
-  ) {
+  constructor() {
     queueMicrotask(() => {
       this.readyState = 1;
       this.onopen?.(new Event('open'));
@@ -84,18 +77,20 @@ export class IpcSocket implements SocketLike {
     const frame = JSON.parse(data) as { type?: string; sessionId?: string; since?: number; content?: string };
     if (frame.type === 'attach' && frame.sessionId) {
       this.sessionId = frame.sessionId;
-      const channel = this.makeChannel((f) => {
+      const channel = new Channel<Value>();
+      channel.onmessage = (f) => {
         if (this.readyState !== 1) return;
         if (typeof f === 'object' && f !== null && (f as { type?: string }).type === 'end') {
           this.finish(1000, 'Session ended');
           return;
         }
         this.onmessage?.(new MessageEvent('message', { data: JSON.stringify(f) }));
-      });
-      this.run<number>('subscribe_session', { sessionId: frame.sessionId, since: frame.since ?? 0, onEvent: channel })
+      };
+      commands
+        .subscribeSession(frame.sessionId, frame.since ?? 0, channel)
         .then((id) => {
           this.subscription = id;
-          if (this.readyState !== 1) void this.run('unsubscribe', { subscription: id });
+          if (this.readyState !== 1) void commands.unsubscribe(id).catch(() => undefined);
         })
         .catch((e: unknown) => {
           const message = isCommandError(e) ? e.message : String(e);
@@ -103,9 +98,9 @@ export class IpcSocket implements SocketLike {
           this.finish(isCommandError(e) && e.status === 404 ? 4004 : 4001, message);
         });
     } else if (frame.type === 'stop') {
-      void this.run('stop_session', { sessionId: this.sessionId }).catch(() => undefined);
+      void commands.stopSession(this.sessionId).catch(() => undefined);
     } else if (frame.type === 'message' && typeof frame.content === 'string') {
-      this.run('follow_up', { sessionId: this.sessionId, content: frame.content }).catch((e: unknown) => {
+      commands.followUp(this.sessionId, frame.content).catch((e: unknown) => {
         const message = isCommandError(e) ? e.message : String(e);
         this.onmessage?.(new MessageEvent('message', { data: JSON.stringify({ type: 'error', message }) }));
       });
@@ -119,88 +114,106 @@ export class IpcSocket implements SocketLike {
   private finish(code: number, reason: string): void {
     if (this.readyState === 3) return;
     this.readyState = 3;
-    if (this.subscription !== null) void this.run('unsubscribe', { subscription: this.subscription });
+    if (this.subscription !== null) void commands.unsubscribe(this.subscription).catch(() => undefined);
     this.onclose?.(new CloseEvent('close', { code, reason }));
   }
 }
 
-export type ChannelFactory = (onFrame: (frame: unknown) => void) => unknown;
-
 export class TauriTransport implements Transport {
-  constructor(
-    private readonly run: Invoke = invoke,
-    private readonly makeChannel?: ChannelFactory,
-  ) {}
-
   status(): Promise<EngineStatus> {
-    return call(this.run, 'engine_status');
+    return call(() => commands.engineStatus());
   }
 
   startSession(req: StartSession): Promise<StartedSession> {
-    return call(this.run, 'start_session', { req });
+    return call(() => commands.startSession(req));
   }
 
   getSession(sessionId: string): Promise<SessionSummary> {
-    return call(this.run, 'get_session', { sessionId });
+    return call(() => commands.getSession(sessionId));
   }
 
   listSessions(): Promise<SessionSummary[]> {
-    return call(this.run, 'list_sessions');
+    return call(() => commands.listSessions());
+  }
+
+  async sendMessage(sessionId: string, content: string): Promise<void> {
+    await call(this.run, 'follow_up', { sessionId, content });
   }
 
   subscribe(sessionId: string, since: number, handlers: SubscribeHandlers): Subscription {
-    return new SessionStream(sessionId, since, () => new IpcSocket(this.run, this.makeChannel), handlers);
+    return new SessionStream(sessionId, since, () => new IpcSocket(), handlers);
   }
 
   listChats(limit = 100, offset = 0): Promise<ChatSession[]> {
-    return call(this.run, 'list_chats', { limit, offset });
+    return call(() => commands.listChats(limit, offset));
   }
 
   getChat(chatId: string): Promise<ChatDetail> {
-    return call(this.run, 'get_chat', { chatId });
+    return call(() => commands.getChat(chatId));
   }
 
   async renameChat(chatId: string, title: string): Promise<void> {
-    await call(this.run, 'rename_chat', { chatId, title });
+    await call(() => commands.renameChat(chatId, title));
   }
 
   async deleteChat(chatId: string): Promise<void> {
-    await call(this.run, 'delete_chat', { chatId });
+    await call(() => commands.deleteChat(chatId));
   }
 
   listFiles(sessionId: string): Promise<FileTree> {
-    return call(this.run, 'list_files', { sessionId });
+    return call(() => commands.listFiles(sessionId));
   }
 
   readFile(sessionId: string, path: string): Promise<FileContent> {
-    return call(this.run, 'read_file', { sessionId, path });
+    return call(() => commands.readFile(sessionId, path));
   }
 
   listIntegrations(): Promise<IntegrationInfo[]> {
-    return call(this.run, 'list_integrations');
+    return call(() => commands.listIntegrations());
   }
 
   saveIntegration(req: SaveIntegrationRequest): Promise<SaveIntegrationResponse> {
-    return call(this.run, 'save_integration', { req });
+    return call(() => commands.saveIntegration(req));
   }
 
   async deleteIntegration(provider: string): Promise<void> {
-    await call(this.run, 'delete_integration', { provider });
+    await call(() => commands.deleteIntegration(provider));
   }
 
   async listRepos(provider: string): Promise<RepoInfo[]> {
-    const r = await call<{ repos: RepoInfo[] }>(this.run, 'list_repos', { provider });
+    const r = await call(() => commands.listRepos(provider));
     return r.repos;
   }
 
   async listBranches(provider: string, fullName: string): Promise<BranchInfo[]> {
-    const r = await call<{ branches: BranchInfo[] }>(this.run, 'list_branches', { provider, fullName });
+    const r = await call(() => commands.listBranches(provider, fullName));
     return r.branches;
   }
 
   createPr(provider: string, req: CreatePrRequest): Promise<CreatePrResponse> {
-    return call(this.run, 'create_pr', { provider, req });
+    return call(() => commands.createPr(provider, req));
   }
+}
+
+/** The desktop app's own lifecycle, as the window sees it. */
+export interface DesktopLifecycle {
+  /** Calls `ask` when quitting waits for the user's word; returns a function to stop. */
+  onQuitRequested(ask: (request: QuitRequest) => void): () => void;
+  /** Quits the app: its sessions are stopped and their containers removed. */
+  quit(): Promise<void>;
+}
+
+/** The lifecycle of the app around this window (events and commands of the shell). */
+export function tauriLifecycle(): DesktopLifecycle {
+  return {
+    onQuitRequested(ask) {
+      const stop = listen<QuitRequest>(QUIT_REQUESTED, (event) => ask(event.payload));
+      return () => {
+        void stop.then((unlisten) => unlisten());
+      };
+    },
+    quit: () => call(() => commands.quitApp()).then(() => undefined),
+  };
 }
 
 /**

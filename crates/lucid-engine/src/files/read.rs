@@ -18,7 +18,7 @@ pub const DEFAULT_MAX_READ_BYTES: u64 = 1024 * 1024;
 const MAX_INVALID_UTF8_RATIO: f64 = 0.01;
 
 /// A file's content as returned to the UI.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct FileContent {
     /// The text read (at most the cap), or a short notice for binary files.

@@ -63,7 +63,7 @@ impl Default for TreeLimits {
 }
 
 /// Kind of a tree node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, specta::Type)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeKind {
     Folder,
@@ -71,7 +71,7 @@ pub enum NodeKind {
 }
 
 /// One entry of the file tree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, specta::Type)]
 pub struct FileNode {
     /// The entry's name (non-UTF-8 bytes replaced with U+FFFD).
     pub name: String,
@@ -93,7 +93,7 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// The result of a tree walk; serialises as the original's `{"tree": [...]}` plus the flag.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, specta::Type)]
 pub struct FileTree {
     pub tree: Vec<FileNode>,
     /// True when a depth or entry limit left part of the workspace out.

@@ -128,7 +128,7 @@ pub struct ForgeUser {
 }
 
 /// A repository (GitHub) or project (GitLab) in the original's JSON shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct RepoInfo {
     pub name: String,
@@ -146,7 +146,7 @@ pub struct RepoInfo {
 }
 
 /// A branch of a repository.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct BranchInfo {
     pub name: String,

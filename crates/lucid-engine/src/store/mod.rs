@@ -37,7 +37,7 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A chat (one agent session's history), in the original's JSON shape.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatSession {
     pub id: String,
@@ -50,9 +50,11 @@ pub struct ChatSession {
     pub is_active: bool,
     #[schema(value_type = String)]
     #[serde(serialize_with = "crate::store::sqlite::timestamps::serialize_postgrest")]
+    #[specta(type = String)]
     pub created_at: DateTime<Utc>,
     #[schema(value_type = String)]
     #[serde(serialize_with = "crate::store::sqlite::timestamps::serialize_postgrest")]
+    #[specta(type = String)]
     pub updated_at: DateTime<Utc>,
     /// Repository the session works on (not part of the original's JSON).
     #[serde(skip)]
@@ -78,7 +80,7 @@ pub struct NewChat {
 }
 
 /// One stored message of a chat: an event of the session's log.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatMessage {
     pub id: String,
@@ -88,6 +90,7 @@ pub struct ChatMessage {
     pub metadata_json: Option<Value>,
     #[schema(value_type = String)]
     #[serde(serialize_with = "crate::store::sqlite::timestamps::serialize_postgrest")]
+    #[specta(type = String)]
     pub created_at: DateTime<Utc>,
     /// Position in the session's event log (not part of the original's JSON).
     #[serde(skip)]
@@ -131,11 +134,33 @@ pub trait Store: Send + Sync {
     async fn chat_messages(&self, user: &User, chat_id: &str) -> StoreResult<Vec<ChatMessage>>;
     /// Returns false when the chat does not exist or is not the user's.
     async fn rename_chat(&self, user: &User, chat_id: &str, title: &str) -> StoreResult<bool>;
+    /// Sets the title only while it is still `expected` (so a title chosen meanwhile, e.g. a
+    /// user's rename, is never overwritten). Returns whether it was set. The default reads
+    /// then writes; stores override it with one conditional update.
+    async fn rename_chat_if(
+        &self,
+        user: &User,
+        chat_id: &str,
+        expected: &str,
+        title: &str,
+    ) -> StoreResult<bool> {
+        match self.get_chat(user, chat_id).await? {
+            Some(chat) if chat.title.as_deref() == Some(expected) => {
+                self.rename_chat(user, chat_id, title).await
+            }
+            _ => Ok(false),
+        }
+    }
     /// Deletes the chat and its messages. Returns false when not found / not the user's.
     async fn delete_chat(&self, user: &User, chat_id: &str) -> StoreResult<bool>;
     async fn set_chat_active(&self, user: &User, chat_id: &str, active: bool) -> StoreResult<()>;
     /// Marks every active chat inactive (startup after a crash). Returns how many changed.
     async fn deactivate_all_chats(&self) -> StoreResult<u64>;
+    /// Every user's chats marked active (`is_active`), oldest first: at startup, before
+    /// [`Store::deactivate_all_chats`], the sessions a previous run left live (a chat is active
+    /// while its session is live). System-level like `deactivate_all_chats`: not scoped to one
+    /// user; `user_id` must be filled in.
+    async fn active_chats(&self) -> StoreResult<Vec<ChatSession>>;
 
     // ---- event log ----
     /// Appends events to a chat's log in one transaction. Idempotent per `(chat, seq)`: an event

@@ -159,27 +159,6 @@ impl SupabaseStore {
         }
         true
     }
-
-    /// Chats this engine marked active and has not closed (of every user): at start-up,
-    /// those a previous run left active. Read with the service key.
-    pub async fn active_chats(&self) -> StoreResult<Vec<ChatSession>> {
-        let mut chats = Vec::new();
-        for entry in self.inner.active.entries() {
-            let user = User::with_id(entry.user_id.clone());
-            match self
-                .inner
-                .get_chat(Caller::Service, &user, &entry.chat_id)
-                .await?
-            {
-                Some(chat) if chat.is_active => chats.push(chat),
-                _ => self
-                    .inner
-                    .active
-                    .mark(&entry.user_id, &entry.chat_id, false)?,
-            }
-        }
-        Ok(chats)
-    }
 }
 
 impl Inner {
@@ -547,6 +526,27 @@ impl Store for SupabaseStore {
         self.inner
             .active
             .mark(&user.id, chat_id, active && !rows.is_empty())
+    }
+
+    /// Chats this engine marked active and has not closed (of every user): at start-up,
+    /// those a previous run left active. Read with the service key.
+    async fn active_chats(&self) -> StoreResult<Vec<ChatSession>> {
+        let mut chats = Vec::new();
+        for entry in self.inner.active.entries() {
+            let user = User::with_id(entry.user_id.clone());
+            match self
+                .inner
+                .get_chat(Caller::Service, &user, &entry.chat_id)
+                .await?
+            {
+                Some(chat) if chat.is_active => chats.push(chat),
+                _ => self
+                    .inner
+                    .active
+                    .mark(&entry.user_id, &entry.chat_id, false)?,
+            }
+        }
+        Ok(chats)
     }
 
     /// Marks inactive the chats this engine left active (see [`active`]), never those of
