@@ -150,6 +150,7 @@ async fn chats_messages_events_and_integrations_round_trip_under_rls() {
         listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
         vec![chat.id.as_str(), second.id.as_str()]
     );
+    assert!(store.list_chats(&alice, 10, 50).await.unwrap().is_empty());
     let page = store.list_chats(&alice, 1, 1).await.unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].id, second.id);

@@ -345,7 +345,10 @@ async fn killed_server_keeps_history_and_its_restart_reaps_the_orphan() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_supabase_server_with_unsent_events_loses_none_of_them() {
     let project = lucid_testkit::supabase::SupabaseProject::start().await;
-    let llm = ScriptedLlm::start(Format::OpenAi, script()).await;
+    // The first command gives the test time to take the database away while it runs.
+    let mut steps = script();
+    steps[0] = Step::tool_call("execute_bash", json!({ "command": "sleep 1; echo step 1" }));
+    let llm = ScriptedLlm::start(Format::OpenAi, steps).await;
     let dirs = TestDirs::new();
     let mut env = lucid_env(&dirs, Some(&llm)).await;
     env.extend(project.env().into_iter().map(|(k, v)| (k.to_string(), v)));
@@ -370,7 +373,7 @@ async fn killed_supabase_server_with_unsent_events_loses_none_of_them() {
             .await
             .unwrap_or_else(|code| panic!("closed {code}; got {received:#?}"));
         let sleeping = frame["eventType"] == "CmdRunAction" && frame["command"] == "sleep 30";
-        let first_output = frame["eventType"] == "CmdOutputObservation";
+        let first_output = frame["eventType"] == "CmdRunAction";
         if frame.get("seq").is_some() {
             received.push(frame);
         }
@@ -416,10 +419,24 @@ async fn killed_supabase_server_with_unsent_events_loses_none_of_them() {
     let mut second = Served::start(&env, &dirs).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while count().await < received.len() {
-        assert!(
-            Instant::now() < deadline,
-            "outbox not sent after the restart"
-        );
+        if Instant::now() > deadline {
+            let listing = |dir: std::path::PathBuf| -> Vec<String> {
+                std::fs::read_dir(dir)
+                    .map(|d| {
+                        d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            panic!(
+                "outbox not sent after the restart: {} of {} stored; outbox {:?}, failed {:?}\n{}",
+                count().await,
+                received.len(),
+                listing(outbox.clone()),
+                listing(outbox.join("failed")),
+                second.process.stderr()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let detail = get_json(&second.url(&format!("/api/v1/chats/{chat_id}")), &token).await;

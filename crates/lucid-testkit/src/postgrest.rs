@@ -645,8 +645,9 @@ async fn run(
         }
         _ => return Err(bad_request(format!("unsupported method {method}"))),
     };
-    let count_sql = (prefs.get("count").map(String::as_str) == Some("exact")
-        && *method == Method::GET)
+    let exact_count = prefs.get("count").map(String::as_str) == Some("exact");
+    // The total is also needed to refuse an offset past the end, like PostgREST (416).
+    let count_sql = (*method == Method::GET && (exact_count || q.offset.unwrap_or(0) > 0))
         .then(|| format!("SELECT count(*) FROM {t}{}", where_sql(&q.filters)));
 
     let mut client = take_connection(shared).await?;
@@ -683,8 +684,18 @@ async fn run(
             return Err(db_error(&e, role));
         }
     };
-    let mut response_headers = HeaderMap::new();
     let low = q.offset.unwrap_or(0);
+    if let Some(total) = total.filter(|t| low > *t as u64) {
+        let body = json!({
+            "code": "PGRST103",
+            "details": format!("An offset of {low} was requested, but there are only {total} rows."),
+            "hint": null,
+            "message": "Requested range not satisfiable",
+        });
+        return Ok((StatusCode::RANGE_NOT_SATISFIABLE, Json(body)).into_response());
+    }
+    let total = total.filter(|_| exact_count);
+    let mut response_headers = HeaderMap::new();
     let range = if n == 0 {
         "*".to_string()
     } else {

@@ -529,7 +529,9 @@ impl Store for SupabaseStore {
     }
 
     /// Chats this engine marked active and has not closed (of every user): at start-up,
-    /// those a previous run left active. Read with the service key.
+    /// those a previous run left active. Read with the service key. A chat that cannot be
+    /// read now (Supabase unreachable) is skipped and stays listed for the next start, so an
+    /// outage does not keep the engine from starting.
     async fn active_chats(&self) -> StoreResult<Vec<ChatSession>> {
         let mut chats = Vec::new();
         for entry in self.inner.active.entries() {
@@ -537,13 +539,16 @@ impl Store for SupabaseStore {
             match self
                 .inner
                 .get_chat(Caller::Service, &user, &entry.chat_id)
-                .await?
+                .await
             {
-                Some(chat) if chat.is_active => chats.push(chat),
-                _ => self
+                Ok(Some(chat)) if chat.is_active => chats.push(chat),
+                Ok(_) => self
                     .inner
                     .active
                     .mark(&entry.user_id, &entry.chat_id, false)?,
+                Err(e) => {
+                    tracing::warn!(chat = %entry.chat_id, error = %e, "cannot check a chat of a previous run yet");
+                }
             }
         }
         Ok(chats)

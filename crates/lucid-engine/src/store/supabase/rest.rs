@@ -224,16 +224,19 @@ impl Rest {
         })
     }
 
-    /// Like [`Rest::send`], expecting a JSON array of rows.
+    /// Like [`Rest::send`], expecting a JSON array of rows. A range past the last row (416,
+    /// `PGRST103`, PostgREST's answer to an offset beyond the end) is no rows.
     pub async fn rows(
         &self,
         builder: Builder,
         prefer: Option<&str>,
     ) -> Result<Vec<Value>, RestError> {
-        match self.send(builder, prefer).await? {
-            Value::Array(rows) => Ok(rows),
-            Value::Null => Ok(Vec::new()),
-            other => Ok(vec![other]),
+        match self.send(builder, prefer).await {
+            Ok(Value::Array(rows)) => Ok(rows),
+            Ok(Value::Null) => Ok(Vec::new()),
+            Ok(other) => Ok(vec![other]),
+            Err(RestError::Api { status: 416, .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
         }
     }
 }
