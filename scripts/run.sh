@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs Lucid with embedded defaults (local SQLite store, local Docker sandboxes): the desktop
 # app where a display exists, else headless (`lucid serve` on http://127.0.0.1:8000, which
-# prints a link that opens the web UI signed in). Installs what is missing first.
+# prints a link that opens the web UI signed in). With Supabase settings in the environment
+# (or .env) the headless server runs in Supabase mode and says where to sign in instead.
+# Installs what is missing first.
 # Extra arguments go to `lucid serve` in headless mode (e.g. --port 9000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +23,15 @@ fi
 echo "run.sh: no display: starting Lucid headless (lucid serve)"
 lucid() { cargo run --quiet --release --locked -p lucid-server --bin lucid -- "$@"; }
 cargo build --release --locked -p lucid-server
-echo "Bearer token for the API (valid 30 days):"
-lucid serve --print-token
+# Local mode: print a bearer token for the API. Supabase mode (SUPABASE_* set): Lucid issues
+# no tokens (they come from Supabase Auth) and `--print-token` exits with status 3 after saying
+# so; `lucid serve` then prints where to sign in. Any other failure stops here.
+status=0
+token=$(lucid serve --print-token) || status=$?
+case "$status" in
+  0) echo "Bearer token for the API (valid 30 days):"; echo "$token" ;;
+  3) ;;
+  *) exit "$status" ;;
+esac
 lucid doctor || true
 exec cargo run --quiet --release --locked -p lucid-server --bin lucid -- serve "$@"

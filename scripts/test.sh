@@ -23,14 +23,18 @@ ui_start=$(date +%s)
   npm run size          # first-load JS within budget
 )
 echo "test.sh: UI lint, unit tests and build took $(( $(date +%s) - ui_start )) s"
+# The official @supabase/auth-js client that checks the fake Supabase Auth (auth_js_fidelity).
+(cd tests/auth-js && npm ci --no-audit --no-fund --loglevel=error)
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 
 e2e_start=$(date +%s)
-cargo build --locked -p lucid-server --bin lucid --example ui_e2e_harness
+cargo build --locked -p lucid-server --bin lucid --example ui_e2e_harness --example sign_in_e2e_harness
 target=$(cargo metadata --format-version 1 --no-deps --locked \
   | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
 (cd ui && node e2e/run.mjs --harness "$target/debug/examples/ui_e2e_harness" --lucid "$target/debug/lucid")
+# Sign-in with a provider in Supabase mode (fake Supabase Auth), reload, silent refresh, sign-out.
+(cd ui && node e2e/sign-in.mjs --harness "$target/debug/examples/sign_in_e2e_harness" --lucid "$target/debug/lucid")
 echo "test.sh: UI end-to-end took $(( $(date +%s) - e2e_start )) s"

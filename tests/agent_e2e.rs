@@ -186,6 +186,7 @@ async fn stop_during_sleep_returns_within_two_seconds() {
     h.engine
         .sessions()
         .follow_up(&user, &started.session_id, "say hi")
+        .await
         .unwrap();
     let more = collect_until_done(&mut attachment.events, Duration::from_secs(60)).await;
     let out = more.iter().find_map(|e| match &e.kind {

@@ -665,6 +665,8 @@ fn a_finished_or_failed_session_notifies_only_while_the_window_is_not_focused() 
         created_at: String::new(),
         chat_id: "c1".into(),
         status,
+        repository: None,
+        branch: None,
     };
     for (before, now, notifies) in [
         (Some(Running), Completed, true),

@@ -1,30 +1,76 @@
 //! Live sessions over real HTTP/WebSocket on 127.0.0.1 with the scripted LLM and a real
 //! container: ordered gap-free events, history, follow-ups, stop, attach/replay, ping,
-//! malformed frames, close codes, cross-user isolation, files API.
+//! malformed frames, close codes, cross-user isolation, files API. The tests in
+//! `in_both_modes!` run in local mode (SQLite) and in Supabase mode (PostgREST stand-in on a
+//! real PostgreSQL with row-level security); Supabase mode also survives a database outage
+//! mid-session without losing an event.
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use futures::{SinkExt, StreamExt};
 use lucid_testkit::llm::{Format, ScriptedLlm, Step};
+use lucid_testkit::supabase::SupabaseProject;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Which store the engine runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Local,
+    Supabase,
+}
+
+/// Defines `mod <name> { local, supabase }`: the body runs once per [`Mode`].
+macro_rules! in_both_modes {
+    ($(#[$meta:meta])* async fn $name:ident($mode:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body($mode: Mode) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn local() {
+                body(Mode::Local).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn supabase() {
+                body(Mode::Supabase).await
+            }
+        }
+    };
+}
+
 struct Server {
     h: Harness,
     base: String,
     http: reqwest::Client,
+    /// The Supabase project (Supabase mode only).
+    project: Option<Arc<SupabaseProject>>,
     _task: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
-    async fn start(llm: &ScriptedLlm) -> Server {
-        let h = Harness::start(Some(llm), &[("SESSION_DETACH_GRACE_SECS", "30")]).await;
+    async fn start_in(mode: Mode, llm: &ScriptedLlm) -> Server {
+        let project = match mode {
+            Mode::Local => None,
+            Mode::Supabase => Some(Arc::new(SupabaseProject::start().await)),
+        };
+        let mut extra = vec![("LUCID_SANDBOX_IDLE_SECS", "30".to_string())];
+        if let Some(project) = &project {
+            extra.extend(project.env());
+        }
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let h = Harness::start(Some(llm), &extra).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
         let app = lucid_server::router(h.engine.clone());
@@ -34,12 +80,19 @@ impl Server {
             h,
             base,
             http,
+            project,
             _task: task,
         }
     }
 
+    /// A bearer token of the user called `user` (local, or a Supabase access token).
     fn token(&self, user: &str) -> String {
-        lucid_engine::auth::issue_token(user, SECRET.as_bytes(), Duration::from_secs(3600))
+        match &self.project {
+            Some(project) => project.token(&project.user_named(user), Duration::from_secs(3600)),
+            None => {
+                lucid_engine::auth::issue_token(user, SECRET.as_bytes(), Duration::from_secs(3600))
+            }
+        }
     }
 
     async fn ws(&self, token: Option<&str>) -> Ws {
@@ -112,10 +165,10 @@ fn script() -> Vec<Step> {
     ]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_session_over_websocket() {
+in_both_modes! {
+    async fn full_session_over_websocket(mode) {
     let llm = ScriptedLlm::start(Format::Anthropic, script()).await;
-    let s = Server::start(&llm).await;
+    let s = Server::start_in(mode, &llm).await;
     let mut ws = s.ws(Some(&s.token("alice"))).await;
     send(
         &mut ws,
@@ -328,10 +381,11 @@ async fn full_session_over_websocket() {
     let after: Value = read("/app.py").send().await.unwrap().json().await.unwrap();
     assert_eq!(after["content"], "print('hi')\n");
     s.h.engine.shutdown().await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_over_websocket_interrupts_sleep() {
+in_both_modes! {
+    async fn stop_over_websocket_interrupts_sleep(mode) {
     let llm = ScriptedLlm::start(
         Format::OpenAi,
         vec![
@@ -340,7 +394,7 @@ async fn stop_over_websocket_interrupts_sleep() {
         ],
     )
     .await;
-    let s = Server::start(&llm).await;
+    let s = Server::start_in(mode, &llm).await;
     let mut ws = s.ws(Some(&s.token("bob"))).await;
     send(&mut ws, json!({"task": "sleep a while"})).await;
     loop {
@@ -360,12 +414,13 @@ async fn stop_over_websocket_interrupts_sleep() {
     );
     assert_eq!(frames.last().unwrap()["status"], "stopped");
     s.h.engine.shutdown().await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auth_and_task_close_codes() {
+in_both_modes! {
+    async fn auth_and_task_close_codes(mode) {
     let llm = ScriptedLlm::start(Format::OpenAi, vec![]).await;
-    let s = Server::start(&llm).await;
+    let s = Server::start_in(mode, &llm).await;
 
     let mut ws = s.ws(Some("not-a-jwt")).await;
     assert_eq!(recv(&mut ws).await, Err(4010));
@@ -387,19 +442,20 @@ async fn auth_and_task_close_codes() {
     assert_eq!(recv(&mut ws).await.unwrap()["type"], "error");
     assert_eq!(recv(&mut ws).await, Err(4001));
     s.h.engine.shutdown().await;
+    }
 }
 
-/// The model's partial text arrives as `agent_delta` frames (no `seq`) before the complete
-/// `MessageAction`; a replay has the message and no deltas.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partial_text_streams_over_websocket_and_is_not_replayed() {
+in_both_modes! {
+    /// The model's partial text arrives as `agent_delta` frames (no `seq`) before the complete
+    /// `MessageAction`; a replay has the message and no deltas.
+    async fn partial_text_streams_over_websocket_and_is_not_replayed(mode) {
     const ANSWER: &str = "Here is what I found: the workspace is empty, so I wrote nothing yet.";
     let llm = ScriptedLlm::start(
         Format::OpenAi,
         vec![Step::text(ANSWER).paced(Duration::from_millis(80))],
     )
     .await;
-    let s = Server::start(&llm).await;
+    let s = Server::start_in(mode, &llm).await;
     let mut ws = s.ws(Some(&s.token("dora"))).await;
     send(&mut ws, json!({"task": "look", "modelProvider": "openai"})).await;
     let frames = until_status(&mut ws, &["completed", "failed"]).await;
@@ -443,5 +499,137 @@ async fn partial_text_streams_over_websocket_and_is_not_replayed() {
     let replay = until_status(&mut again, &["completed"]).await;
     assert!(replay.iter().all(|f| f["type"] != "agent_delta"));
     assert!(replay.iter().any(|f| f["eventType"] == "MessageAction"));
+    s.h.engine.shutdown().await;
+    }
+}
+
+/// Supabase mode: the database goes away in the middle of a session. The session goes on, the
+/// client sees every event live and in order, and once the database is back every one of
+/// them is stored (from the outbox), so the history and a replay are complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supabase_outage_mid_session_loses_no_event() {
+    let llm = ScriptedLlm::start(
+        Format::Anthropic,
+        vec![
+            // The outage starts while this command runs.
+            Step::tool_call("execute_bash", json!({"command": "sleep 1; echo one"})),
+            Step::tool_call("execute_bash", json!({"command": "echo two"})),
+            Step::tool_call("finish", json!({"message": "done"})),
+        ],
+    )
+    .await;
+    let s = Server::start_in(Mode::Supabase, &llm).await;
+    let project = s.project.clone().unwrap();
+    let mut ws = s.ws(Some(&s.token("alice"))).await;
+    send(&mut ws, json!({"task": "echo twice"})).await;
+    let mut frames = Vec::new();
+    let mut chat_id = None;
+    loop {
+        let f = recv(&mut ws).await.unwrap();
+        if f["status"] == "ready" {
+            chat_id = f["chatId"].as_str().map(str::to_string);
+        }
+        let sleeping = f["eventType"] == "CmdRunAction";
+        frames.push(f);
+        if sleeping {
+            break;
+        }
+    }
+    let chat_id = chat_id.expect("chat id");
+    project.rest.set_database_down(true);
+    frames.extend(until_status(&mut ws, &["completed", "failed"]).await);
+    assert_eq!(frames.last().unwrap()["status"], "completed", "{frames:#?}");
+    let live = seqs(&frames);
+    let last = *live.last().unwrap();
+    assert_eq!(live, (1..=last).collect::<Vec<_>>(), "gap-free, in order");
+
+    let chat: uuid::Uuid = chat_id.parse().unwrap();
+    let stored = || async {
+        project
+            .admin()
+            .query(
+                "select seq from chat_messages where session_id = $1 order by seq",
+                &[&chat],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, i64>(0) as u64)
+            .collect::<Vec<u64>>()
+    };
+    let during = stored().await;
+    assert!(
+        (during.len() as u64) < last,
+        "the outage held events back: {during:?} of {last}; {frames:#?}"
+    );
+    let outbox = s.h.data_dir.path().join("supabase/outbox");
+    assert!(
+        std::fs::read_dir(&outbox).unwrap().any(|e| e
+            .unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "json")),
+        "the waiting events are on disk"
+    );
+
+    // The status page says so.
+    let status: Value = s
+        .get("/api/v1/status", "alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        status["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["what"]
+                .as_str()
+                .unwrap()
+                .contains("wait to be sent to Supabase")),
+        "{status}"
+    );
+
+    project.rest.set_database_down(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored().await.len() as u64 != last {
+        assert!(
+            Instant::now() < deadline,
+            "not flushed: {:?}",
+            stored().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored().await, (1..=last).collect::<Vec<_>>());
+    let detail: Value = s
+        .get(&format!("/api/v1/chats/{chat_id}"), "alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        detail["messages"].as_array().unwrap().len() as u64,
+        last,
+        "{detail}"
+    );
+    // A client attaching now replays everything from the store.
+    let mut again = s.ws(Some(&s.token("alice"))).await;
+    let session_id = frames
+        .iter()
+        .find_map(|f| f["sessionId"].as_str())
+        .unwrap()
+        .to_string();
+    send(
+        &mut again,
+        json!({"type": "attach", "sessionId": session_id, "since": 0}),
+    )
+    .await;
+    let replay = until_status(&mut again, &["completed"]).await;
+    assert_eq!(seqs(&replay), live);
     s.h.engine.shutdown().await;
 }

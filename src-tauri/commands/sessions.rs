@@ -48,7 +48,8 @@ pub async fn follow_up(
     Ok(shell
         .engine
         .sessions()
-        .follow_up(&shell.user, &session_id, &content)?)
+        .follow_up(&shell.user, &session_id, &content)
+        .await?)
 }
 
 #[tauri::command]

@@ -32,6 +32,8 @@ pub async fn env_for(
     vars.insert("SANDBOX_IMAGE".into(), image);
     vars.insert("DOCKER_NETWORK".into(), "none".into());
     vars.insert("SANDBOX_MEMORY_LIMIT".into(), "256m".into());
+    // No pre-started sandbox unless a test asks for one (`extra`): tests count containers.
+    vars.insert("LUCID_WARM_SANDBOX".into(), "false".into());
     vars.insert(
         "ENCRYPTION_KEY".into(),
         "e2e-encryption-key-0123456789".into(),

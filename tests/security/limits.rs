@@ -80,7 +80,7 @@ async fn a_flood_of_follow_ups_is_bounded_and_refused_clearly() {
     let mut accepted = 0;
     let mut refused = Vec::new();
     for _ in 0..300 {
-        match sessions.follow_up(&user, &sid, &big) {
+        match sessions.follow_up(&user, &sid, &big).await {
             Ok(()) => accepted += 1,
             Err(e) => refused.push(e),
         }
@@ -182,9 +182,12 @@ async fn a_flood_of_follow_ups_is_bounded_and_refused_clearly() {
         .await
     );
     llm.push_steps(busy_steps(2));
-    let again = (0..MAX_QUEUED_FOLLOW_UPS)
-        .filter(|_| sessions.follow_up(&user, &sid, "again").is_ok())
-        .count();
+    let mut again = 0;
+    for _ in 0..MAX_QUEUED_FOLLOW_UPS {
+        if sessions.follow_up(&user, &sid, "again").await.is_ok() {
+            again += 1;
+        }
+    }
     assert_eq!(again, MAX_QUEUED_FOLLOW_UPS, "the queue is usable again");
     sessions.destroy(&user, &sid).await.unwrap();
     s.h.engine.shutdown().await;
@@ -341,7 +344,7 @@ async fn a_chat_deleted_under_a_running_session_ends_it() {
         .await,
         "the sandbox is released"
     );
-    let err = h.engine.sessions().follow_up(&user, &sid, "hello?");
+    let err = h.engine.sessions().follow_up(&user, &sid, "hello?").await;
     assert!(err.is_err());
 
     // Nothing else is lost: the same user's next session works and is stored.

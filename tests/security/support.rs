@@ -120,9 +120,19 @@ pub fn instance_id(h: &Harness) -> String {
         .to_string()
 }
 
-/// Containers (any state) of a harness's engine instance.
+/// Containers (any state) of a harness's engine instance, without its pre-started (warm)
+/// sandbox when `LUCID_WARM_SANDBOX` is on: that one belongs to no session yet.
 pub async fn instance_containers(h: &Harness) -> Vec<ContainerSummary> {
-    containers_labelled("lucid.instance", &instance_id(h)).await
+    containers_labelled("lucid.instance", &instance_id(h))
+        .await
+        .into_iter()
+        .filter(|c| {
+            !c.labels
+                .as_ref()
+                .and_then(|l| l.get("lucid.session_id"))
+                .is_some_and(|s| s.starts_with(lucid_engine::sessions::warm::WARM_ID_PREFIX))
+        })
+        .collect()
 }
 
 /// Removes every container labelled `key=value` when dropped (a failed test leaves nothing).

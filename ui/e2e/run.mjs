@@ -78,6 +78,15 @@ async function pushSteps(steps) {
   expect(r.ok, `pushing LLM steps failed: ${r.status}`);
 }
 
+async function setTitleAnswer(step) {
+  const r = await fetch(`${info.control}/llm/title`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(step),
+  });
+  expect(r.ok, `setting the title answer failed: ${r.status}`);
+}
+
 // ---- browser ----
 mkdirSync(artifacts, { recursive: true });
 const profile = mkdtempSync(join(tmpdir(), 'lucid-e2e-profile-'));
@@ -130,6 +139,8 @@ const lastSeq = async () => Number(await timeline.getAttribute('data-last-seq'))
 const sessionStatus = page.getByTestId('session-status');
 
 const TASK = 'Say hello from a script, then write hello.py';
+// What the session's model answers when asked for the chat's title.
+const TITLE = 'Hello script session';
 let sessionUrl = '';
 
 const overall = setTimeout(() => {
@@ -151,6 +162,7 @@ try {
   });
 
   await step('a task without a repository streams command output and an edit diff', async () => {
+    await setTitleAnswer({ text: TITLE });
     await pushSteps([
       { tool: 'execute_bash', args: { command: "echo hello from lucid && printf '\\033[31mred\\033[0m\\n'" } },
       { tool: 'str_replace_editor', args: { command: 'create', path: '/workspace/hello.py', file_text: "print('hello')\n" } },
@@ -213,6 +225,32 @@ try {
     await page.getByTestId('assistant-message').filter({ hasText: 'Follow-up answered.' }).waitFor({ timeout: 30_000 });
   });
 
+  await step('streamed text shows before the message completes, also after a reload', async () => {
+    const answer = `Streaming answer part one. ${'and then some more words '.repeat(10)}THE END.`;
+    await pushSteps([{ pacedMs: 400, then: { thinking: 'Pondering how to answer slowly.', then: { text: answer } } }]);
+    const followUp = page.getByLabel('Follow-up message');
+    await followUp.fill('write slowly');
+    await followUp.press('Enter');
+    const streaming = page.getByTestId('assistant-streaming');
+    const final = page.getByTestId('assistant-message').filter({ hasText: 'THE END.' });
+    // The model's thinking streams first, collapsed.
+    const thinking = streaming.getByTestId('streaming-thinking');
+    await thinking.filter({ hasText: 'Pondering how to answer slowly.' }).waitFor({ state: 'attached', timeout: 30_000 });
+    expect(!(await thinking.evaluate((el) => el.open)), 'thinking is not collapsed');
+    await streaming.filter({ hasText: 'Streaming answer part one.' }).waitFor({ timeout: 30_000 });
+    expect((await final.count()) === 0, 'the stored message came before any partial text was seen');
+    // A client attaching mid-message gets the text so far (the beginning is not re-sent as deltas).
+    await page.reload();
+    await streaming.filter({ hasText: 'Streaming answer part one.' }).waitFor({ timeout: 10_000 });
+    expect((await final.count()) === 0, 'the message completed before the reload was checked');
+    await thinking.filter({ hasText: 'Pondering how to answer slowly.' }).waitFor({ state: 'attached' });
+    await audit('workspace-streaming');
+    await final.waitFor({ timeout: 30_000 });
+    await streaming.waitFor({ state: 'detached' });
+    expect((await final.count()) === 1, 'the streamed message is shown twice');
+    await sessionStatus.filter({ hasText: 'completed' }).waitFor({ timeout: 10_000 });
+  });
+
   await step('a reload mid-run continues the transcript without duplicates', async () => {
     await pushSteps([{ tool: 'execute_bash', args: { command: 'sleep 3; echo after-reload' } }, { text: 'Slow step done.' }]);
     const followUp = page.getByLabel('Follow-up message');
@@ -236,13 +274,30 @@ try {
     );
   });
 
+  await step('History shows a title the model writes while it is open', async () => {
+    // This session's title comes late: the page shows the task, then the title without a reload.
+    await setTitleAnswer({ delayMs: 2500, then: { text: 'Greeting once more' } });
+    await pushSteps([{ text: 'Hi again.' }]);
+    await page.getByRole('link', { name: 'New task' }).click();
+    const box = page.getByLabel('What should Lucid do?');
+    await box.fill('Say hi once more please');
+    await box.press('Enter');
+    await page.waitForURL(/\/ui\/s\/[A-Za-z0-9-]+$/);
+    await page.getByRole('link', { name: 'History' }).click();
+    const rows = page.getByTestId('history-row');
+    await rows.filter({ hasText: 'Say hi once more please' }).waitFor();
+    await rows.filter({ hasText: 'Greeting once more' }).waitFor({ timeout: 15_000 });
+    expect((await rows.filter({ hasText: 'Say hi once more please' }).count()) === 0, 'the task is still shown');
+  });
+
   await step('History finds, renames, reopens and deletes the session', async () => {
     await page.getByRole('link', { name: 'History' }).click();
-    await page.getByLabel('Search').fill('hello from a script');
-    const row = page.getByTestId('history-row').filter({ hasText: TASK });
+    // Titled by the session's model from its task.
+    await page.getByLabel('Search').fill('hello script');
+    const row = page.getByTestId('history-row').filter({ hasText: TITLE });
     await row.waitFor();
     await audit('history');
-    await row.getByRole('button', { name: `Rename ${TASK}` }).click();
+    await row.getByRole('button', { name: `Rename ${TITLE}` }).click();
     const input = page.getByLabel('New title');
     await input.fill('E2E renamed session');
     await input.press('Enter');
@@ -251,6 +306,25 @@ try {
     await renamed.waitFor();
     await renamed.getByRole('link', { name: 'E2E renamed session' }).click();
     await page.getByTestId('assistant-message').filter({ hasText: 'Slow step done.' }).waitFor({ timeout: 30_000 });
+  });
+
+  await step('a session reopened from History is continued: it sees its files, seq goes on', async () => {
+    const before = await lastSeq();
+    await pushSteps([{ tool: 'execute_bash', args: { command: 'cat /workspace/hello.py' } }, { text: 'Continued after reopening.' }]);
+    const followUp = page.getByLabel('Follow-up message');
+    await followUp.fill('now show hello.py again');
+    await followUp.press('Enter');
+    await page.getByTestId('command-output').filter({ hasText: "print('hello, world')" }).last().waitFor({ timeout: 60_000 });
+    await page.getByTestId('assistant-message').filter({ hasText: 'Continued after reopening.' }).waitFor({ timeout: 30_000 });
+    await sessionStatus.filter({ hasText: 'completed' }).waitFor({ timeout: 30_000 });
+    expect((await lastSeq()) > before, 'seq did not continue');
+    expect((await page.getByTestId('user-message').filter({ hasText: 'now show hello.py again' }).count()) === 1, 'duplicated message');
+  });
+
+  await step('History deletes the session after confirmation', async () => {
+    const renamed = page.getByTestId('history-row').filter({ hasText: 'E2E renamed session' });
+    // Its files are listed before it is deleted (a listing still in flight would get a 404).
+    await page.getByRole('navigation', { name: 'File explorer' }).getByRole('button', { name: 'hello.py' }).waitFor();
     await page.getByRole('link', { name: 'History' }).click();
     await page.getByLabel('Search').fill('renamed');
     await renamed.getByRole('button', { name: 'Delete E2E renamed session' }).click();
@@ -274,6 +348,43 @@ try {
     await connected.filter({ hasText: 'octocat' }).waitFor();
     await connected.filter({ hasText: '5 repositories' }).waitFor();
     await audit('integrations');
+  });
+
+  await step('a self-hosted GitLab: a bad URL and a rejected token are shown, a good one connects', async () => {
+    await page.getByRole('link', { name: 'Integrations' }).click();
+    await page.getByLabel('Service').selectOption('gitlab');
+    const url = page.getByLabel(/GitLab URL/);
+    const token = page.getByLabel('Personal access token');
+    const error = page.getByTestId('integration-error');
+    allowedFailures = ['/api/v1/integrations'];
+    // Plain http to a host that is not loopback: refused before anything is sent to it.
+    await url.fill('http://gitlab.example.com/gitlab');
+    await token.fill(info.gitlabToken);
+    await page.getByRole('button', { name: 'Connect', exact: true }).click();
+    await error.filter({ hasText: 'must use https://' }).waitFor();
+    // The instance's own answer to a wrong token.
+    await url.fill(info.gitlabUrl);
+    await token.fill('fake-wrong-gitlab-token-0000');
+    await page.getByRole('button', { name: 'Connect', exact: true }).click();
+    await error.filter({ hasText: '401 Unauthorized' }).waitFor();
+    allowedFailures = [];
+    await token.fill(info.gitlabToken);
+    await page.getByRole('button', { name: 'Connect', exact: true }).click();
+    const connected = page.getByTestId('integration-gitlab');
+    await connected.filter({ hasText: 'gitlab-user' }).waitFor();
+    await connected.filter({ hasText: info.gitlabUrl }).waitFor();
+    await connected.filter({ hasText: '3 repositories' }).waitFor();
+    await error.waitFor({ state: 'detached' });
+    await audit('integrations-gitlab');
+    // The repository picker searches both forges.
+    await page.getByRole('link', { name: 'New task' }).click();
+    await page.getByLabel('Search repositories').fill('project-002');
+    await page.getByRole('radio', { name: /lucid-group\/backend\/project-002 \(gitlab/ }).waitFor();
+    // Disconnect it again (both fakes listen on 127.0.0.1, and a clone picks its token by host).
+    await page.getByRole('link', { name: 'Integrations' }).click();
+    await page.getByTestId('integration-gitlab').getByRole('button', { name: 'Disconnect' }).click();
+    await page.getByTestId('integration-gitlab').waitFor({ state: 'detached' });
+    await page.getByTestId('integration-github').waitFor();
   });
 
   await step('a repository session: pick repo + branch, the agent edits, a pull request opens', async () => {

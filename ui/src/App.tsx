@@ -1,12 +1,13 @@
-import { useMemo, useState } from 'react';
-import { forgetToken, loadToken, storedToken, type TokenState } from './app/auth';
+import { useMemo } from 'react';
+import { AccountBadge } from './account/AccountBadge';
+import { SignInScreen } from './account/SignInScreen';
+import { useBrowserAuth } from './account/useBrowserAuth';
 import { TransportContext } from './app/context';
 import { navigate, useRoute, type Route } from './app/router';
 import { History } from './pages/History';
 import { Integrations } from './pages/Integrations';
 import { NewTask } from './pages/NewTask';
 import { Settings } from './pages/Settings';
-import { SignIn } from './pages/SignIn';
 import { Workspace } from './pages/Workspace';
 import { EnginePanel } from './panels/EnginePanel';
 import { QuitDialog } from './panels/QuitDialog';
@@ -22,22 +23,18 @@ const NAV: { route: Route; label: string }[] = [
 ];
 
 export function App({ transport: given, lifecycle }: { transport?: Transport; lifecycle?: DesktopLifecycle }) {
-  const [auth, setAuth] = useState<TokenState>(() => (given ? { kind: 'ok', token: '' } : loadToken()));
+  // Browser: a Supabase session or the local-mode link's token (see account/).
+  const browser = useBrowserAuth(!given);
+  const { token, onUnauthorized } = browser;
   const transport = useMemo<Transport>(
-    () =>
-      given ??
-      new HttpTransport({
-        token: storedToken,
-        onUnauthorized: () => {
-          forgetToken();
-          setAuth({ kind: 'expired' });
-        },
-      }),
-    [given],
+    () => given ?? new HttpTransport({ token, onUnauthorized }),
+    [given, token, onUnauthorized],
   );
   const route = useRoute();
 
-  if (auth.kind !== 'ok') return <SignIn expired={auth.kind === 'expired'} />;
+  if (browser.auth.kind !== 'ok') {
+    return <SignInScreen api={browser.api} expired={browser.auth.kind === 'expired'} reason={browser.reason} />;
+  }
 
   return (
     <TransportContext.Provider value={transport}>
@@ -63,6 +60,7 @@ export function App({ transport: given, lifecycle }: { transport?: Transport; li
               </li>
             ))}
           </ul>
+          {browser.account && <AccountBadge user={browser.account.user} onSignOut={browser.signOut} />}
         </nav>
         <main id="main" className="content" tabIndex={-1}>
           <EnginePanel />

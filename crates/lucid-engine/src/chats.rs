@@ -86,15 +86,7 @@ impl Chats {
         chat_id: &str,
         title: Option<&str>,
     ) -> EngineResult<String> {
-        let title = title.map(str::trim).unwrap_or_default();
-        if title.is_empty() {
-            return Err(EngineError::bad_request("Missing 'title'"));
-        }
-        if title.chars().count() > MAX_TITLE_CHARS {
-            return Err(EngineError::bad_request(format!(
-                "'title' must be at most {MAX_TITLE_CHARS} characters"
-            )));
-        }
+        let title = valid_title(title)?;
         if !self.store.rename_chat(user, chat_id, title).await? {
             return Err(EngineError::not_found(NOT_FOUND));
         }
@@ -120,6 +112,34 @@ impl Chats {
             .await?
             .ok_or_else(|| EngineError::not_found(NOT_FOUND))
     }
+}
+
+/// A title as [`Chats::rename`] accepts it: trimmed, not empty, at most
+/// [`MAX_TITLE_CHARS`] characters.
+pub fn valid_title(title: Option<&str>) -> EngineResult<&str> {
+    let title = title.map(str::trim).unwrap_or_default();
+    if title.is_empty() {
+        return Err(EngineError::bad_request("Missing 'title'"));
+    }
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(EngineError::bad_request(format!(
+            "'title' must be at most {MAX_TITLE_CHARS} characters"
+        )));
+    }
+    Ok(title)
+}
+
+/// Renames a chat like [`Chats::rename`], but only while its title is still `expected`: a
+/// generated title never replaces one the user chose meanwhile. Returns whether it was set.
+pub async fn rename_if_unchanged(
+    store: &dyn Store,
+    user: &User,
+    chat_id: &str,
+    expected: &str,
+    title: &str,
+) -> EngineResult<bool> {
+    let title = valid_title(Some(title))?;
+    Ok(store.rename_chat_if(user, chat_id, expected, title).await?)
 }
 
 /// Removes `<base>/<user>/<session>` if it exists. Never follows a symlink at that path

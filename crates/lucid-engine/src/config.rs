@@ -110,11 +110,20 @@ pub struct Config {
     pub default_provider: String,
     pub max_iterations: u32,
     pub conversation_timeout: Duration,
-    pub session_detach_grace: Duration,
+    /// How long a session whose agent is idle and that no client follows keeps its sandbox
+    /// (`LUCID_SANDBOX_IDLE_SECS`, default 60; `SESSION_DETACH_GRACE_SECS` is the old name).
+    /// Its workspace and history stay: a follow-up continues it in a new sandbox.
+    pub sandbox_idle: Duration,
+    /// Keep one sandbox pre-started for the next new session (`LUCID_WARM_SANDBOX`, default
+    /// on; off with `SANDBOX_RUN_AS_ROOT`).
+    pub warm_sandbox: bool,
     /// Live sessions (each with a container) one user may have at once.
     pub max_sessions_per_user: usize,
     /// Estimated cost in USD after which a session's agent stops (`LUCID_SESSION_BUDGET_USD`).
     pub session_budget_usd: Option<f64>,
+    /// Whether a new chat gets a short title written by the session's model from its task
+    /// (`LUCID_CHAT_TITLES`, default on; see `sessions::title`).
+    pub chat_titles: bool,
     /// Context window (tokens) to assume instead of the model's known one
     /// (`LUCID_CONTEXT_WINDOW`; for unknown or local models).
     pub context_window: Option<u64>,
@@ -128,6 +137,10 @@ pub struct Config {
     /// Hosts that user-supplied URLs may reach although they resolve to loopback, private or
     /// link-local addresses (Supabase mode; `LUCID_ALLOWED_INTERNAL_HOSTS`, comma-separated).
     pub allowed_internal_hosts: Vec<String>,
+    /// The address browsers reach `lucid serve` at (`LUCID_PUBLIC_URL`, e.g.
+    /// `https://lucid.example.com`): Supabase sign-in comes back to
+    /// `{public_url}/api/v1/auth/callback`. Unset: loopback requests use their own address.
+    pub public_url: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -267,6 +280,13 @@ impl Config {
         };
 
         let port = parse_num::<u16>(&get, "PORT", 8000)?;
+        let public_url = match get("LUCID_PUBLIC_URL") {
+            Some(u) => {
+                check_https_or_loopback("LUCID_PUBLIC_URL", &u)?;
+                Some(u.trim_end_matches('/').to_string())
+            }
+            None => None,
+        };
 
         Ok(Config {
             data_dir,
@@ -290,14 +310,17 @@ impl Config {
                 "CONVERSATION_TIMEOUT",
                 1800,
             )?),
-            session_detach_grace: Duration::from_secs(parse_num::<u64>(
-                &get,
-                "SESSION_DETACH_GRACE_SECS",
-                300,
-            )?),
+            sandbox_idle: Duration::from_secs(if get("LUCID_SANDBOX_IDLE_SECS").is_some() {
+                parse_num::<u64>(&get, "LUCID_SANDBOX_IDLE_SECS", 60)?
+            } else {
+                parse_num::<u64>(&get, "SESSION_DETACH_GRACE_SECS", 60)?
+            }),
+            warm_sandbox: parse_bool(&get, "LUCID_WARM_SANDBOX", true)?
+                && !parse_bool(&get, "SANDBOX_RUN_AS_ROOT", false)?,
             max_sessions_per_user: parse_num::<usize>(&get, "LUCID_MAX_SESSIONS_PER_USER", 8)?
                 .max(1),
             session_budget_usd: parse_budget(&get, "LUCID_SESSION_BUDGET_USD")?,
+            chat_titles: parse_bool(&get, "LUCID_CHAT_TITLES", true)?,
             context_window: match get("LUCID_CONTEXT_WINDOW").filter(|v| !v.trim().is_empty()) {
                 None => None,
                 Some(_) => Some(parse_num::<u64>(&get, "LUCID_CONTEXT_WINDOW", 0)?.max(1_000)),
@@ -341,6 +364,7 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
+            public_url,
         })
     }
 
@@ -539,6 +563,34 @@ mod tests {
             c.workspace_base,
             PathBuf::from("/tmp/lucid-test/workspaces")
         );
+        assert_eq!(c.sandbox_idle, Duration::from_secs(60));
+        assert!(c.warm_sandbox);
+    }
+
+    #[test]
+    fn sandbox_idle_time_and_warm_sandbox_settings() {
+        let c = cfg(&[("LUCID_SANDBOX_IDLE_SECS", "5")]).unwrap();
+        assert_eq!(c.sandbox_idle, Duration::from_secs(5));
+        // The old name still works; the new one wins.
+        let c = cfg(&[("SESSION_DETACH_GRACE_SECS", "7")]).unwrap();
+        assert_eq!(c.sandbox_idle, Duration::from_secs(7));
+        let c = cfg(&[
+            ("SESSION_DETACH_GRACE_SECS", "7"),
+            ("LUCID_SANDBOX_IDLE_SECS", "3"),
+        ])
+        .unwrap();
+        assert_eq!(c.sandbox_idle, Duration::from_secs(3));
+        assert!(
+            !cfg(&[("LUCID_WARM_SANDBOX", "false")])
+                .unwrap()
+                .warm_sandbox
+        );
+        assert!(
+            !cfg(&[("SANDBOX_RUN_AS_ROOT", "true")])
+                .unwrap()
+                .warm_sandbox
+        );
+        assert!(cfg(&[("LUCID_WARM_SANDBOX", "maybe")]).is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::error::{EngineError, EngineResult, ErrorKind};
 use crate::files::{self, FileContent, FileTree, TreeLimits};
 use crate::integrations::{CreatePrRequest, CreatePrResponse, Integrations};
 use crate::sessions::{SandboxBackend, SessionDeps, Sessions};
-use crate::store::{SqliteStore, Store};
+use crate::store::{SqliteStore, Store, SupabaseStore};
 
 /// The user of local mode (no accounts): `lucid run` and `lucid serve --print-token` act as it.
 pub const LOCAL_USER_ID: &str = "local";
@@ -126,6 +126,8 @@ pub struct Engine {
     pull_requests: crate::pull_request::PullRequests,
     /// Cached Docker availability for `GET /` (refreshed in the background).
     docker_up: Arc<Mutex<(bool, std::time::Instant)>>,
+    /// Supabase mode: sign-in with a provider through Supabase Auth.
+    sign_in: Option<crate::auth::SignIn>,
     /// Shared lock on `<data_dir>/engine.lock`, held while the engine lives.
     _data_lock: std::fs::File,
 }
@@ -209,10 +211,24 @@ impl Engine {
             config.encryption_key = Some(key);
         }
         let (data_lock, alone) = lock_data_dir(&config.data_dir).await?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_path())?);
+        // Supabase mode keeps everything in the project (through PostgREST); local mode in
+        // the embedded SQLite file.
+        let store: Arc<dyn Store> = match &config.supabase {
+            Some(supabase) => Arc::new(SupabaseStore::open(supabase, &config.data_dir)?),
+            None => Arc::new(SqliteStore::open(&config.database_path())?),
+        };
         // What a crashed previous run left is only recognisable when no other engine (a
         // `lucid serve` beside a `lucid run`) is using this data directory right now.
         if alone {
+            let interrupted = crate::sessions::status::recover_after_restart(store.as_ref())
+                .await
+                .map_err(EngineError::from)?;
+            if interrupted > 0 {
+                tracing::info!(
+                    count = interrupted,
+                    "marked sessions of a previous run interrupted"
+                );
+            }
             let stale = store.deactivate_all_chats().await?;
             if stale > 0 {
                 tracing::info!(count = stale, "marked sessions of a previous run inactive");
@@ -222,6 +238,9 @@ impl Engine {
         let instance_id = crate::sandbox::docker::load_or_create_instance_id(&config.data_dir)
             .map_err(|e| EngineError::unavailable(format!("cannot store the instance id: {e}")))?;
         let backend = Arc::new(SandboxBackend::connect(&config, instance_id, alone).await);
+        if alone {
+            crate::sessions::warm::reap_old(&config.workspace_base);
+        }
         let data_lock = share_data_lock(data_lock, alone).await?;
         let docker_up = backend.is_docker_available().await;
 
@@ -230,6 +249,13 @@ impl Engine {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| EngineError::internal(format!("HTTP client: {e}")))?;
+        let sign_in = config.supabase.as_ref().map(|supabase| {
+            crate::auth::SignIn::new(crate::auth::GoTrueClient::new(
+                &supabase.url,
+                &supabase.anon_key,
+                http.clone(),
+            ))
+        });
         let auth = match &config.supabase {
             Some(supabase) => auth.with_supabase(SupabaseTokenVerifier::new(
                 &supabase.url,
@@ -250,6 +276,11 @@ impl Engine {
             workspace_base: config.workspace_base.clone(),
             live: Arc::new(Mutex::new(Default::default())),
             slots: Arc::default(),
+            warm: crate::sessions::warm::WarmSandbox::new(
+                Arc::clone(&backend),
+                &config.workspace_base,
+                config.warm_sandbox,
+            ),
         });
         let pull_requests = crate::pull_request::PullRequests::new(
             crate::git::Git::new(crate::git::GitOptions {
@@ -270,6 +301,7 @@ impl Engine {
             pull_requests,
             backend,
             docker_up: Arc::new(Mutex::new((docker_up, std::time::Instant::now()))),
+            sign_in,
             _data_lock: data_lock,
         }))
     }
@@ -280,6 +312,15 @@ impl Engine {
 
     pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<User, AuthError> {
         self.auth.authenticate(credentials).await
+    }
+
+    /// Sign-in with a provider (Supabase mode only; local mode has no accounts).
+    pub fn sign_in(&self) -> EngineResult<&crate::auth::SignIn> {
+        self.sign_in.as_ref().ok_or_else(|| {
+            EngineError::bad_request(
+                "Sign-in needs Supabase mode (set SUPABASE_URL and its keys); local mode has no accounts.",
+            )
+        })
     }
 
     pub fn chats(&self) -> &Chats {
@@ -520,6 +561,13 @@ impl Engine {
             problem(
                 "ENCRYPTION_KEY is not set: GitHub/GitLab tokens cannot be saved.".into(),
                 "Set ENCRYPTION_KEY to a long random string (keep it: it decrypts saved tokens), then restart Lucid.",
+            );
+        }
+        let unsent = self.store.unsent_event_batches();
+        if unsent > 0 {
+            problem(
+                format!("{unsent} batches of session events wait to be sent to Supabase (it is unreachable or refusing requests)."),
+                "Nothing is lost: they are kept on disk and retried automatically. Check SUPABASE_URL, the network and the project's status.",
             );
         }
         EngineStatus {

@@ -37,6 +37,9 @@ pub enum SessionStatus {
     Stopping,
     Stopped,
     Failed,
+    /// The engine stopped (crash, kill, quit) while the session was working; a follow-up
+    /// continues it.
+    Interrupted,
 }
 
 impl SessionStatus {
@@ -49,6 +52,7 @@ impl SessionStatus {
             Self::Stopping => "stopping",
             Self::Stopped => "stopped",
             Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
         }
     }
 }
@@ -204,6 +208,14 @@ pub enum EventKind {
         tokens_before: u64,
         tokens_after: u64,
     },
+    /// A message exactly as it entered the model's conversation (the task and follow-ups, the
+    /// model's answers with their tool calls, the tool results as the model got them). With
+    /// [`EventKind::Condensation`] these rebuild the conversation when a session is continued
+    /// (see [`crate::agent::resume`]).
+    ModelMessage {
+        #[ts(type = "unknown")]
+        message: crate::llm::Message,
+    },
     /// Progress of sandbox preparation (image pull, clone).
     Progress {
         message: String,
@@ -214,11 +226,15 @@ pub enum EventKind {
 }
 
 /// What a [`TransientEvent`] reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TransientKind {
     /// The next piece of the assistant's text while the model is writing it.
     AssistantDelta { text: String },
+    /// The next piece of the model's thinking (reasoning) text, where the provider sends it
+    /// (Anthropic `thinking_delta`, OpenAI-compatible `reasoning_content` / `reasoning`, Gemini
+    /// `thought` parts). Shown while the answer is written; not part of the stored message.
+    ThinkingDelta { text: String },
     /// The model's answer starts over (its stream broke and the request is sent again): the
     /// partial text received since the last stored event is void.
     AssistantRestart { reason: String },
@@ -248,17 +264,24 @@ impl TransientEvent {
     }
 
     /// The WebSocket frame: `{"type": "agent_delta", "eventType": "AssistantDelta", "content",
-    /// "afterSeq", "sessionId", "timestamp"}` (no `seq`: it is not part of the log).
+    /// "afterSeq", "sessionId", "timestamp"}` (no `seq`: it is not part of the log); thinking
+    /// comes as `{"type": "thinking_delta", "eventType": "ThinkingDelta", ...}` so a client
+    /// that knows only `agent_delta` never shows it as the answer. `detail` is the
+    /// [`TransientKind`] itself (typed for the UI).
     pub fn to_wire(&self) -> Value {
-        let (event_type, content) = match &self.kind {
-            TransientKind::AssistantDelta { text } => ("AssistantDelta", text),
-            TransientKind::AssistantRestart { reason } => ("AssistantRestart", reason),
+        let (frame_type, event_type, content) = match &self.kind {
+            TransientKind::AssistantDelta { text } => ("agent_delta", "AssistantDelta", text),
+            TransientKind::ThinkingDelta { text } => ("thinking_delta", "ThinkingDelta", text),
+            TransientKind::AssistantRestart { reason } => {
+                ("agent_delta", "AssistantRestart", reason)
+            }
         };
         json!({
-            "type": "agent_delta",
+            "type": frame_type,
             "eventType": event_type,
             "content": content,
             "afterSeq": self.after_seq,
+            "detail": self.kind,
             "sessionId": self.session_id,
             "timestamp": self.timestamp.to_rfc3339_opts(SecondsFormat::Micros, false),
         })
@@ -292,7 +315,8 @@ impl Event {
             EventKind::Status { .. }
             | EventKind::Usage(_)
             | EventKind::Progress { .. }
-            | EventKind::Condensation { .. } => "state",
+            | EventKind::Condensation { .. }
+            | EventKind::ModelMessage { .. } => "state",
             EventKind::UserMessage { .. }
             | EventKind::AssistantMessage { .. }
             | EventKind::Thought { .. }
@@ -329,6 +353,7 @@ impl Event {
             EventKind::Finish { .. } => "AgentFinishAction",
             EventKind::Usage(_) => "UsageUpdate",
             EventKind::Condensation { .. } => "CondensationObservation",
+            EventKind::ModelMessage { .. } => "ModelMessage",
             EventKind::Progress { .. } => "ProgressUpdate",
             EventKind::Error { .. } => "AgentErrorEvent",
         }
@@ -341,7 +366,8 @@ impl Event {
             EventKind::Status { .. }
             | EventKind::Usage(_)
             | EventKind::Progress { .. }
-            | EventKind::Condensation { .. } => "system",
+            | EventKind::Condensation { .. }
+            | EventKind::ModelMessage { .. } => "system",
             _ => "assistant",
         }
     }
@@ -371,6 +397,8 @@ impl Event {
             EventKind::Progress { message } => message.clone(),
             EventKind::Error { message } => message.clone(),
             EventKind::Condensation { summary, .. } => summary.clone(),
+            // The conversation record is not for display; its detail carries the message.
+            EventKind::ModelMessage { .. } => String::new(),
         }
     }
 

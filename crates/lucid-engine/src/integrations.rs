@@ -940,6 +940,9 @@ mod tests {
         async fn deactivate_all_chats(&self) -> StoreResult<u64> {
             unsupported()
         }
+        async fn active_chats(&self) -> StoreResult<Vec<ChatSession>> {
+            unsupported()
+        }
         async fn append_events(&self, _: &User, _: &str, _: &[Event]) -> StoreResult<()> {
             unsupported()
         }

@@ -21,6 +21,7 @@ mod pull_request;
 pub mod sandbox;
 pub mod sessions;
 pub mod store;
+pub mod supabase_setup;
 pub mod workspace;
 
 pub use auth::User;

@@ -411,6 +411,7 @@ async fn session_cost_prices_anthropic_cache_writes_and_reads_across_turns() {
     h.engine
         .sessions()
         .follow_up(&h.user, &session_id, "and now?")
+        .await
         .unwrap();
     items.extend(until_turn_ends(&mut live).await);
     assert_eq!(final_status(&items).0, SessionStatus::Completed);
@@ -534,6 +535,7 @@ async fn the_session_budget_stops_the_agent_with_a_clear_message() {
     h.engine
         .sessions()
         .follow_up(&h.user, &session_id, "go on")
+        .await
         .unwrap();
     let items = until_turn_ends(&mut live).await;
     assert_eq!(final_status(&items).0, SessionStatus::Failed);

@@ -699,7 +699,17 @@ impl Deltas {
             .into_iter()
             .filter_map(|d| match d {
                 StreamDelta::Text(t) => Some(t),
-                StreamDelta::Restart { .. } => None,
+                StreamDelta::Thinking(_) | StreamDelta::Restart { .. } => None,
+            })
+            .collect()
+    }
+
+    fn thinking(&self) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter_map(|d| match d {
+                StreamDelta::Thinking(t) => Some(t),
+                StreamDelta::Text(_) | StreamDelta::Restart { .. } => None,
             })
             .collect()
     }
@@ -716,7 +726,7 @@ impl Deltas {
             .iter()
             .filter_map(|d| match d {
                 StreamDelta::Text(t) => Some(t.as_str()),
-                StreamDelta::Restart { .. } => None,
+                StreamDelta::Thinking(_) | StreamDelta::Restart { .. } => None,
             })
             .collect()
     }
@@ -818,6 +828,53 @@ async fn streamed_text_arrives_in_pieces_and_tool_calls_are_assembled_from_delta
         if format != Format::Gemini {
             assert!(back.contains(&first.tool_calls[0].id), "{format:?}: {back}");
         }
+    }
+}
+
+#[tokio::test]
+async fn thinking_streams_as_its_own_kind_before_the_answer_and_stays_out_of_it() {
+    const THINKING: &str = "The user wants a number; recall the classic answer first.";
+    const ANSWER: &str = "The answer is 42.";
+    for format in FORMATS {
+        let llm = ScriptedLlm::start_with_key(
+            format,
+            vec![
+                Step::text(ANSWER).thinking(THINKING),
+                Step::text(ANSWER).thinking(THINKING),
+            ],
+            KEY,
+        )
+        .await;
+        let client = client_for(format, &llm.base_url(), KEY);
+        let deltas = Deltas::default();
+        let streamed = client
+            .stream(&simple_request(model_for(format)), &deltas.sink())
+            .await
+            .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        let thinking = deltas.thinking();
+        assert!(
+            thinking.len() >= 2,
+            "{format:?}: thinking in one piece: {thinking:?}"
+        );
+        assert_eq!(thinking.concat(), THINKING, "{format:?}");
+        assert_eq!(deltas.texts().concat(), ANSWER, "{format:?}");
+        let all = deltas.all();
+        let last_thinking = all
+            .iter()
+            .rposition(|d| matches!(d, StreamDelta::Thinking(_)))
+            .unwrap();
+        let first_text = all
+            .iter()
+            .position(|d| matches!(d, StreamDelta::Text(_)))
+            .unwrap();
+        assert!(last_thinking < first_text, "{format:?}: {all:?}");
+        assert_eq!(streamed.text.as_deref(), Some(ANSWER), "{format:?}");
+        // The whole (non-streamed) answer keeps thinking out of the text too.
+        let whole = client
+            .complete(&simple_request(model_for(format)))
+            .await
+            .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        assert_eq!(whole.text.as_deref(), Some(ANSWER), "{format:?}");
     }
 }
 

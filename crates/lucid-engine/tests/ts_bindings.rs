@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use lucid_engine::events::{EventKind, FileEditArgs, SessionStatus, UsageReport};
+use lucid_engine::events::{EventKind, FileEditArgs, SessionStatus, TransientKind, UsageReport};
 use ts_rs::{Config, TS};
 
 fn render() -> String {
@@ -18,6 +18,7 @@ fn render() -> String {
         UsageReport::decl(&cfg),
         FileEditArgs::decl(&cfg),
         EventKind::decl(&cfg),
+        TransientKind::decl(&cfg),
     ] {
         out.push_str("\nexport ");
         out.push_str(decl.trim());

@@ -1,10 +1,14 @@
 //! Harness for the UI's browser end-to-end test (`ui/e2e/run.mjs`): starts the wire fakes (a
-//! scripted Anthropic-format LLM, a fake GitHub), seeds a finished 5,000-event session for
+//! scripted Anthropic-format LLM, a fake GitHub, a fake self-hosted GitLab under a sub-path),
+//! seeds a finished 5,000-event session for
 //! the replay benchmark, and runs the real `lucid serve` (given with `--lucid PATH`) on a free
 //! loopback port with the local test sandbox image and no sandbox network. Prints one JSON
 //! line with the sign-in link and URLs, then serves a small control API:
-//! - `POST /llm/steps` `[{"text": ".."} | {"tool": "execute_bash", "args": {..}} | {"delayMs": n, "then": step}]`
-//!   appends steps to the LLM's script;
+//! - `POST /llm/steps` `[{"text": ".."} | {"tool": "execute_bash", "args": {..}} | {"delayMs": n, "then": step}
+//!   | {"pacedMs": n, "then": step} | {"thinking": "..", "then": step}]` appends steps to the
+//!   LLM's script (`pacedMs`: the answer streamed with a pause before each event; `thinking`:
+//!   the model's thinking before the answer);
+//! - `POST /llm/title` `step` sets what chat-title requests get from now on;
 //! - `GET /llm/remaining` → number of steps not yet consumed.
 //!
 //! Ends (stopping `lucid serve` with SIGTERM so it removes its sandboxes) when stdin closes.
@@ -20,7 +24,7 @@ use axum::{Json, Router};
 use lucid_engine::events::{Event, EventKind, FileEditArgs, SessionStatus, UsageReport};
 use lucid_engine::store::{NewChat, SqliteStore, Store};
 use lucid_engine::{Config, User};
-use lucid_testkit::forge::FakeGithub;
+use lucid_testkit::forge::{FakeGithub, FakeGitlab};
 use lucid_testkit::git_server::GitServer;
 use lucid_testkit::llm::{Format, ScriptedLlm, Step};
 use serde_json::{json, Value};
@@ -28,6 +32,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 /// The token the fake GitHub accepts (obviously fake; see lucid-testkit).
 const GITHUB_TOKEN: &str = "fake-e2e-github-token-0000";
+/// The token the fake GitLab accepts.
+const GITLAB_TOKEN: &str = "fake-e2e-gitlab-token-0000";
 const LLM_KEY: &str = "fake-e2e-llm-key-0000";
 /// Session id of the seeded 5,000-event transcript.
 const BENCH_SESSION: &str = "bench-5000-events";
@@ -47,6 +53,14 @@ fn parse_step(v: &Value) -> Result<Step, String> {
         let then = parse_step(v.get("then").ok_or("delayMs needs then")?)?;
         return Ok(Step::Delay(Duration::from_millis(ms), Box::new(then)));
     }
+    if let Some(thinking) = v.get("thinking").and_then(Value::as_str) {
+        let then = parse_step(v.get("then").ok_or("thinking needs then")?)?;
+        return Ok(then.thinking(thinking));
+    }
+    if let Some(ms) = v.get("pacedMs").and_then(Value::as_u64) {
+        let then = parse_step(v.get("then").ok_or("pacedMs needs then")?)?;
+        return Ok(then.paced(Duration::from_millis(ms)));
+    }
     Err(format!("unknown step {v}"))
 }
 
@@ -61,6 +75,15 @@ async fn push_steps(
         .map_err(|e| (axum::http::StatusCode::BAD_REQUEST, e))?;
     llm.push_steps(parsed);
     Ok(Json(json!({ "remaining": llm.remaining_steps() })))
+}
+
+async fn set_title(
+    State(llm): State<Arc<ScriptedLlm>>,
+    Json(step): Json<Value>,
+) -> Result<Json<Value>, (axum::http::StatusCode, String)> {
+    let step = parse_step(&step).map_err(|e| (axum::http::StatusCode::BAD_REQUEST, e))?;
+    llm.set_title_answer(step);
+    Ok(Json(json!({ "titleRequests": llm.title_requests().len() })))
 }
 
 async fn remaining(State(llm): State<Arc<ScriptedLlm>>) -> Json<Value> {
@@ -182,6 +205,8 @@ async fn main() {
     let image = lucid_testkit::image::ensure_test_image().await;
     let llm = Arc::new(ScriptedLlm::start_with_key(Format::Anthropic, vec![], LLM_KEY).await);
     let github = FakeGithub::start(GITHUB_TOKEN, 5).await;
+    // A self-hosted GitLab behind a reverse proxy path.
+    let gitlab = FakeGitlab::start_at(GITLAB_TOKEN, 3, "/gitlab").await;
     // `octocat/repo-001` really exists (on a local git server accepting the GitHub token), so
     // a session on it can clone, and its pull request can push.
     let git = GitServer::start(lucid_engine::git::TOKEN_ONLY_USERNAME, GITHUB_TOKEN)
@@ -248,6 +273,7 @@ async fn main() {
 
     let control = Router::new()
         .route("/llm/steps", post(push_steps))
+        .route("/llm/title", post(set_title))
         .route("/llm/remaining", get(remaining))
         .with_state(Arc::clone(&llm));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -265,6 +291,8 @@ async fn main() {
             "base": base,
             "control": control_url,
             "githubToken": GITHUB_TOKEN,
+            "gitlabUrl": gitlab.base_url(),
+            "gitlabToken": GITLAB_TOKEN,
             "benchSession": BENCH_SESSION,
             "benchEvents": BENCH_EVENTS,
         })
@@ -287,6 +315,7 @@ async fn main() {
         let _ = child.start_kill();
     }
     drop(github);
+    drop(gitlab);
     drop(git);
 }
 

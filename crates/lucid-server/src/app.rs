@@ -11,7 +11,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::json::MAX_BODY_BYTES;
-use crate::routes::{chats, files, health, integrations, sessions, status};
+use crate::routes::{chats, files, health, integrations, sessions, sign_in, status};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -72,6 +72,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
             post(integrations::create_pr),
         )
         .route("/api/v1/ws", get(crate::ws::upgrade))
+        .route("/api/v1/auth/options", get(sign_in::options))
+        .route("/api/v1/auth/sign-in/{provider}", get(sign_in::start))
+        .route("/api/v1/auth/callback", get(sign_in::callback))
+        .route("/api/v1/auth/refresh", post(sign_in::refresh))
+        .route("/api/v1/auth/sign-out", post(sign_in::sign_out))
         .fallback(health::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)

@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes::{chats, files, health, integrations, sessions, status};
+use crate::routes::{chats, files, health, integrations, sessions, sign_in, status};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,7 @@ use crate::routes::{chats, files, health, integrations, sessions, status};
         integrations::save, integrations::list, integrations::delete, integrations::repos,
         integrations::branches, integrations::create_pr,
         status::status,
+        sign_in::options, sign_in::start, sign_in::callback, sign_in::refresh, sign_in::sign_out,
     ),
     modifiers(&BearerAuth, &OperationIds),
     security(("bearer" = []))

@@ -21,7 +21,7 @@ const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const CACHE_NONE: &str = "no-cache";
 /// The UI talks only to this origin (REST and WebSocket); no inline scripts.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-                   img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'; \
+                   img-src 'self' data: https:; connect-src 'self' ws: wss:; frame-ancestors 'none'; \
                    base-uri 'self'; form-action 'self'";
 
 /// `GET /`: the UI for browsers, the service info for API clients.

@@ -11,6 +11,12 @@
 //! they are live only, never replayed, and the complete `MessageAction` event follows. Client frames: `message` (follow-up), `stop`
 //! (interrupts the running step), `ping` → `pong`, `attach`. Malformed frames get an `error`
 //! frame and the connection stays usable. Disconnecting does not stop the session.
+//!
+//! A session that is not live (finished and released, or from before an engine restart)
+//! replays its history, then the server sends `{"type":"status","status":<last status>,
+//! "isAlive":false,"sessionId"}` (no `seq`) and keeps the connection open: a `message` frame
+//! (optionally with `apiKey`, for a session started with its own key) continues the session
+//! and its new events follow on the same connection.
 
 use std::time::Duration;
 
@@ -270,9 +276,11 @@ impl Connection {
 
     /// Forwards the session's events and handles client frames until either side ends.
     async fn stream(mut self, user: User, attachment: Attachment) {
-        let (mut session_id, mut chat_id, mut replay_until, mut events, mut _guard) =
+        let (mut session_id, mut chat_id, mut replay_until, mut events, mut _guard, mut was_live) =
             split(attachment);
         let mut tree_after_replay = false;
+        // The session is not live and everything was delivered: waiting for a `message`.
+        let mut ended = false;
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
         loop {
@@ -289,7 +297,7 @@ impl Connection {
                         return;
                     }
                 }
-                event = events.next() => match event {
+                event = events.next(), if !ended => match event {
                     Ok(Some(LiveItem::Transient(partial))) => {
                         let mut frame = partial.to_wire();
                         frame["chatId"] = json!(chat_id);
@@ -318,8 +326,23 @@ impl Connection {
                         }
                     }
                     Ok(None) => {
-                        self.close(1000, "Session ended").await;
-                        return;
+                        // A replay of a session that was not live, continued meanwhile (a
+                        // message arrived during the replay)? Follow it. A live session that
+                        // ended is not followed again.
+                        let since = events.last_seq();
+                        if !was_live && self.engine.sessions().status(&user, &session_id).is_ok() {
+                            if let Ok(a) =
+                                self.engine.sessions().attach(&user, &session_id, since).await
+                            {
+                                (session_id, chat_id, replay_until, events, _guard, was_live) =
+                                    split(a);
+                                continue;
+                            }
+                        }
+                        ended = true;
+                        if !self.send_not_live(&user, &session_id).await {
+                            return;
+                        }
                     }
                     Err(e) => {
                         if !self.send_error(&e.message).await {
@@ -337,13 +360,24 @@ impl Connection {
                             }
                         }
                         Ok(frame) => {
-                            match self.handle_client_frame(&user, &session_id, &frame).await {
+                            let resume_from = ended.then(|| events.last_seq());
+                            match self
+                                .handle_client_frame(&user, &session_id, &frame, resume_from)
+                                .await
+                            {
                                 FrameOutcome::Continue => {}
                                 FrameOutcome::Gone => return,
                                 FrameOutcome::Reattach(a) => {
-                                    (session_id, chat_id, replay_until, events, _guard) =
-                                        split(*a);
+                                    (
+                                        session_id,
+                                        chat_id,
+                                        replay_until,
+                                        events,
+                                        _guard,
+                                        was_live,
+                                    ) = split(*a);
                                     tree_after_replay = false;
+                                    ended = false;
                                 }
                             }
                         }
@@ -351,6 +385,28 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Tells the client that the session is not live (after its history): a `message`
+    /// continues it.
+    async fn send_not_live(&mut self, user: &User, session_id: &str) -> bool {
+        let status = match self.engine.sessions().get(user, session_id).await {
+            Ok(summary) => summary.status,
+            Err(e) => {
+                self.send_error(&e.message).await;
+                self.close(4004, "Session not available").await;
+                return false;
+            }
+        };
+        self.send(json!({
+            "type": "status",
+            "status": status.as_str(),
+            "isAlive": false,
+            "message": "The session is not running; send a message to continue it.",
+            "sessionId": session_id,
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
+        }))
+        .await
     }
 
     async fn send_tree(&mut self, user: &User, session_id: &str) -> bool {
@@ -377,6 +433,7 @@ impl Connection {
         user: &User,
         session_id: &str,
         frame: &Value,
+        resume_from: Option<u64>,
     ) -> FrameOutcome {
         let sessions = self.engine.sessions();
         let kind = frame_type(frame).unwrap_or("message");
@@ -414,8 +471,21 @@ impl Connection {
             }
             "message" => {
                 let content = frame.get("content").and_then(Value::as_str).unwrap_or("");
-                match sessions.follow_up(user, session_id, content) {
-                    Ok(()) => true,
+                let api_key = ["apiKey", "api_key"]
+                    .iter()
+                    .find_map(|n| frame.get(*n).and_then(Value::as_str));
+                match sessions
+                    .follow_up_with_key(user, session_id, content, api_key)
+                    .await
+                {
+                    // The session was continued: follow its new events from where we are.
+                    Ok(()) => match resume_from {
+                        Some(since) => match sessions.attach(user, session_id, since).await {
+                            Ok(a) => return FrameOutcome::Reattach(Box::new(a)),
+                            Err(e) => self.send_error(&e.message).await,
+                        },
+                        None => true,
+                    },
                     Err(e) => self.send_error(&e.message).await,
                 }
             }
@@ -443,8 +513,9 @@ impl Connection {
     }
 }
 
-/// Session id, chat id, replay end, the live event stream and the attachment guard.
-fn split(attachment: Attachment) -> (String, String, u64, LiveStream, AttachGuard) {
+/// Session id, chat id, replay end, the live event stream, the attachment guard and whether
+/// the session was live when attached.
+fn split(attachment: Attachment) -> (String, String, u64, LiveStream, AttachGuard, bool) {
     let Attachment {
         summary,
         events,
@@ -457,6 +528,7 @@ fn split(attachment: Attachment) -> (String, String, u64, LiveStream, AttachGuar
         replay_until,
         events.live(),
         guard,
+        summary.is_alive,
     )
 }
 

@@ -1,7 +1,9 @@
 //! Crash recovery of `lucid serve`: a server killed with SIGKILL in the middle of a session,
 //! then restarted on the same data directory, still has every event its WebSocket client was
-//! shown, marks the chat inactive, no longer lists the session as alive, replays the history
-//! over WebSocket, and removes the container its previous run left behind.
+//! shown, marks the chat inactive and the session `interrupted` (with a stored event), no
+//! longer lists the session as alive, replays the history over WebSocket, removes the
+//! container its previous run left behind, and continues the session on a message: the model
+//! gets the conversation it had, and a replay from seq 0 returns every event exactly once.
 
 mod cli_support;
 
@@ -202,11 +204,16 @@ async fn killed_server_keeps_history_and_its_restart_reaps_the_orphan() {
     )
     .await;
     assert_eq!(one["isAlive"], false, "{one:#}");
+    assert_eq!(one["status"], "interrupted", "{one:#}");
+    let (last_seq, last_type, last_content) = stored.last().unwrap().clone();
+    assert_eq!(last_seq, stored.len() as u64);
+    assert_eq!(last_type, "AgentStateChanged");
+    assert!(last_content.contains("continue"), "{last_content}");
     let chats = get_json(&second.url("/api/v1/chats"), &token).await;
     assert_eq!(chats["chats"][0]["id"], chat_id.as_str());
     assert_eq!(chats["chats"][0]["isActive"], false);
 
-    // Attaching replays the stored history, then the stream ends.
+    // Attaching replays the stored history, then says the session is not live.
     let (mut again, _) = tokio_tungstenite::connect_async(second.ws_url(&token))
         .await
         .expect("WebSocket connect");
@@ -219,20 +226,227 @@ async fn killed_server_keeps_history_and_its_restart_reaps_the_orphan() {
         .await
         .unwrap();
     let mut replayed = Vec::new();
-    let close = loop {
+    let not_live = loop {
         match recv(&mut again).await {
             Ok(frame) if frame.get("seq").is_some() => replayed.push(frame_view(&frame)),
+            Ok(frame) if frame["type"] == "status" => break frame,
             Ok(_) => {}
-            Err(code) => break code,
+            Err(code) => panic!("closed {code}"),
         }
     };
-    assert_eq!(close, 1000);
+    assert_eq!(not_live["isAlive"], false, "{not_live:#}");
+    assert_eq!(not_live["status"], "interrupted");
     assert_eq!(replayed, stored);
 
     // The restarted server neither resumed the agent nor created a sandbox.
     assert_eq!(llm.request_count(), llm_requests);
     assert!(dirs.containers().await.is_empty());
 
+    // A message continues it on the same connection: the model gets the conversation it had
+    // (the interrupted step answered as not run), the events continue after the last seq.
+    let before = llm.requests().last().cloned().unwrap();
+    again
+        .send(Message::Text(
+            json!({"type": "message", "content": "please finish up"})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let mut continued = Vec::new();
+    loop {
+        let frame = recv(&mut again)
+            .await
+            .unwrap_or_else(|code| panic!("closed {code}; got {continued:#?}"));
+        let done = frame["type"] == "status"
+            && frame.get("seq").is_some()
+            && ["completed", "failed"].contains(&frame["status"].as_str().unwrap_or(""));
+        if frame.get("seq").is_some() {
+            continued.push(frame);
+        }
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        continued.last().unwrap()["status"],
+        "completed",
+        "{continued:#?}"
+    );
+    let new_seqs: Vec<u64> = continued
+        .iter()
+        .map(|f| f["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        new_seqs,
+        (last_seq + 1..=last_seq + new_seqs.len() as u64).collect::<Vec<_>>()
+    );
+    let after = llm.requests()[llm_requests].clone();
+    let (before, after) = (
+        before["messages"].as_array().unwrap().clone(),
+        after["messages"].as_array().unwrap().clone(),
+    );
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "the conversation is the same"
+    );
+    let added = &after[before.len()..];
+    // The model's `sleep 30` call, its result saying it never ran, the new message.
+    assert_eq!(added.len(), 3, "{added:#?}");
+    assert_eq!(added[0]["role"], "assistant");
+    assert_eq!(
+        added[0]["tool_calls"][0]["function"]["name"],
+        "execute_bash"
+    );
+    assert_eq!(added[1]["role"], "tool");
+    assert!(added[1]["content"]
+        .as_str()
+        .unwrap()
+        .contains("interrupted"));
+    assert_eq!(added[2]["role"], "user");
+    assert_eq!(added[2]["content"], "please finish up");
+    drop(again);
+
+    // A replay from 0 returns every event exactly once.
+    let (mut replay, _) = tokio_tungstenite::connect_async(second.ws_url(&token))
+        .await
+        .expect("WebSocket connect");
+    replay
+        .send(Message::Text(
+            json!({"type": "attach", "sessionId": session_id, "since": 0})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    let total = last_seq + new_seqs.len() as u64;
+    while all.len() < total as usize {
+        let frame = recv(&mut replay).await.expect("replay");
+        if let Some(seq) = frame.get("seq").and_then(Value::as_u64) {
+            all.push(seq);
+        }
+    }
+    assert_eq!(all, (1..=total).collect::<Vec<_>>());
+    let chat = get_json(&second.url(&format!("/api/v1/chats/{chat_id}")), &token).await;
+    assert_eq!(chat["messages"].as_array().unwrap().len() as u64, total);
+    drop(replay);
+
+    second.process.signal("TERM");
+    let status = second.process.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "{}", second.process.stderr());
+}
+
+/// Supabase mode: the database goes away mid-session (events wait in the outbox on disk), then
+/// `lucid serve` is killed. The restarted server, with the database back, sends what the dead
+/// one left in its outbox, marks the chat inactive through its own list of active chats, and
+/// the history holds every event the client was shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_supabase_server_with_unsent_events_loses_none_of_them() {
+    let project = lucid_testkit::supabase::SupabaseProject::start().await;
+    let llm = ScriptedLlm::start(Format::OpenAi, script()).await;
+    let dirs = TestDirs::new();
+    let mut env = lucid_env(&dirs, Some(&llm)).await;
+    env.extend(project.env().into_iter().map(|(k, v)| (k.to_string(), v)));
+    let user = project.user_named("alice");
+    let token = project.token(&user, Duration::from_secs(3600));
+    let mut first = Served::start(&env, &dirs).await;
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(first.ws_url(&token))
+        .await
+        .expect("WebSocket connect");
+    ws.send(Message::Text(
+        json!({"task": "echo a few steps, then wait"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let mut received: Vec<Value> = Vec::new();
+    let mut outage = false;
+    loop {
+        let frame = recv(&mut ws)
+            .await
+            .unwrap_or_else(|code| panic!("closed {code}; got {received:#?}"));
+        let sleeping = frame["eventType"] == "CmdRunAction" && frame["command"] == "sleep 30";
+        let first_output = frame["eventType"] == "CmdOutputObservation";
+        if frame.get("seq").is_some() {
+            received.push(frame);
+        }
+        if first_output && !outage {
+            project.rest.set_database_down(true);
+            outage = true;
+        }
+        if sleeping {
+            break;
+        }
+    }
+    let chat_id = received[0]["chatId"].as_str().unwrap().to_string();
+    let chat: uuid::Uuid = chat_id.parse().unwrap();
+    let count = || async {
+        project
+            .admin()
+            .query_one(
+                "select count(*) from chat_messages where session_id = $1",
+                &[&chat],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0) as usize
+    };
+    assert!(
+        count().await < received.len(),
+        "the outage held events back"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.process.signal("KILL");
+    first.process.wait_exit(Duration::from_secs(15)).await;
+    let outbox = dirs.data().join("supabase/outbox");
+    assert!(
+        std::fs::read_dir(&outbox).unwrap().any(|e| e
+            .unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "json")),
+        "the dead server left its unsent events on disk"
+    );
+
+    project.rest.set_database_down(false);
+    let mut second = Served::start(&env, &dirs).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count().await < received.len() {
+        assert!(
+            Instant::now() < deadline,
+            "outbox not sent after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let detail = get_json(&second.url(&format!("/api/v1/chats/{chat_id}")), &token).await;
+    assert_eq!(detail["isActive"], false, "{detail:#}");
+    let stored: Vec<(u64, String, String)> = detail["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["metadataJson"]["seq"].as_u64().expect("stored seq"),
+                m["eventType"].as_str().unwrap_or_default().to_string(),
+                m["content"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let stored_seqs: Vec<u64> = stored.iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(
+        stored_seqs,
+        (1..=stored.len() as u64).collect::<Vec<_>>(),
+        "stored history is gap-free"
+    );
+    for frame in &received {
+        let view = frame_view(frame);
+        assert_eq!(stored[(view.0 - 1) as usize], view);
+    }
+    assert!(dirs.containers().await.is_empty(), "orphan reaped");
     second.process.signal("TERM");
     let status = second.process.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(0), "{}", second.process.stderr());

@@ -1,11 +1,13 @@
 //! `/api/v1/integrations` over real HTTP on 127.0.0.1 with a real SQLite file, against the
 //! fake GitHub and GitLab APIs: connect, list, repositories (paginated), branches, PRs/MRs,
 //! disconnect, bad input, cross-user isolation, forge outages, and the token never showing up
-//! in any response body.
+//! in any response body. The tests in `in_both_modes!` also run in Supabase mode (PostgREST
+//! stand-in on a real PostgreSQL, row-level security).
 
+#[macro_use]
 mod common;
 
-use common::TestServer;
+use common::{Mode, TestServer};
 use lucid_testkit::forge::{FakeFailure, FakeGithub, FakeGitlab, RecordedRequest};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -36,8 +38,8 @@ fn detail(body: &Value) -> &str {
         .unwrap_or_else(|| panic!("no detail in {body}"))
 }
 
-async fn github_server(gh: &FakeGithub) -> TestServer {
-    TestServer::start(&[("LUCID_GITHUB_API_URL", &gh.base_url())]).await
+async fn github_server(mode: Mode, gh: &FakeGithub) -> TestServer {
+    TestServer::start_in(mode, &[("LUCID_GITHUB_API_URL", &gh.base_url())]).await
 }
 
 async fn connect_github(s: &TestServer, user: &str) {
@@ -53,10 +55,10 @@ fn paths(requests: &[RecordedRequest]) -> Vec<String> {
     requests.iter().map(|r| r.path.clone()).collect()
 }
 
-#[tokio::test]
-async fn github_connect_list_repos_branches_pr_and_disconnect() {
+in_both_modes! {
+    async fn github_connect_list_repos_branches_pr_and_disconnect(mode) {
     let gh = FakeGithub::start(GH_TOKEN, 250).await;
-    let s = github_server(&gh).await;
+    let s = github_server(mode, &gh).await;
 
     // A token the forge refuses: 422, nothing stored.
     let (status, body) = send(
@@ -88,6 +90,7 @@ async fn github_connect_list_repos_branches_pr_and_disconnect() {
             "message": "Connected as octocat",
         })
     );
+    assert_no_plaintext_token_in_supabase(&s, GH_TOKEN).await;
     let validation = gh.requests().pop().unwrap();
     assert_eq!(validation.path, "/user");
     assert_eq!(
@@ -255,6 +258,25 @@ async fn github_connect_list_repos_branches_pr_and_disconnect() {
 
     // The database file holds the token only encrypted.
     assert_no_plaintext_token_on_disk(&s, GH_TOKEN);
+    }
+}
+
+/// In Supabase mode, there are saved integrations and no row of `integrations` (read as the
+/// superuser) contains `token` in clear.
+async fn assert_no_plaintext_token_in_supabase(s: &TestServer, token: &str) {
+    let Some(project) = &s.project else {
+        return;
+    };
+    let rows = project
+        .admin()
+        .query("select i::text from public.integrations i", &[])
+        .await
+        .unwrap();
+    assert!(!rows.is_empty(), "no integration stored in Supabase");
+    for row in &rows {
+        let text: String = row.get(0);
+        assert!(!text.contains(token), "token stored in clear: {text}");
+    }
 }
 
 /// No file under the data dir (SQLite database, WAL, workspaces) contains `token` in clear.
@@ -281,10 +303,10 @@ fn assert_no_plaintext_token_on_disk(s: &TestServer, token: &str) {
     assert!(files > 0, "no database file found under the data dir");
 }
 
-#[tokio::test]
-async fn gitlab_with_a_trailing_slash_url_nested_groups_and_merge_requests() {
+in_both_modes! {
+    async fn gitlab_with_a_trailing_slash_url_nested_groups_and_merge_requests(mode) {
     let gl = FakeGitlab::start(GL_TOKEN, 150).await;
-    let s = TestServer::start(&[]).await;
+    let s = TestServer::start_in(mode, &[]).await;
 
     let (status, body) = send(s.post("/api/v1/integrations", "carol").json(&json!({
         "provider": "gitlab", "token": GL_TOKEN, "gitlabUrl": format!("{}//", gl.base_url()),
@@ -398,13 +420,14 @@ async fn gitlab_with_a_trailing_slash_url_nested_groups_and_merge_requests() {
     );
     let (status, _) = send(s.get("/api/v1/integrations/gitlab/repos", "carol")).await;
     assert_eq!(status, 404);
+    }
 }
 
-#[tokio::test]
-async fn bad_save_requests_are_refused_before_any_forge_call() {
+in_both_modes! {
+    async fn bad_save_requests_are_refused_before_any_forge_call(mode) {
     let gh = FakeGithub::start(GH_TOKEN, 3).await;
     let gl = FakeGitlab::start(GL_TOKEN, 3).await;
-    let s = github_server(&gh).await;
+    let s = github_server(mode, &gh).await;
 
     let (status, body) = send(
         s.post("/api/v1/integrations", "dave")
@@ -484,12 +507,13 @@ async fn bad_save_requests_are_refused_before_any_forge_call() {
     assert_eq!(status, 400);
     let (status, _) = send(s.delete("/api/v1/integrations/gitea", "dave")).await;
     assert_eq!(status, 400);
+    }
 }
 
-#[tokio::test]
-async fn pr_requests_with_bad_fields_are_400_without_a_forge_call() {
+in_both_modes! {
+    async fn pr_requests_with_bad_fields_are_400_without_a_forge_call(mode) {
     let gh = FakeGithub::start(GH_TOKEN, 3).await;
-    let s = github_server(&gh).await;
+    let s = github_server(mode, &gh).await;
     connect_github(&s, "erin").await;
     gh.clear_requests();
     for (body, expected) in [
@@ -522,12 +546,13 @@ async fn pr_requests_with_bad_fields_are_400_without_a_forge_call() {
     .await;
     assert_eq!(status, 422);
     assert!(gh.requests().is_empty(), "{:?}", paths(&gh.requests()));
+    }
 }
 
-#[tokio::test]
-async fn users_cannot_see_use_or_delete_each_others_integrations() {
+in_both_modes! {
+    async fn users_cannot_see_use_or_delete_each_others_integrations(mode) {
     let gh = FakeGithub::start(GH_TOKEN, 5).await;
-    let s = github_server(&gh).await;
+    let s = github_server(mode, &gh).await;
     connect_github(&s, "alice").await;
     gh.clear_requests();
 
@@ -583,13 +608,14 @@ async fn users_cannot_see_use_or_delete_each_others_integrations() {
         .requests()
         .iter()
         .all(|r| r.header("authorization") == Some(format!("Bearer {GH_TOKEN}").as_str())));
+    }
 }
 
-#[tokio::test]
-async fn forge_outages_are_502_without_the_token() {
+in_both_modes! {
+    async fn forge_outages_are_502_without_the_token(mode) {
     let gh = FakeGithub::start(GH_TOKEN, 3).await;
     let gl = FakeGitlab::start(GL_TOKEN, 3).await;
-    let s = github_server(&gh).await;
+    let s = github_server(mode, &gh).await;
     connect_github(&s, "frank").await;
     let (status, _) = send(s.post("/api/v1/integrations", "frank").json(&json!({
         "provider": "gitlab", "token": GL_TOKEN, "gitlabUrl": gl.base_url(),
@@ -652,6 +678,7 @@ async fn forge_outages_are_502_without_the_token() {
     assert_eq!(repos["count"], 3);
     let (status, _) = send(s.get("/api/v1/integrations/gitlab/repos", "frank")).await;
     assert_eq!(status, 200);
+    }
 }
 
 #[tokio::test]

@@ -1,16 +1,17 @@
 //! The REST contract over real HTTP on 127.0.0.1 with a real SQLite file: auth, health,
-//! chats, bad input, OpenAPI, sessions errors.
+//! chats, bad input, OpenAPI, sessions errors. The tests in `in_both_modes!` also run in
+//! Supabase mode (PostgREST stand-in on a real PostgreSQL, row-level security).
 
+#[macro_use]
 mod common;
 
 use common::{TestServer, INTERNAL_KEY};
 use lucid_engine::events::{Event, EventKind};
 use lucid_engine::store::NewChat;
-use lucid_engine::User;
 use serde_json::{json, Value};
 
 async fn seed_chat(server: &TestServer, user: &str, title: &str, messages: &[&str]) -> String {
-    let u = User::with_id(user);
+    let u = server.user(user);
     let id = uuid::Uuid::new_v4().to_string();
     server
         .engine
@@ -86,9 +87,9 @@ async fn health_and_service_info() {
     assert!(info["llm_model"].is_string());
 }
 
-#[tokio::test]
-async fn no_token_is_403_bad_token_is_401_valid_token_passes() {
-    let s = TestServer::start(&[]).await;
+in_both_modes! {
+    async fn no_token_is_403_bad_token_is_401_valid_token_passes(mode) {
+    let s = TestServer::start_in(mode, &[]).await;
     let r = s.http.get(s.url("/api/v1/chats")).send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert!(r.json::<Value>().await.unwrap()["detail"].is_string());
@@ -120,11 +121,12 @@ async fn no_token_is_403_bad_token_is_401_valid_token_passes() {
     let r = s.get("/api/v1/chats", "user-a").send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"chats": []}));
+    }
 }
 
-#[tokio::test]
-async fn internal_key_path() {
-    let s = TestServer::start(&[]).await;
+in_both_modes! {
+    async fn internal_key_path(mode) {
+    let s = TestServer::start_in(mode, &[]).await;
     let ok = s
         .http
         .get(s.url("/api/v1/chats"))
@@ -158,6 +160,7 @@ async fn internal_key_path() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    }
 }
 
 #[tokio::test]
@@ -173,9 +176,9 @@ async fn internal_key_refused_when_not_configured() {
     assert_eq!(r.status(), 401);
 }
 
-#[tokio::test]
-async fn chats_list_get_rename_delete_with_isolation() {
-    let s = TestServer::start(&[]).await;
+in_both_modes! {
+    async fn chats_list_get_rename_delete_with_isolation(mode) {
+    let s = TestServer::start_in(mode, &[]).await;
     let first = seed_chat(&s, "alice", "first", &["hello", "hi there"]).await;
     let second = seed_chat(&s, "alice", "second", &["task two"]).await;
     let bobs = seed_chat(&s, "bob", "bob's", &["secret"]).await;
@@ -334,11 +337,12 @@ async fn chats_list_get_rename_delete_with_isolation() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    }
 }
 
-#[tokio::test]
-async fn chat_pagination_bounds_are_validated() {
-    let s = TestServer::start(&[]).await;
+in_both_modes! {
+    async fn chat_pagination_bounds_are_validated(mode) {
+    let s = TestServer::start_in(mode, &[]).await;
     for query in ["limit=0", "limit=101", "offset=-1", "limit=abc"] {
         let r = s
             .get(&format!("/api/v1/chats?{query}"), "alice")
@@ -357,11 +361,12 @@ async fn chat_pagination_bounds_are_validated() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    }
 }
 
-#[tokio::test]
-async fn bad_bodies_get_clear_errors_and_write_nothing() {
-    let s = TestServer::start(&[]).await;
+in_both_modes! {
+    async fn bad_bodies_get_clear_errors_and_write_nothing(mode) {
+    let s = TestServer::start_in(mode, &[]).await;
     let chat = seed_chat(&s, "alice", "keep me", &["x"]).await;
     let path = format!("/api/v1/chats/{chat}");
 
@@ -434,11 +439,12 @@ async fn bad_bodies_get_clear_errors_and_write_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 422, "task is required");
+    }
 }
 
-#[tokio::test]
-async fn session_request_errors() {
-    let s = TestServer::start(&[]).await;
+in_both_modes! {
+    async fn session_request_errors(mode) {
+    let s = TestServer::start_in(mode, &[]).await;
     let r = s
         .post("/api/v1/sessions", "alice")
         .json(&json!({"task": "  "}))
@@ -482,6 +488,7 @@ async fn session_request_errors() {
         .await
         .unwrap();
     assert_eq!(chats["chats"].as_array().unwrap().len(), 0);
+    }
 }
 
 #[tokio::test]
@@ -520,4 +527,45 @@ async fn unknown_route_is_json_404() {
     let r = s.get("/api/v1/nope", "alice").send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.json::<Value>().await.unwrap()["detail"].is_string());
+}
+
+#[tokio::test]
+async fn supabase_mode_keeps_history_in_the_project_across_servers() {
+    let a = TestServer::start_in(common::Mode::Supabase, &[]).await;
+    let b = TestServer::start_with(a.project.clone(), &[]).await;
+    let info: Value = b
+        .http
+        .get(b.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["mode"], "supabase");
+
+    // Written through one server, read through another: the history lives in the project.
+    let chat = seed_chat(&a, "alice", "roaming", &["hello", "hi there"]).await;
+    let detail: Value = b
+        .get(&format!("/api/v1/chats/{chat}"), "alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["title"], "roaming");
+    assert_eq!(detail["messages"].as_array().unwrap().len(), 2);
+    let r = b
+        .get(&format!("/api/v1/chats/{chat}"), "bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    for s in [&a, &b] {
+        assert!(
+            !s.data_dir.path().join("lucid.sqlite3").exists(),
+            "Supabase mode keeps no SQLite database"
+        );
+    }
 }

@@ -1,15 +1,15 @@
 //! Supabase mode over real HTTP: bearer tokens are Supabase access tokens — HS256 with the
-//! project's JWT secret or ES256/RS256 with a key from the project's JWKS (a local fake) —
-//! with `aud` = `authenticated`; expired or wrong-audience tokens get 401, no credentials 403.
+//! project's JWT secret or ES256/RS256 with a key from the project's JWKS (a local project:
+//! PostgREST stand-in with the JWKS, on a real PostgreSQL) — with `aud` = `authenticated`;
+//! expired or wrong-audience tokens get 401, no credentials 403.
 
 mod common;
 
 use common::TestServer;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use lucid_testkit::jwks::{JwksServer, TestKey};
+use lucid_testkit::jwks::TestKey;
+use lucid_testkit::supabase::SupabaseProject;
 use serde_json::{json, Value};
-
-const PROJECT_SECRET: &str = "fake-supabase-project-jwt-secret-for-tests";
 
 fn claims(sub: &str, aud: &str, exp_in: i64) -> Value {
     let now = chrono::Utc::now().timestamp();
@@ -28,24 +28,21 @@ async fn status(server: &TestServer, token: Option<&str>) -> u16 {
 async fn supabase_access_tokens_are_accepted_and_bad_ones_get_401() {
     let es = TestKey::es256("project-es256");
     let rs = TestKey::rs256("project-rs256");
-    let jwks = JwksServer::start(&[&es, &rs]).await;
-    let server = TestServer::start(&[
-        ("SUPABASE_URL", jwks.base_url()),
-        ("SUPABASE_ANON_KEY", "fake-anon-key"),
-        ("SUPABASE_JWT_SECRET", PROJECT_SECRET),
-        ("SUPABASE_SERVICE_KEY", "fake-service-key"),
-    ])
-    .await;
+    let project = SupabaseProject::start_with_keys(&[&es, &rs]).await;
+    let env = project.env();
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = TestServer::start(&vars).await;
+    let user = project.create_user("a@example.test").await;
 
     let hs256 = |c: &Value| {
         encode(
             &Header::new(Algorithm::HS256),
             c,
-            &EncodingKey::from_secret(PROJECT_SECRET.as_bytes()),
+            &EncodingKey::from_secret(project.jwt_secret.as_bytes()),
         )
         .unwrap()
     };
-    let good = claims("user-a", "authenticated", 600);
+    let good = claims(&user, "authenticated", 600);
     for (name, token) in [
         ("ES256", es.sign(&good)),
         ("RS256", rs.sign(&good)),
@@ -53,10 +50,10 @@ async fn supabase_access_tokens_are_accepted_and_bad_ones_get_401() {
     ] {
         assert_eq!(status(&server, Some(&token)).await, 200, "{name}");
     }
-    assert_eq!(jwks.requests(), 1, "the JWKS is cached");
+    assert_eq!(project.rest.jwks_requests(), 1, "the JWKS is cached");
 
-    let expired = claims("user-a", "authenticated", -3600);
-    let wrong_aud = claims("user-a", "anon", 600);
+    let expired = claims(&user, "authenticated", -3600);
+    let wrong_aud = claims(&user, "anon", 600);
     let unknown_key = TestKey::es256("not-published");
     for (name, token) in [
         ("expired ES256", es.sign(&expired)),
@@ -65,7 +62,7 @@ async fn supabase_access_tokens_are_accepted_and_bad_ones_get_401() {
         ("wrong audience ES256", es.sign(&wrong_aud)),
         ("wrong audience HS256", hs256(&wrong_aud)),
         ("unknown kid", unknown_key.sign(&good)),
-        ("local-mode token", server.token("user-a")),
+        ("local-mode token", server.token(&user)),
     ] {
         assert_eq!(status(&server, Some(&token)).await, 401, "{name}");
     }

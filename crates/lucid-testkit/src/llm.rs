@@ -11,13 +11,22 @@
 //! Gemini) get the answer as server-sent events in the provider's real event format: text in
 //! several small deltas, a tool call's JSON arguments split across several deltas (Anthropic
 //! `input_json_delta`, OpenAI `tool_calls[].function.arguments` by `index`; Gemini sends calls
-//! whole, as Gemini does), usage where the provider puts it. [`Step::paced`] waits between
+//! whole, as Gemini does), usage where the provider puts it. [`Step::thinking`] puts the
+//! model's thinking before the answer in the provider's real shape (Anthropic `thinking`
+//! block with `thinking_delta` and `signature_delta`; OpenAI-compatible `reasoning_content`
+//! deltas as DeepSeek/vLLM send them; Gemini parts with `"thought": true`). [`Step::paced`] waits between
 //! events; [`Step::cut_after`] breaks the connection after some events (a stream cut mid-way).
 //!
 //! Every request is recorded (path with query, headers, JSON body) before it is answered. With
 //! [`ScriptedLlm::start_with_key`] a wrong or missing key gets the provider's real
 //! authentication error and does not consume a step. When the script is exhausted the server
 //! answers with a final text message starting with [`EXHAUSTED_MARKER`].
+//!
+//! Chat-title requests (a body containing [`TITLE_REQUEST_MARKER`], which the engine's title
+//! instructions contain) are answered outside the script and recorded apart from the
+//! conversation ([`ScriptedLlm::title_requests`], not in [`ScriptedLlm::recorded`] or
+//! [`ScriptedLlm::request_count`]): they run beside the agent, in no fixed order. They get
+//! [`DEFAULT_TITLE`] unless [`ScriptedLlm::set_title_answer`] says otherwise.
 //!
 //! Token usage is deterministic: the prompt counts one token per 4 bytes of the request body,
 //! and the previous request's prompt tokens are reported as cached when the prompt grew.
@@ -34,6 +43,12 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
+
+/// Text that marks a request for a chat title (part of the engine's title instructions).
+pub const TITLE_REQUEST_MARKER: &str = "Write a short title for this chat";
+
+/// What title requests get by default.
+pub const DEFAULT_TITLE: &str = "Scripted chat title";
 
 /// Start of the text answered once the script has no steps left.
 pub const EXHAUSTED_MARKER: &str = "[scripted LLM] script exhausted";
@@ -94,6 +109,8 @@ pub enum Step {
     CutAfter(usize, Box<Step>),
     /// The inner step reporting exactly this usage instead of the computed one.
     WithUsage(ScriptedUsage, Box<Step>),
+    /// The inner step preceded by the model's thinking (see the module docs).
+    Thinking(String, Box<Step>),
 }
 
 /// Token counts a step reports, in the provider's fields: Anthropic `input_tokens`,
@@ -138,6 +155,11 @@ impl Step {
     /// This step with its body cut after `events` events (see [`Step::CutAfter`]).
     pub fn cut_after(self, events: usize) -> Self {
         Step::CutAfter(events, Box::new(self))
+    }
+
+    /// This step preceded by the model's thinking `text`.
+    pub fn thinking(self, text: impl Into<String>) -> Self {
+        Step::Thinking(text.into(), Box::new(self))
     }
 
     /// This step reporting exactly `usage`.
@@ -229,6 +251,9 @@ struct Script {
     previous_prompt_tokens: u64,
     /// Requests whose body contains the needle get this text, outside the script.
     side_answers: Vec<(String, String)>,
+    /// Chat-title requests received, and what they get.
+    title_requests: Vec<RecordedRequest>,
+    title_answer: Step,
 }
 
 struct Shared {
@@ -267,6 +292,8 @@ impl ScriptedLlm {
                 answered: 0,
                 previous_prompt_tokens: 0,
                 side_answers: Vec::new(),
+                title_requests: Vec::new(),
+                title_answer: Step::text(DEFAULT_TITLE),
             }),
             open: AtomicUsize::new(0),
         });
@@ -358,6 +385,16 @@ impl ScriptedLlm {
             .push((needle.to_string(), text.to_string()));
     }
 
+    /// What chat-title requests get from now on (any step: a text, an error, a delay...).
+    pub fn set_title_answer(&self, step: Step) {
+        self.script().title_answer = step;
+    }
+
+    /// The chat-title requests received so far (kept apart from [`ScriptedLlm::recorded`]).
+    pub fn title_requests(&self) -> Vec<RecordedRequest> {
+        self.script().title_requests.clone()
+    }
+
     /// Appends steps to the script.
     pub fn push_steps(&self, steps: impl IntoIterator<Item = Step>) {
         self.script().steps.extend(steps);
@@ -421,7 +458,12 @@ async fn handle(
             .collect(),
         body: body_json.clone(),
     };
-    lock(&shared).requests.push(recorded);
+    let is_title = String::from_utf8_lossy(&body).contains(TITLE_REQUEST_MARKER);
+    if is_title {
+        lock(&shared).title_requests.push(recorded);
+    } else {
+        lock(&shared).requests.push(recorded);
+    }
 
     let Some((model, streaming)) = route(format, &method, uri.path(), &body_json) else {
         let message = format!(
@@ -440,6 +482,24 @@ async fn handle(
         }
     }
 
+    if is_title {
+        let step = lock(&shared).title_answer.clone();
+        let mode = Mode {
+            streaming,
+            cacheable: false,
+            include_usage: true,
+        };
+        return answer(
+            format,
+            step,
+            &model,
+            0,
+            (prompt_tokens(&body), 0),
+            mode,
+            open,
+        )
+        .await;
+    }
     let side = {
         let text = String::from_utf8_lossy(&body);
         lock(&shared)
@@ -603,6 +663,7 @@ fn output_tokens(content: &Value) -> u64 {
 struct Answer {
     text: Option<String>,
     calls: Vec<(String, Value)>,
+    thinking: Option<String>,
 }
 
 async fn answer(
@@ -618,7 +679,8 @@ async fn answer(
     let mut pace = Duration::ZERO;
     let mut cut = None;
     let mut usage = None;
-    let answer = loop {
+    let mut thinking = None;
+    let mut answer = loop {
         match step {
             Step::Delay(wait, inner) => {
                 tokio::time::sleep(wait).await;
@@ -636,6 +698,10 @@ async fn answer(
                 usage = Some(counts);
                 step = *inner;
             }
+            Step::Thinking(text, inner) => {
+                thinking = Some(text);
+                step = *inner;
+            }
             Step::Hang => return std::future::pending::<Response>().await,
             Step::HttpError { status, body } => return json_response(status, &body, &[]),
             Step::Raw {
@@ -647,23 +713,33 @@ async fn answer(
                 break Answer {
                     text: Some(text),
                     calls: Vec::new(),
+                    thinking: None,
                 }
             }
             Step::ToolCall { name, args } => {
                 break Answer {
                     text: None,
                     calls: vec![(name, args)],
+                    thinking: None,
                 }
             }
-            Step::ToolCalls(calls) => break Answer { text: None, calls },
+            Step::ToolCalls(calls) => {
+                break Answer {
+                    text: None,
+                    calls,
+                    thinking: None,
+                }
+            }
             Step::TextAndTools(text, calls) => {
                 break Answer {
                     text: Some(text),
                     calls,
+                    thinking: None,
                 }
             }
         }
     };
+    answer.thinking = thinking;
     let counts = usage.unwrap_or_else(|| computed_usage(format, &answer, tokens, mode.cacheable));
     if mode.streaming {
         let events = stream_events(format, &answer, model, number, counts, mode);
@@ -768,6 +844,9 @@ fn pieces(text: &str, size: usize, min: usize) -> Vec<String> {
     chars.chunks(per).map(|c| c.iter().collect()).collect()
 }
 
+/// The signature of scripted Anthropic thinking blocks (opaque to clients).
+const SCRIPTED_SIGNATURE: &str = "c2NyaXB0ZWQtc2lnbmF0dXJl";
+
 /// Text deltas: a few words each.
 const TEXT_PIECE_BYTES: usize = 12;
 
@@ -801,6 +880,30 @@ fn stream_events(
                 }}),
             );
             let mut index = 0;
+            if let Some(thinking) = &answer.thinking {
+                push(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": index,
+                           "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+                );
+                for piece in pieces(thinking, TEXT_PIECE_BYTES, 2) {
+                    push(
+                        "content_block_delta",
+                        json!({"type": "content_block_delta", "index": index,
+                               "delta": {"type": "thinking_delta", "thinking": piece}}),
+                    );
+                }
+                push(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": index,
+                           "delta": {"type": "signature_delta", "signature": SCRIPTED_SIGNATURE}}),
+                );
+                push(
+                    "content_block_stop",
+                    json!({"type": "content_block_stop", "index": index}),
+                );
+                index += 1;
+            }
             if !text_pieces.is_empty() {
                 push(
                     "content_block_start",
@@ -875,6 +978,14 @@ fn stream_events(
                     Value::Null,
                 ),
             ));
+            if let Some(thinking) = &answer.thinking {
+                for piece in pieces(thinking, TEXT_PIECE_BYTES, 2) {
+                    events.push((
+                        None,
+                        chunk(json!({"reasoning_content": piece}), Value::Null),
+                    ));
+                }
+            }
             for piece in &text_pieces {
                 events.push((None, chunk(json!({"content": piece}), Value::Null)));
             }
@@ -920,7 +1031,15 @@ fn stream_events(
             events.push((None, "[DONE]".to_string()));
         }
         Format::Gemini => {
-            let mut parts: Vec<Value> = text_pieces.iter().map(|p| json!({"text": p})).collect();
+            let mut parts: Vec<Value> = answer
+                .thinking
+                .as_deref()
+                .map(|t| pieces(t, TEXT_PIECE_BYTES, 2))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| json!({"text": p, "thought": true}))
+                .collect();
+            parts.extend(text_pieces.iter().map(|p| json!({"text": p})));
             for (name, args) in &answer.calls {
                 parts.push(json!({"functionCall": {"name": name, "args": args}}));
             }
@@ -1017,6 +1136,11 @@ fn success(format: Format, answer: &Answer, model: &str, number: usize, u: Scrip
     match format {
         Format::Anthropic => {
             let mut content: Vec<Value> = Vec::new();
+            if let Some(thinking) = &answer.thinking {
+                content.push(
+                    json!({"type": "thinking", "thinking": thinking, "signature": SCRIPTED_SIGNATURE}),
+                );
+            }
             if let Some(text) = text {
                 content.push(json!({"type": "text", "text": text}));
             }
@@ -1041,6 +1165,9 @@ fn success(format: Format, answer: &Answer, model: &str, number: usize, u: Scrip
         }
         Format::Gemini => {
             let mut parts: Vec<Value> = Vec::new();
+            if let Some(thinking) = &answer.thinking {
+                parts.push(json!({"text": thinking, "thought": true}));
+            }
             if let Some(text) = text {
                 parts.push(json!({"text": text}));
             }
@@ -1071,6 +1198,9 @@ fn success(format: Format, answer: &Answer, model: &str, number: usize, u: Scrip
                 })
                 .collect();
             let mut message = json!({"role": "assistant", "content": text, "refusal": null});
+            if let Some(thinking) = &answer.thinking {
+                message["reasoning_content"] = json!(thinking);
+            }
             if !tool_calls.is_empty() {
                 message["tool_calls"] = Value::Array(tool_calls);
             }

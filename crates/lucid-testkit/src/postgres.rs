@@ -283,10 +283,15 @@ impl PgCluster {
     /// Connects as the superuser to `dbname`; the connection is driven on the current Tokio
     /// runtime.
     pub async fn connect(&self, dbname: &str) -> Result<Client, String> {
+        self.connect_as(dbname, SUPERUSER).await
+    }
+
+    /// Connects as `user` (e.g. `authenticator`, the role PostgREST logs in as) to `dbname`.
+    pub async fn connect_as(&self, dbname: &str, user: &str) -> Result<Client, String> {
         let (client, connection) = tokio_postgres::Config::new()
             .host_path(&self.socket_dir)
             .port(SOCKET_PORT)
-            .user(SUPERUSER)
+            .user(user)
             .dbname(dbname)
             .application_name("lucid-tests")
             .connect(NoTls)

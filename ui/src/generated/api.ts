@@ -21,6 +21,86 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_api_v1_auth_callback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/options": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_api_v1_auth_options"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/refresh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["post_api_v1_auth_refresh"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/sign-in/{provider}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_api_v1_auth_sign_in_provider"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/sign-out": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["post_api_v1_auth_sign_out"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/chats": {
         parameters: {
             query?: never;
@@ -213,8 +293,11 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Queues a follow-up: it runs after the current step. At most
-         *     `MAX_QUEUED_FOLLOW_UPS` may wait; beyond that the answer is 429.
+         * Sends a follow-up. A live session runs it after the current step (at most
+         *     `MAX_QUEUED_FOLLOW_UPS` may wait; beyond that the answer is 429); any other of the
+         *     caller's sessions (released when idle, from before a restart) is continued on it: a new
+         *     sandbox on its workspace, its conversation rebuilt, its events continuing. 422 when the
+         *     session was started with its own API key and none is given again.
          */
         post: operations["post_api_v1_sessions_session_id_messages"];
         delete?: never;
@@ -259,6 +342,36 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description How this server signs people in. */
+        AuthOptions: {
+            /** @description `local` (a link with a token, no accounts) or `supabase` (sign-in with a provider). */
+            mode: string;
+            /** @description Providers offered (`google`, `github`, `gitlab`); empty in local mode. */
+            providers: string[];
+        };
+        /** @description A Supabase session: the tokens and who they belong to. */
+        AuthSession: {
+            /** @description The Supabase access token (a JWT; the bearer token of Lucid's API). */
+            accessToken: string;
+            /**
+             * Format: int64
+             * @description When the access token expires (Unix seconds).
+             */
+            expiresAt: number;
+            /** @description Single-use: every refresh returns a new one. */
+            refreshToken: string;
+            user: components["schemas"]["AuthUser"];
+        };
+        /** @description A signed-in user, as the UI shows them. */
+        AuthUser: {
+            avatarUrl?: string | null;
+            email?: string | null;
+            id: string;
+            /** @description Display name from the provider (`full_name` / `name`). */
+            name?: string | null;
+            /** @description `google`, `github`, `gitlab`, … */
+            provider?: string | null;
+        };
         /** @description A branch of a repository. */
         BranchInfo: {
             /** @description Head commit id, when the forge reports it. */
@@ -389,8 +502,10 @@ export interface components {
             /** @description True when a depth or entry limit left part of the workspace out. */
             truncated: boolean;
         };
-        /** @description A follow-up message for a running session. */
+        /** @description A follow-up message for a session. */
         FollowUp: {
+            /** @description LLM key for continuing a session that was started with its own key (never stored). */
+            apiKey?: string | null;
             content: string;
         };
         /** @description One stored integration as listed (never with its token). */
@@ -425,6 +540,9 @@ export interface components {
             name: string;
             /** @description Why it cannot be used and what to set (unconfigured providers only). */
             problem?: string | null;
+        };
+        RefreshRequest: {
+            refreshToken: string;
         };
         /** @description Body of a rename: `{"title": "..."}`. */
         Rename: {
@@ -496,9 +614,13 @@ export interface components {
         };
         /** @description A session as listed (the original's item shape plus `chatId` and `status`). */
         SessionSummary: {
+            /** @description The branch it was cloned at (`None`: the repository's default branch). */
+            branch?: string | null;
             chatId: string;
             createdAt: string;
             isAlive: boolean;
+            /** @description The repository the session works on (without credentials), if any. */
+            repository?: string | null;
             sessionId: string;
             status: string;
             /** @description First 80 characters of the task. */
@@ -549,6 +671,119 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ServiceInfo"];
                 };
+            };
+        };
+    };
+    get_api_v1_auth_callback: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Signed in: to `/#session=<JSON of AuthSession>` */
+            302: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An HTML page saying why the sign-in failed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    get_api_v1_auth_options: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthOptions"];
+                };
+            };
+        };
+    };
+    post_api_v1_auth_refresh: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefreshRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthSession"];
+                };
+            };
+            /** @description The session has ended: sign in again */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    get_api_v1_auth_sign_in_provider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description google, github or gitlab */
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To the provider's sign-in, through Supabase Auth */
+            302: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    post_api_v1_auth_sign_out: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session is revoked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
@@ -1066,6 +1301,20 @@ export interface operations {
                 content?: never;
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The user's session limit is reached */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The session's API key must be sent again */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

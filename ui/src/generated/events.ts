@@ -1,7 +1,7 @@
 // Generated from crates/lucid-engine/src/events.rs by
 // `UPDATE_GENERATED=1 cargo test -p lucid-engine --test ts_bindings`. Do not edit.
 
-export type SessionStatus = "initializing" | "ready" | "running" | "completed" | "stopping" | "stopped" | "failed";
+export type SessionStatus = "initializing" | "ready" | "running" | "completed" | "stopping" | "stopped" | "failed" | "interrupted";
 
 export type UsageReport = { model: string, inputTokens: number, outputTokens: number, cachedInputTokens: number, totalInputTokens: number, totalOutputTokens: number, totalCachedInputTokens: number, 
 /**
@@ -47,4 +47,6 @@ condensed_messages: number,
 /**
  * Estimated prompt tokens before and after.
  */
-tokens_before: number, tokens_after: number, } | { "kind": "progress", message: string, } | { "kind": "error", message: string, };
+tokens_before: number, tokens_after: number, } | { "kind": "model_message", message: unknown, } | { "kind": "progress", message: string, } | { "kind": "error", message: string, };
+
+export type TransientKind = { "kind": "assistant_delta", text: string, } | { "kind": "thinking_delta", text: string, } | { "kind": "assistant_restart", reason: string, };

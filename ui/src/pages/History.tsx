@@ -1,10 +1,14 @@
-import { useMemo, useState } from 'react';
+import { useEffect, useMemo, useState } from 'react';
 import { useTransport } from '../app/context';
 import { navigate } from '../app/router';
 import { useAsync } from '../app/useAsync';
 import type { ChatSession, SessionSummary } from '../transport/types';
 
 type Filter = 'all' | 'running' | 'finished';
+
+/** How often the list refreshes while the page is visible (titles written by the model and
+ * session states change without the user doing anything). */
+export const HISTORY_REFRESH_MS = 4000;
 
 function Row({ chat, live, onChanged }: { chat: ChatSession; live: SessionSummary | undefined; onChanged: () => void }) {
   const transport = useTransport();
@@ -67,7 +71,16 @@ function Row({ chat, live, onChanged }: { chat: ChatSession; live: SessionSummar
             <button type="button" onClick={() => setEditing(false)}>Cancel</button>
           </>
         ) : (
-          <button type="button" onClick={() => setEditing(true)} aria-label={`Rename ${label}`}>Rename</button>
+          <button
+            type="button"
+            onClick={() => {
+              setTitle(chat.title ?? '');
+              setEditing(true);
+            }}
+            aria-label={`Rename ${label}`}
+          >
+            Rename
+          </button>
         )}
         {confirming ? (
           <span role="group" aria-label="Confirm delete">
@@ -92,6 +105,20 @@ export function History() {
   }, [transport]);
   const [query, setQuery] = useState('');
   const [filter, setFilter] = useState<Filter>('all');
+  const { reload } = data;
+
+  // Refresh while visible, and at once when the page becomes visible again.
+  useEffect(() => {
+    const refresh = () => {
+      if (document.visibilityState === 'visible') reload();
+    };
+    const timer = setInterval(refresh, HISTORY_REFRESH_MS);
+    document.addEventListener('visibilitychange', refresh);
+    return () => {
+      clearInterval(timer);
+      document.removeEventListener('visibilitychange', refresh);
+    };
+  }, [reload]);
 
   const rows = useMemo(() => {
     const live = new Map((data.data?.sessions ?? []).map((s) => [s.sessionId, s]));

@@ -1,4 +1,5 @@
 import { useMemo, useState, type KeyboardEvent } from 'react';
+import { useDraft, writeDraft } from '../account/draft';
 import { useTransport } from '../app/context';
 import { usePrefs, saveSessionMeta } from '../app/prefs';
 import { navigate } from '../app/router';
@@ -28,7 +29,7 @@ export function NewTask() {
     return { connected: integrations.length, repos: lists.flat() };
   }, [transport]);
 
-  const [task, setTask] = useState('');
+  const [task, setTask] = useDraft('new-task');
   const [query, setQuery] = useState('');
   const [repo, setRepo] = useState<RepoChoice | null>(null);
   const [branch, setBranch] = useState('');
@@ -84,6 +85,7 @@ export function NewTask() {
           fullName: repo.repo.fullName,
         });
       }
+      writeDraft('new-task', '');
       navigate({ page: 'session', sessionId: started.sessionId });
     } catch (e) {
       setError(e instanceof Error ? e.message : String(e));

@@ -1,10 +1,10 @@
 import { useCallback, useEffect, useRef, useState, useSyncExternalStore, type KeyboardEvent } from 'react';
 import { useTransport } from '../app/context';
-import { sessionMeta } from '../app/prefs';
+import { sessionMeta, type SessionMeta } from '../app/prefs';
 import { useAsync } from '../app/useAsync';
-import { isBusy, TimelineModel } from '../timeline/model';
+import { isBusy, TimelineModel, type Update } from '../timeline/model';
 import { Timeline } from '../timeline/Timeline';
-import type { ConnectionState, FileNode, SessionEvent, Subscription } from '../transport/types';
+import type { ConnectionState, FileNode, Subscription } from '../transport/types';
 import { Files } from './Files';
 import { PullRequest } from './PullRequest';
 
@@ -37,11 +37,14 @@ export function Workspace({ sessionId }: { sessionId: string }) {
   const [followUp, setFollowUp] = useState('');
   const [now, setNow] = useState(() => Date.now());
   const [showPr, setShowPr] = useState(false);
+  const [sending, setSending] = useState(false);
+  // Bumped to subscribe again (from the last seq) after an ended session was continued.
+  const [attachment, setAttachment] = useState(0);
   const summaryInfo = useAsync(() => transport.getSession(sessionId), [transport, sessionId]);
-  const meta = sessionMeta(sessionId);
+  const meta = prMeta(sessionMeta(sessionId), summaryInfo.data?.repository, summaryInfo.data?.branch);
 
   useEffect(() => {
-    let queue: SessionEvent[] = [];
+    let queue: Update[] = [];
     let timer: ReturnType<typeof setTimeout> | null = null;
     const flush = () => {
       timer = null;
@@ -52,6 +55,10 @@ export function Workspace({ sessionId }: { sessionId: string }) {
     const s = transport.subscribe(sessionId, model.summary.lastSeq, {
       onEvents(events) {
         queue.push(...events);
+        timer ??= setTimeout(flush, 16);
+      },
+      onDelta(delta) {
+        queue.push(delta);
         timer ??= setTimeout(flush, 16);
       },
       onNotice(n) {
@@ -76,7 +83,7 @@ export function Workspace({ sessionId }: { sessionId: string }) {
       s.close();
       sub.current = null;
     };
-  }, [transport, sessionId, model]);
+  }, [transport, sessionId, model, attachment]);
 
   const status = model.summary.status;
   const busy = isBusy(status) && connection !== 'ended';
@@ -106,14 +113,32 @@ export function Workspace({ sessionId }: { sessionId: string }) {
 
   const sendFollowUp = () => {
     const text = followUp.trim();
-    if (!text) return;
-    try {
-      sub.current?.followUp(text);
-      setFollowUp('');
-      setNotice(null);
-    } catch (e) {
-      setNotice(e instanceof Error ? e.message : String(e));
+    if (!text || sending) return;
+    if (connection === 'live' && sub.current) {
+      try {
+        sub.current.followUp(text);
+        setFollowUp('');
+        setNotice(null);
+        return;
+      } catch {
+        // Not connected after all: continue the session over the API below.
+      }
     }
+    // The session has ended (or its stream is gone): continuing it starts a sandbox on its
+    // workspace; the new turn's events continue the same log, so subscribe again.
+    setSending(true);
+    transport.sendMessage(sessionId, text).then(
+      () => {
+        setFollowUp('');
+        setNotice(null);
+        setSending(false);
+        if (connection !== 'live') setAttachment((n) => n + 1);
+      },
+      (e: unknown) => {
+        setSending(false);
+        setNotice(e instanceof Error ? e.message : String(e));
+      },
+    );
   };
   const onFollowUpKey = (e: KeyboardEvent<HTMLTextAreaElement>) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.nativeEvent.isComposing) {
@@ -192,13 +217,15 @@ export function Workspace({ sessionId }: { sessionId: string }) {
               value={followUp}
               onChange={(e) => setFollowUp(e.target.value)}
               onKeyDown={onFollowUpKey}
-              disabled={ended}
+              disabled={sending}
               placeholder={
-                ended ? 'This session has ended; start a new task to continue.' : 'Send a follow-up (Enter sends, Shift+Enter for a new line)'
+                ended || !busy
+                  ? 'Continue this session: say what to do next (Enter sends, Shift+Enter for a new line)'
+                  : 'Send a follow-up (Enter sends, Shift+Enter for a new line)'
               }
             />
-            <button type="button" onClick={sendFollowUp} disabled={ended || !followUp.trim()}>
-              Send
+            <button type="button" onClick={sendFollowUp} disabled={sending || !followUp.trim()}>
+              {sending ? 'Sending…' : ended ? 'Continue' : 'Send'}
             </button>
           </div>
         </div>
@@ -208,4 +235,26 @@ export function Workspace({ sessionId }: { sessionId: string }) {
       </div>
     </section>
   );
+}
+
+/** What the pull-request dialog needs: what this browser recorded when it started the session,
+ * else the repository and branch the engine reports for it (any session from History). */
+export function prMeta(saved: SessionMeta | null, repository?: string | null, branch?: string | null): SessionMeta | null {
+  const repoUrl = saved?.repoUrl ?? repository ?? undefined;
+  if (!repoUrl) return null;
+  return {
+    repoUrl,
+    branch: saved?.branch ?? branch ?? undefined,
+    provider: saved?.provider ?? guessProvider(repoUrl),
+    fullName: saved?.fullName ?? repoFullName(repoUrl),
+  };
+}
+
+function guessProvider(repoUrl: string): string {
+  return /(^|[/.@])gitlab[.-]/i.test(repoUrl) ? 'gitlab' : 'github';
+}
+
+function repoFullName(repoUrl: string): string | undefined {
+  const m = /^(?:[a-z+]+:\/\/[^/]+\/|[^@]+@[^:]+:)(.+?)(?:\.git)?\/?$/i.exec(repoUrl);
+  return m?.[1];
 }

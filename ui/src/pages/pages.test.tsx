@@ -2,7 +2,7 @@ import { act, fireEvent, render, screen, waitFor } from '@testing-library/react'
 import { describe, expect, it, vi } from 'vitest';
 import { TransportContext } from '../app/context';
 import type { EngineStatus, Transport } from '../transport/types';
-import { History } from './History';
+import { History, HISTORY_REFRESH_MS } from './History';
 import { NewTask } from './NewTask';
 
 const status: EngineStatus = {
@@ -28,6 +28,7 @@ function fakeTransport(over: Partial<Transport> = {}): Transport {
     startSession: vi.fn(() => Promise.resolve({ sessionId: 's1', chatId: 'c1' })),
     getSession: notUsed,
     listSessions: () => Promise.resolve([]),
+    sendMessage: notUsed,
     subscribe: () => {
       throw new Error('not used');
     },
@@ -103,5 +104,25 @@ describe('history', () => {
     expect(t.deleteChat).not.toHaveBeenCalled();
     fireEvent.click(screen.getByRole('button', { name: 'Delete' }));
     await waitFor(() => expect(t.deleteChat).toHaveBeenCalledWith('b'));
+  });
+
+  it('picks up a title written meanwhile while the page is visible', async () => {
+    vi.useFakeTimers({ shouldAdvanceTime: true });
+    try {
+      let title = 'please fix the flaky login test in CI';
+      const listChats = vi.fn(() => Promise.resolve([chat('a', title)]));
+      renderWith(fakeTransport({ listChats }), <History />);
+      await screen.findByText(title);
+      title = 'Fix flaky login test';
+      await act(async () => {
+        await vi.advanceTimersByTimeAsync(HISTORY_REFRESH_MS + 10);
+      });
+      await screen.findByText('Fix flaky login test');
+      // Renaming starts from the current title, not the one first shown.
+      fireEvent.click(screen.getByRole('button', { name: 'Rename Fix flaky login test' }));
+      expect((screen.getByLabelText('New title') as HTMLInputElement).value).toBe('Fix flaky login test');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -1,5 +1,6 @@
 import { useEffect, useRef, useSyncExternalStore } from 'react';
 import { useVirtualizer } from '@tanstack/react-virtual';
+import { estimateHeight } from './estimate';
 import { TimelineItem } from './items';
 import type { TimelineModel } from './model';
 
@@ -12,8 +13,8 @@ export function Timeline({ model }: { model: TimelineModel }) {
   const virtualizer = useVirtualizer({
     count: items.length,
     getScrollElement: () => parentRef.current,
-    estimateSize: () => 72,
-    overscan: 6,
+    estimateSize: (i) => estimateHeight(items[i]),
+    overscan: 4,
     getItemKey: (i) => items[i]?.key ?? i,
   });
 

@@ -2,6 +2,7 @@ import { fireEvent, render, screen } from '@testing-library/react';
 import { describe, expect, it } from 'vitest';
 import { parseAnsi, stripAnsi } from './ansi';
 import { diffLines, editDiff } from './diff';
+import { errorHint } from './errors';
 import { foldLines } from './fold';
 import { Output } from './items';
 
@@ -64,5 +65,15 @@ describe('diffs', () => {
     expect(editDiff('insert', { new_str: 'z', insert_line: 3 })).toEqual([{ kind: 'add', text: 'z' }]);
     expect(editDiff('view', {})).toBeNull();
     expect(editDiff('str_replace', undefined)).toBeNull();
+  });
+});
+
+describe('error hints', () => {
+  it('tells a forge token problem from a model key problem', () => {
+    expect(
+      errorHint('Could not clone http://127.0.0.1:1/o/r.git: authentication failed for http://127.0.0.1:1/o/r.git'),
+    ).toMatch(/integration token/);
+    expect(errorHint('the anthropic API rejected the API key (401): invalid x-api-key')).toMatch(/ANTHROPIC_API_KEY/);
+    expect(errorHint('the anthropic API is unavailable (529) after 4 attempts: Overloaded')).toMatch(/busy/);
   });
 });

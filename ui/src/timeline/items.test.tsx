@@ -1,8 +1,9 @@
 import { fireEvent, render, screen } from '@testing-library/react';
 import { describe, expect, it } from 'vitest';
 import type { EventKind } from '../generated/events';
-import type { SessionEvent } from '../transport/types';
+import type { LiveDelta, SessionEvent } from '../transport/types';
 import { TimelineItem } from './items';
+import { renderMarkdown } from './Markdown';
 import { TimelineModel } from './model';
 
 let seq = 0;
@@ -151,5 +152,91 @@ describe('timeline items', () => {
     model.apply([a]);
     model.apply([a]);
     expect(model.items).toHaveLength(1);
+  });
+});
+
+describe('streamed text', () => {
+  const delta = (afterSeq: number, detail: LiveDelta['detail']): LiveDelta => ({ sessionId: 's', afterSeq, detail });
+
+  it('shows the text so far as one streaming item, replaced by the stored message', () => {
+    const model = new TimelineModel();
+    const first = ev({ kind: 'user_message', content: 'hi', follow_up: false });
+    model.apply([first]);
+    model.apply([
+      delta(first.seq, { kind: 'thinking_delta', text: 'The user greets; ' }),
+      delta(first.seq, { kind: 'thinking_delta', text: 'answer politely.' }),
+      delta(first.seq, { kind: 'assistant_delta', text: 'Hello ' }),
+    ]);
+    model.apply([delta(first.seq, { kind: 'assistant_delta', text: 'the**re**' })]);
+    expect(model.items.map((i) => i.type)).toEqual(['user', 'streaming']);
+    const streamingItem = model.items[1];
+    if (!streamingItem) throw new Error('no streaming item');
+    const { unmount } = render(<TimelineItem item={streamingItem} />);
+    const item = screen.getByTestId('assistant-streaming');
+    expect(item.querySelector('strong')?.textContent).toBe('re');
+    expect(item.textContent).toContain('Hello the');
+    const thinking = screen.getByTestId('streaming-thinking') as HTMLDetailsElement;
+    expect(thinking.open).toBe(false);
+    expect(thinking.textContent).toContain('The user greets; answer politely.');
+    unmount();
+
+    // Usage is recorded before the message: the streaming item stays until the message.
+    const usage = ev({
+      kind: 'usage',
+      model: 'm',
+      inputTokens: 1,
+      outputTokens: 1,
+      cachedInputTokens: 0,
+      totalInputTokens: 1,
+      totalOutputTokens: 1,
+      totalCachedInputTokens: 0,
+    } as EventKind);
+    model.apply([usage]);
+    expect(model.items.map((i) => i.type)).toEqual(['user', 'streaming']);
+    model.apply([ev({ kind: 'assistant_message', content: 'Hello the**re**' })]);
+    expect(model.items.map((i) => i.type)).toEqual(['user', 'assistant']);
+    expect(model.streaming).toBeNull();
+    // A late delta of the completed message changes nothing.
+    const version = model.getVersion();
+    model.apply([delta(first.seq, { kind: 'assistant_delta', text: 'late' })]);
+    expect(model.items.map((i) => i.type)).toEqual(['user', 'assistant']);
+    expect(model.getVersion()).toBe(version);
+  });
+
+  it('a restart voids the partial text; the repeated text so far replaces it', () => {
+    const model = new TimelineModel();
+    const first = ev({ kind: 'user_message', content: 'hi', follow_up: false });
+    model.apply([
+      first,
+      delta(first.seq, { kind: 'assistant_delta', text: 'Broken ans' }),
+      delta(first.seq, { kind: 'assistant_restart', reason: 'stream broke' }),
+    ]);
+    expect(model.items.map((i) => i.type)).toEqual(['user']);
+    model.apply([
+      delta(first.seq, { kind: 'assistant_delta', text: 'Second ' }),
+      delta(first.seq, { kind: 'assistant_restart', reason: 'reattached' }),
+      delta(first.seq, { kind: 'assistant_delta', text: 'Second try' }),
+    ]);
+    const streaming = model.items.at(-1);
+    expect(streaming?.type === 'streaming' && streaming.text).toBe('Second try');
+  });
+
+  it('a stop ends the streaming item without a message', () => {
+    const model = new TimelineModel();
+    const first = ev({ kind: 'user_message', content: 'hi', follow_up: false });
+    model.apply([first, delta(first.seq, { kind: 'assistant_delta', text: 'Half' })]);
+    model.apply([ev({ kind: 'status', status: 'stopped', message: 'Stopped.' })]);
+    expect(model.items.map((i) => i.type)).toEqual(['user', 'status']);
+  });
+});
+
+describe('markdown cache', () => {
+  it('gives the same sanitised HTML from the cache, and never caches text being written', () => {
+    const text = 'Cached **answer** <img src=x onerror="alert(1)">';
+    const first = renderMarkdown(text);
+    expect(first).toContain('<strong>answer</strong>');
+    expect(first).not.toContain('onerror');
+    expect(renderMarkdown(text)).toBe(first);
+    expect(renderMarkdown('live *text*', false)).toContain('<em>text</em>');
   });
 });

@@ -130,8 +130,26 @@ const EditItem = memo(function EditItem({ item }: { item: Extract<Item, { type: 
   );
 });
 
+/** The message the model is writing: its thinking collapsed, its text so far. */
+const StreamingItem = memo(function StreamingItem({ item }: { item: Extract<Item, { type: 'streaming' }> }) {
+  return (
+    <div className="item assistant streaming" data-testid="assistant-streaming" aria-busy="true">
+      {item.thinking && (
+        <details className="thought" data-testid="streaming-thinking">
+          <summary>{item.text ? 'Thought' : 'Thinking…'}</summary>
+          <div className="thought-text">{item.thinking}</div>
+        </details>
+      )}
+      {item.text ? <Markdown text={item.text} live /> : !item.thinking && <p className="muted">…</p>}
+      <span className="muted small writing">{item.text ? 'writing…' : 'thinking…'}</span>
+    </div>
+  );
+});
+
 export const TimelineItem = memo(function TimelineItem({ item }: { item: Item }) {
   switch (item.type) {
+    case 'streaming':
+      return <StreamingItem item={item} />;
     case 'user':
       return (
         <div className="item user" data-testid="user-message">

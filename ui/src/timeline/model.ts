@@ -1,8 +1,14 @@
 // Folds a session's events into timeline items (a command with its output, an edit with its
 // result) plus the live header figures (status, tokens, cost, elapsed time). Incremental:
-// `apply` takes new events only, in seq order.
+// `apply` takes new events only, in seq order, and the live deltas between them: the message
+// the model is writing shows as one `streaming` item at the end until a stored event follows.
 import type { FileEditArgs, SessionStatus, UsageReport } from '../generated/events';
-import type { SessionEvent } from '../transport/types';
+import type { LiveDelta, SessionEvent } from '../transport/types';
+
+/** What `apply` takes: stored events and live deltas, in the order the stream gave them. */
+export type Update = SessionEvent | LiveDelta;
+
+export const STREAMING_KEY = 'streaming';
 
 export type Item =
   | { key: string; type: 'user'; seq: number; content: string; followUp: boolean }
@@ -32,7 +38,10 @@ export type Item =
   | { key: string; type: 'status'; seq: number; status: SessionStatus; message: string }
   | { key: string; type: 'progress'; seq: number; message: string }
   | { key: string; type: 'condensation'; seq: number; summary: string }
-  | { key: string; type: 'error'; seq: number; message: string };
+  | { key: string; type: 'error'; seq: number; message: string }
+  | { key: string; type: 'streaming'; afterSeq: number; text: string; thinking: string };
+
+export type StreamingItem = Extract<Item, { type: 'streaming' }>;
 
 export interface Summary {
   status: SessionStatus | null;
@@ -43,7 +52,11 @@ export interface Summary {
 }
 
 export class TimelineModel {
+  /** Stored items, then the streaming one (if a message is being written). */
   items: Item[] = [];
+  /** The message being written (not stored; replaced by the stored events that follow). */
+  streaming: StreamingItem | null = null;
+  private stored: Item[] = [];
   summary: Summary = { status: null, usage: null, startedAt: null, lastAt: null, lastSeq: 0 };
   private byCall = new Map<string, number>();
   private version = 0;
@@ -56,12 +69,20 @@ export class TimelineModel {
 
   getVersion = (): number => this.version;
 
-  apply(events: SessionEvent[]): void {
-    if (events.length === 0) return;
-    const items = this.items.slice();
+  apply(updates: Update[]): void {
+    if (updates.length === 0) return;
+    let items: Item[] | null = null;
     let summary = this.summary;
-    for (const e of events) {
+    let streaming = this.streaming;
+    for (const e of updates) {
+      if (!('seq' in e)) {
+        streaming = applyDelta(streaming, e, summary.lastSeq);
+        continue;
+      }
       if (e.seq <= summary.lastSeq) continue;
+      items ??= this.stored.slice();
+      // Whatever the model wrote is now stored (usage is recorded before the message itself).
+      if (streaming && e.seq > streaming.afterSeq && e.detail.kind !== 'usage') streaming = null;
       const at = Date.parse(e.timestamp);
       summary = {
         ...summary,
@@ -158,10 +179,31 @@ export class TimelineModel {
           break;
       }
     }
-    this.items = items;
+    if (items) this.stored = items;
+    const changed = items !== null || streaming !== this.streaming;
+    if (!changed) return;
+    this.streaming = streaming;
+    this.items = streaming ? [...this.stored, streaming] : this.stored;
     this.summary = summary;
     this.version += 1;
     for (const fn of this.listeners) fn();
+  }
+}
+
+/** The streaming item after one delta (`lastSeq`: the last stored event received). */
+function applyDelta(current: StreamingItem | null, d: LiveDelta, lastSeq: number): StreamingItem | null {
+  if (d.afterSeq < lastSeq) return current; // completed already
+  const base: StreamingItem =
+    current && current.afterSeq === d.afterSeq
+      ? current
+      : { key: STREAMING_KEY, type: 'streaming', afterSeq: d.afterSeq, text: '', thinking: '' };
+  switch (d.detail.kind) {
+    case 'assistant_delta':
+      return { ...base, text: base.text + d.detail.text };
+    case 'thinking_delta':
+      return { ...base, thinking: base.thinking + d.detail.text };
+    case 'assistant_restart':
+      return null;
   }
 }
 

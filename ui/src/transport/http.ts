@@ -92,6 +92,10 @@ export class HttpTransport implements Transport {
     return r.sessions;
   }
 
+  async sendMessage(sessionId: string, content: string): Promise<void> {
+    await this.request('POST', `/api/v1/sessions/${encodeURIComponent(sessionId)}/messages`, { content });
+  }
+
   subscribe(sessionId: string, since: number, handlers: SubscribeHandlers): Subscription {
     const wsBase = this.base.replace(/^http/, 'ws');
     const factory: SocketFactory = () => {

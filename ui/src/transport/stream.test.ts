@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EventKind } from '../generated/events';
 import { SessionStream, type SocketLike } from './stream';
-import type { ConnectionState, Notice, SessionEvent } from './types';
+import type { ConnectionState, LiveDelta, Notice, SessionEvent } from './types';
 
 class FakeSocket implements SocketLike {
   readyState = 0;
@@ -38,6 +38,8 @@ const event = (seq: number) => ({ type: 'agent_event', seq, sessionId: 's1', tim
 function setup(since = 0) {
   const sockets: FakeSocket[] = [];
   const got: SessionEvent[] = [];
+  const deltas: LiveDelta[] = [];
+  const order: string[] = [];
   const notices: Notice[] = [];
   const states: ConnectionState[] = [];
   const timers: (() => void)[] = [];
@@ -50,14 +52,21 @@ function setup(since = 0) {
       return s;
     },
     {
-      onEvents: (e) => got.push(...e),
+      onEvents: (e) => {
+        got.push(...e);
+        order.push(...e.map((x) => `e${x.seq}`));
+      },
+      onDelta: (d) => {
+        deltas.push(d);
+        order.push(`${d.detail.kind}@${d.afterSeq}`);
+      },
       onNotice: (n) => notices.push(n),
       onConnection: (s) => states.push(s),
     },
     { setTimer: (fn) => timers.push(fn), clearTimer: () => {} },
   );
   const fire = () => timers.splice(0).forEach((fn) => fn());
-  return { stream, sockets, got, notices, states, fire };
+  return { stream, sockets, got, deltas, order, notices, states, fire };
 }
 
 describe('SessionStream', () => {
@@ -136,5 +145,64 @@ describe('SessionStream', () => {
     expect(sockets[0]?.sent.slice(1)).toEqual([{ type: 'stop' }, { type: 'message', content: 'more please' }]);
     stream.close();
     expect(sockets[0]?.closedWith).toBe(1000);
+  });
+
+  describe('live deltas', () => {
+    const delta = (afterSeq: number, text: string, type = 'agent_delta', kind = 'assistant_delta') => ({
+      type,
+      eventType: 'AssistantDelta',
+      content: text,
+      afterSeq,
+      sessionId: 's1',
+      detail: { kind, text },
+    });
+
+    it('passes text and thinking in order with the events, each attach starting with a restart', () => {
+      const { sockets, order, deltas } = setup();
+      sockets[0]?.open();
+      sockets[0]?.frame(event(1));
+      sockets[0]?.frame(delta(1, 'hmm', 'thinking_delta', 'thinking_delta'));
+      sockets[0]?.frame(delta(1, 'Hel'));
+      sockets[0]?.frame(delta(1, 'lo'));
+      sockets[0]?.frame(event(2));
+      expect(order).toEqual([
+        'assistant_restart@0',
+        'e1',
+        'thinking_delta@1',
+        'assistant_delta@1',
+        'assistant_delta@1',
+        'e2',
+      ]);
+      expect(deltas.map((d) => ('text' in d.detail ? d.detail.text : ''))).toEqual(['', 'hmm', 'Hel', 'lo']);
+    });
+
+    it('drops stale deltas, deltas of other sessions and malformed ones', () => {
+      const { sockets, order } = setup();
+      sockets[0]?.open();
+      [1, 2].forEach((s) => sockets[0]?.frame(event(s)));
+      sockets[0]?.frame(delta(1, 'late: message 2 is already stored'));
+      sockets[0]?.frame({ ...delta(2, 'other'), sessionId: 'other' });
+      sockets[0]?.frame({ type: 'agent_delta', afterSeq: 2, content: 'no detail' });
+      sockets[0]?.frame(delta(2, 'ok'));
+      expect(order).toEqual(['assistant_restart@0', 'e1', 'e2', 'assistant_delta@2']);
+    });
+
+    it('after a reconnect the repeated text so far replaces what was shown', () => {
+      const { sockets, fire, order } = setup();
+      sockets[0]?.open();
+      sockets[0]?.frame(event(1));
+      sockets[0]?.frame(delta(1, 'Hello'));
+      sockets[0]?.drop(1006);
+      fire();
+      sockets[1]?.open();
+      sockets[1]?.frame(delta(1, 'Hello, wor'));
+      expect(order).toEqual([
+        'assistant_restart@0',
+        'e1',
+        'assistant_delta@1',
+        'assistant_restart@1',
+        'assistant_delta@1',
+      ]);
+    });
   });
 });

@@ -1,9 +1,11 @@
 // A session's event stream over a WebSocket: attaches from a `seq`, keeps events in order
 // exactly once (replayed duplicates dropped, a gap triggers a re-attach from the last seq),
-// and reconnects with back-off, continuing from the last seq.
+// and reconnects with back-off, continuing from the last seq. Partial text of the message
+// being written (`agent_delta` / `thinking_delta` frames) goes to `onDelta` in between.
 import type {
   ConnectionState,
   EventKind,
+  LiveDelta,
   Notice,
   SessionEvent,
   SubscribeHandlers,
@@ -46,6 +48,7 @@ interface WireFrame {
   status?: string;
   message?: string;
   detail?: EventKind;
+  afterSeq?: number;
   tree?: unknown;
   truncated?: boolean;
 }
@@ -120,6 +123,13 @@ export class SessionStream implements Subscription {
     socket.onopen = () => {
       socket.send(JSON.stringify({ type: 'attach', sessionId: this.sessionId, since: this.last }));
       this.attempt = 0;
+      // The server starts a (re)attached stream with the partial text so far: what was
+      // shown of it before is void.
+      this.handlers.onDelta?.({
+        sessionId: this.sessionId,
+        afterSeq: this.last,
+        detail: { kind: 'assistant_restart', reason: 'reattached' },
+      });
       this.state('live');
     };
     socket.onmessage = (ev: MessageEvent) => {
@@ -164,6 +174,15 @@ export class SessionStream implements Subscription {
 
   /** Handles one frame; exposed to tests through the socket. */
   private onFrame(socket: SocketLike, frame: WireFrame): void {
+    if ((frame.type === 'agent_delta' || frame.type === 'thinking_delta') && typeof frame.afterSeq === 'number') {
+      if (frame.sessionId && frame.sessionId !== this.sessionId) return;
+      // Stale: the stored event that completes it has been received.
+      if (frame.afterSeq < this.last || this.resyncing) return;
+      const detail = frame.detail as unknown as LiveDelta['detail'] | undefined;
+      if (!detail || typeof detail !== 'object' || !('kind' in detail)) return;
+      this.handlers.onDelta?.({ sessionId: this.sessionId, afterSeq: frame.afterSeq, detail });
+      return;
+    }
     if (typeof frame.seq === 'number' && frame.detail) {
       if (frame.sessionId && frame.sessionId !== this.sessionId) return;
       if (frame.seq <= this.last) return; // replayed again: already seen

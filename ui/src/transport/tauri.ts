@@ -136,6 +136,10 @@ export class TauriTransport implements Transport {
     return call(() => commands.listSessions());
   }
 
+  async sendMessage(sessionId: string, content: string): Promise<void> {
+    await call(this.run, 'follow_up', { sessionId, content });
+  }
+
   subscribe(sessionId: string, since: number, handlers: SubscribeHandlers): Subscription {
     return new SessionStream(sessionId, since, () => new IpcSocket(), handlers);
   }

@@ -1,7 +1,7 @@
 // The one interface through which the UI asks anything of the engine. Implemented today over
 // HTTP + WebSocket (http.ts); a Tauri IPC implementation can come later behind the same shape.
 import type { components } from '../generated/api';
-import type { EventKind, SessionStatus } from '../generated/events';
+import type { EventKind, SessionStatus, TransientKind } from '../generated/events';
 
 type Schemas = components['schemas'];
 export type ChatSession = Schemas['ChatSession'];
@@ -20,7 +20,7 @@ export type CreatePrRequest = Schemas['CreatePrRequest'];
 export type CreatePrResponse = Schemas['CreatePrResponse'];
 export type EngineStatus = Schemas['EngineStatus'];
 export type ProviderStatus = Schemas['ProviderStatus'];
-export type { EventKind, SessionStatus };
+export type { EventKind, SessionStatus, TransientKind };
 
 /** `POST /api/v1/sessions` answer (the server returns an untyped JSON object). */
 export interface StartedSession {
@@ -36,6 +36,14 @@ export interface SessionEvent {
   detail: EventKind;
 }
 
+/** A live-only piece of the message the model is writing (never stored, never replayed):
+ * it belongs after stored event `afterSeq`, and the stored message that follows replaces it. */
+export interface LiveDelta {
+  sessionId: string;
+  afterSeq: number;
+  detail: TransientKind;
+}
+
 /** Things the connection says that are not events of the log. */
 export type Notice =
   | { type: 'status'; status: string; message: string }
@@ -47,6 +55,9 @@ export type ConnectionState = 'connecting' | 'live' | 'reconnecting' | 'ended' |
 export interface SubscribeHandlers {
   /** Events in `seq` order, each exactly once, without gaps. */
   onEvents(events: SessionEvent[]): void;
+  /** Partial text of the message being written, in order with the events. After every
+   * (re)attach the server repeats the text so far, so a restart comes first. */
+  onDelta?(delta: LiveDelta): void;
   onNotice?(notice: Notice): void;
   onConnection?(state: ConnectionState, detail?: string): void;
 }
@@ -77,6 +88,9 @@ export interface Transport {
   startSession(req: StartSession): Promise<StartedSession>;
   getSession(sessionId: string): Promise<SessionSummary>;
   listSessions(): Promise<SessionSummary[]>;
+  /** Sends a message to any of the user's sessions: a live one gets it as a follow-up; an
+   * ended, idle or interrupted one is continued (a sandbox is started on its workspace). */
+  sendMessage(sessionId: string, content: string): Promise<void>;
   /** Events of a session after `since` (replay, then live), with stop and follow-up. */
   subscribe(sessionId: string, since: number, handlers: SubscribeHandlers): Subscription;
   // chats (history)

@@ -4,6 +4,7 @@
 pub mod context;
 pub mod editor;
 pub mod prompt;
+pub mod resume;
 pub mod runner;
 pub mod stuck;
 pub mod tools;

@@ -217,9 +217,13 @@ impl Agent {
         sink: &dyn EventSink,
         cancel: &CancellationToken,
     ) -> EngineResult<TurnOutcome> {
-        self.history.push(Message::User {
-            content: user_text.to_string(),
-        });
+        self.remember(
+            Message::User {
+                content: user_text.to_string(),
+            },
+            sink,
+        )
+        .await?;
         let deadline = Instant::now() + self.limits.turn_timeout;
         // One token for "stop or timeout": children of the user's token plus a timer.
         let turn_cancel = cancel.child_token();
@@ -269,6 +273,7 @@ impl Agent {
             let on_delta = |delta: StreamDelta| {
                 sink.transient(match delta {
                     StreamDelta::Text(text) => TransientKind::AssistantDelta { text },
+                    StreamDelta::Thinking(text) => TransientKind::ThinkingDelta { text },
                     StreamDelta::Restart { reason } => TransientKind::AssistantRestart { reason },
                 })
             };
@@ -290,10 +295,14 @@ impl Agent {
 
             let text = response.text.clone().filter(|t| !t.trim().is_empty());
             let item_max = self.context.item_max_chars(MODEL_OUTPUT_MAX_CHARS);
-            self.history.push(Message::Assistant {
-                text: text.as_deref().map(|t| truncate_for_model(t, item_max)),
-                tool_calls: response.tool_calls.clone(),
-            });
+            self.remember(
+                Message::Assistant {
+                    text: text.as_deref().map(|t| truncate_for_model(t, item_max)),
+                    tool_calls: response.tool_calls.clone(),
+                },
+                sink,
+            )
+            .await?;
             if let Some(text) = &text {
                 sink.emit(EventKind::AssistantMessage {
                     content: text.clone(),
@@ -312,19 +321,21 @@ impl Agent {
             for (i, call) in calls.iter().enumerate() {
                 if stopped || cancel.is_cancelled() {
                     stopped = true;
-                    self.push_result(call, "Not run: the user stopped the agent.", true);
+                    self.push_result(call, "Not run: the user stopped the agent.", true, sink)
+                        .await?;
                     continue;
                 }
                 let (result, failed, end) = self.run_tool(call, sink, cancel).await?;
                 let signature = format!("{}:{}", call.name, call.arguments);
-                self.push_result(call, &result, failed);
+                self.push_result(call, &result, failed, sink).await?;
                 match end {
                     StepEnd::Continue => {}
                     StepEnd::Finish(message) => {
                         finish = Some(message);
                         // Results for any calls after `finish` keep the history well-formed.
                         for later in &calls[i + 1..] {
-                            self.push_result(later, "Not run: the task was finished.", true);
+                            self.push_result(later, "Not run: the task was finished.", true, sink)
+                                .await?;
                         }
                         break;
                     }
@@ -339,7 +350,8 @@ impl Agent {
                     })
                     .await?;
                     for later in &calls[i + 1..] {
-                        self.push_result(later, "Not run: the agent was stopped.", true);
+                        self.push_result(later, "Not run: the agent was stopped.", true, sink)
+                            .await?;
                     }
                     return Ok(TurnOutcome::Stuck);
                 }
@@ -354,15 +366,60 @@ impl Agent {
         Ok(TurnOutcome::MaxIterations)
     }
 
-    fn push_result(&mut self, call: &ToolCall, content: &str, is_error: bool) {
+    async fn push_result(
+        &mut self,
+        call: &ToolCall,
+        content: &str,
+        is_error: bool,
+        sink: &dyn EventSink,
+    ) -> EngineResult<()> {
         // A single huge result never takes more than its share of the context.
         let item_max = self.context.item_max_chars(MODEL_OUTPUT_MAX_CHARS);
-        self.history.push(Message::Tool {
-            call_id: call.id.clone(),
-            name: call.name.clone(),
-            content: truncate_for_model(content, item_max),
-            is_error,
-        });
+        self.remember(
+            Message::Tool {
+                call_id: call.id.clone(),
+                name: call.name.clone(),
+                content: truncate_for_model(content, item_max),
+                is_error,
+            },
+            sink,
+        )
+        .await
+    }
+
+    /// Appends a message to the conversation and records it (a `model_message` event), so a
+    /// continued session rebuilds exactly this conversation.
+    async fn remember(&mut self, message: Message, sink: &dyn EventSink) -> EngineResult<()> {
+        sink.emit(EventKind::ModelMessage {
+            message: message.clone(),
+        })
+        .await?;
+        self.history.push(message);
+        Ok(())
+    }
+
+    /// Continues a stored conversation: its messages and the session's usage and cost so far
+    /// (see [`super::resume`]). Tool calls left without a result (the engine stopped in the
+    /// middle of a step) get one saying so, recorded like every other message.
+    pub async fn restore(
+        &mut self,
+        restored: super::resume::Restored,
+        sink: &dyn EventSink,
+    ) -> EngineResult<()> {
+        self.history = restored.history;
+        self.totals = restored.totals;
+        self.total_cost = restored.total_cost_usd;
+        self.reported = None;
+        for call in super::resume::unanswered_calls(&self.history) {
+            self.push_result(
+                &call,
+                "Not run: the session was interrupted before this step ran.",
+                true,
+                sink,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Condenses the oldest turns when the next request would pass the high-water mark (see

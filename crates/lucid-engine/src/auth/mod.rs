@@ -1,10 +1,15 @@
 //! Authentication shared by every front door: bearer JWTs (`exp` and `sub` required; local
 //! mode: HS256 with the local secret; Supabase mode: Supabase access tokens, HS256 or ES256/RS256
 //! from the project's JWKS, see [`supabase`]) and the internal-key path (`X-User-ID` +
-//! `X-Internal-Key`, only when a key is configured).
+//! `X-Internal-Key`, only when a key is configured). Supabase sign-in (PKCE through Supabase
+//! Auth): [`gotrue`] (the HTTP client), [`sign_in`] (start and complete a sign-in),
+//! [`session_keeper`] (keep an app's session refreshed, also after the machine slept).
 
+pub mod gotrue;
 mod jwt;
 mod local_secret;
+pub mod session_keeper;
+pub mod sign_in;
 pub mod supabase;
 
 use std::sync::Arc;
@@ -13,8 +18,11 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
+pub use gotrue::{AuthSession, AuthUser, GoTrueClient, GoTrueError};
 pub use jwt::{issue_token, verify_token, Claims};
 pub use local_secret::{load_or_create_local_secret, load_or_create_secret_file};
+pub use session_keeper::{SessionKeeper, TokenVault};
+pub use sign_in::{Callback, Provider, SignIn, SignInError, StartedSignIn};
 pub use supabase::{JwksPolicy, SupabaseTokenVerifier};
 
 /// The authenticated caller. Every engine call takes one; ownership is checked against `id`.

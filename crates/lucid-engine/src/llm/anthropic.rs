@@ -226,12 +226,12 @@ pub struct AnthropicStream {
 
 impl AnthropicStream {
     /// Reports the first text of a block, after a line break when an earlier block had text.
-    fn report(&mut self, text: String, on_text: &mut dyn FnMut(String)) {
+    fn report(&mut self, text: String, on_delta: &mut dyn FnMut(StreamDelta)) {
         if self.reported_text {
-            on_text("\n".to_string());
+            on_delta(StreamDelta::Text("\n".to_string()));
         }
         self.reported_text = true;
-        on_text(text);
+        on_delta(StreamDelta::Text(text));
     }
 
     fn block(&mut self, index: Option<u64>) -> Result<&mut (Value, String), StreamFailure> {
@@ -251,7 +251,7 @@ impl StreamReader for AnthropicStream {
     fn on_event(
         &mut self,
         event: SseEvent,
-        on_text: &mut dyn FnMut(String),
+        on_text: &mut dyn FnMut(StreamDelta),
     ) -> Result<(), StreamFailure> {
         let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
             return Err(StreamFailure::Fatal(LlmError::InvalidResponse {
@@ -310,7 +310,7 @@ impl StreamReader for AnthropicStream {
                             if starts_block {
                                 self.report(piece, on_text);
                             } else {
-                                on_text(piece);
+                                on_text(StreamDelta::Text(piece));
                             }
                         }
                     }
@@ -326,6 +326,9 @@ impl StreamReader for AnthropicStream {
                         let piece = delta.get("thinking").and_then(Value::as_str).unwrap_or("");
                         let text = block["thinking"].as_str().unwrap_or("").to_string() + piece;
                         block["thinking"] = json!(text);
+                        if !piece.is_empty() {
+                            on_text(StreamDelta::Thinking(piece.to_string()));
+                        }
                     }
                     Some("signature_delta") => {
                         if let Some(signature) = delta.get("signature") {

@@ -241,7 +241,7 @@ impl StreamReader for GeminiStream {
     fn on_event(
         &mut self,
         event: SseEvent,
-        on_text: &mut dyn FnMut(String),
+        on_text: &mut dyn FnMut(StreamDelta),
     ) -> Result<(), StreamFailure> {
         if event.data.trim().is_empty() {
             return Ok(());
@@ -287,9 +287,14 @@ impl StreamReader for GeminiStream {
             .flatten()
         {
             let thought = part.get("thought").and_then(Value::as_bool) == Some(true);
-            if let (false, Some(text)) = (thought, part.get("text").and_then(Value::as_str)) {
+            if let Some(text) = part.get("text").and_then(Value::as_str) {
                 if !text.is_empty() && part.get("functionCall").is_none() {
-                    on_text(text.to_string());
+                    // Thought summaries (`"thought": true`, with `includeThoughts`) are thinking.
+                    on_text(if thought {
+                        StreamDelta::Thinking(text.to_string())
+                    } else {
+                        StreamDelta::Text(text.to_string())
+                    });
                 }
             }
             self.parts.push(part.clone());

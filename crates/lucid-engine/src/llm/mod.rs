@@ -111,6 +111,9 @@ impl Usage {
 pub enum StreamDelta {
     /// The next piece of the assistant's text.
     Text(String),
+    /// The next piece of the model's thinking (reasoning) text, where the provider sends it;
+    /// not part of the answer.
+    Thinking(String),
     /// The stream broke and the request is being sent again: text reported so far for this
     /// request is void (the retried answer starts from the beginning).
     Restart { reason: String },

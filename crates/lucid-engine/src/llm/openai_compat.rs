@@ -257,7 +257,7 @@ impl StreamReader for OpenAiStream {
     fn on_event(
         &mut self,
         event: SseEvent,
-        on_text: &mut dyn FnMut(String),
+        on_text: &mut dyn FnMut(StreamDelta),
     ) -> Result<(), StreamFailure> {
         let data = event.data.trim();
         if data == "[DONE]" {
@@ -309,10 +309,21 @@ impl StreamReader for OpenAiStream {
         let Some(delta) = choice.get("delta") else {
             return Ok(());
         };
+        // Reasoning text, where an OpenAI-compatible server exposes it: `reasoning_content`
+        // (DeepSeek, vLLM, LiteLLM) or `reasoning` (OpenRouter, Ollama). OpenAI itself sends
+        // none in Chat Completions.
+        if let Some(piece) = ["reasoning_content", "reasoning"]
+            .iter()
+            .find_map(|k| delta.get(*k).and_then(Value::as_str))
+        {
+            if !piece.is_empty() {
+                on_text(StreamDelta::Thinking(piece.to_string()));
+            }
+        }
         if let Some(piece) = delta.get("content").and_then(Value::as_str) {
             if !piece.is_empty() {
                 self.text.push_str(piece);
-                on_text(piece.to_string());
+                on_text(StreamDelta::Text(piece.to_string()));
             }
         }
         for (position, call) in delta

@@ -120,11 +120,12 @@ pub(crate) async fn send_json(
 /// Reads one provider's stream of server-sent events into a complete answer.
 pub(crate) trait StreamReader: Send {
     type Output;
-    /// Handles the next event; text for the user goes to `on_text` as it arrives.
+    /// Handles the next event; text (and thinking) for the user goes to `on_delta` as it
+    /// arrives.
     fn on_event(
         &mut self,
         event: SseEvent,
-        on_text: &mut dyn FnMut(String),
+        on_delta: &mut dyn FnMut(StreamDelta),
     ) -> Result<(), StreamFailure>;
     /// Whether the stream's terminal event was seen (a stream that ends before is cut).
     fn is_complete(&self) -> bool;
@@ -159,9 +160,9 @@ pub(crate) async fn send_stream<R: StreamReader>(
     loop {
         let request = build(endpoint.http).timeout(endpoint.policy.attempt_timeout);
         let mut reported = false;
-        let outcome = run_stream_attempt(endpoint, request, new_reader(), &mut |text| {
+        let outcome = run_stream_attempt(endpoint, request, new_reader(), &mut |delta| {
             reported = true;
-            on_delta(StreamDelta::Text(text));
+            on_delta(delta);
         })
         .await;
         let failure = match outcome {
@@ -313,7 +314,7 @@ async fn run_stream_attempt<R: StreamReader>(
     endpoint: &Endpoint<'_>,
     request: RequestBuilder,
     mut reader: R,
-    on_text: &mut (dyn FnMut(String) + Send),
+    on_text: &mut (dyn FnMut(StreamDelta) + Send),
 ) -> Attempt<R::Output> {
     let mut response = match send(endpoint, request).await {
         Ok(response) => response,
@@ -401,7 +402,7 @@ async fn run_stream_attempt<R: StreamReader>(
 fn feed<R: StreamReader>(
     reader: &mut R,
     event: SseEvent,
-    on_text: &mut (dyn FnMut(String) + Send),
+    on_text: &mut (dyn FnMut(StreamDelta) + Send),
 ) -> Option<Attempt<R::Output>> {
     match reader.on_event(event, on_text) {
         Ok(()) => None,

@@ -267,7 +267,8 @@ pub struct DockerSandboxes {
 }
 
 impl DockerSandboxes {
-    /// Connects to the daemon (`DOCKER_HOST` or the local socket) and negotiates the API version.
+    /// Connects to the daemon (`DOCKER_HOST`: `unix://` or `tcp://`, e.g. a socket proxy; else
+    /// the local socket) and negotiates the API version.
     pub async fn connect(
         config: &SandboxConfig,
         instance_id: String,
@@ -277,7 +278,7 @@ impl DockerSandboxes {
                 "invalid engine instance id {instance_id:?}"
             )));
         }
-        let docker = Docker::connect_with_local_defaults()
+        let docker = Docker::connect_with_defaults()
             .map_err(|e| SandboxError::DockerUnavailable(e.to_string()))?;
         let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
             .await
@@ -645,7 +646,7 @@ impl DockerSandboxes {
 
     /// When the engine runs as root and files should belong to another user (`SANDBOX_USER`),
     /// gives the workspace to that user first so the sandbox can write it.
-    async fn hand_over_workspace(&self, workspace_dir: &Path) {
+    pub async fn hand_over_workspace(&self, workspace_dir: &Path) {
         let Some((uid, gid)) = self.file_owner() else {
             return;
         };

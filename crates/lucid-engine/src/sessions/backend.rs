@@ -129,6 +129,14 @@ impl SandboxBackend {
         Ok(sandbox)
     }
 
+    /// Gives a workspace filled after its sandbox started (a warm sandbox's, then cloned into)
+    /// to the sandbox user, as creating a sandbox does.
+    pub async fn hand_over_workspace(&self, workspace: &Path) {
+        if let SandboxBackend::Docker(docker) = self {
+            docker.hand_over_workspace(workspace).await;
+        }
+    }
+
     pub async fn is_docker_available(&self) -> bool {
         match self {
             SandboxBackend::Docker(docker) => docker.ping().await,

@@ -22,7 +22,9 @@
 //! the store: [`EventLog::publish_transient`] stamps them with the last assigned seq and sends
 //! them on a bounded broadcast channel. A [`LiveStream`] merges them into the stored stream at
 //! their position (after the stored event they follow), drops them once it has moved past that
-//! position, and loses them, never stored events, when it falls too far behind.
+//! position, and loses them, never stored events, when it falls too far behind. The partial
+//! answer being written is also kept in memory ([`super::partial_text`]) so a stream opened
+//! mid-message starts with the text so far.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +38,8 @@ use crate::auth::User;
 use crate::error::{EngineError, EngineResult};
 use crate::events::{Event, EventKind, TransientEvent, TransientKind};
 use crate::store::{Store, StoreError};
+
+use super::partial_text::PartialText;
 
 /// The last word of a session whose chat was deleted underneath it.
 pub const CHAT_GONE_MESSAGE: &str =
@@ -145,6 +149,8 @@ pub struct EventLog {
     transient: broadcast::Sender<TransientEvent>,
     /// Highest seq assigned so far (what transient events are positioned after).
     assigned: AtomicU64,
+    /// The answer being written (held while publishing a transient event or subscribing).
+    partial: std::sync::Mutex<PartialText>,
 }
 
 struct Producer {
@@ -177,6 +183,7 @@ impl EventLog {
             chat_gone: CancellationToken::new(),
             transient: broadcast::Sender::new(TRANSIENT_CAPACITY),
             assigned: AtomicU64::new(last),
+            partial: std::sync::Mutex::new(PartialText::default()),
         });
         tokio::spawn(writer(Arc::clone(&log), rx));
         Ok(log)
@@ -205,6 +212,7 @@ impl EventLog {
             chat_gone: CancellationToken::new(),
             transient: broadcast::Sender::new(TRANSIENT_CAPACITY),
             assigned: AtomicU64::new(last),
+            partial: std::sync::Mutex::new(PartialText::default()),
         }))
     }
 
@@ -249,12 +257,11 @@ impl EventLog {
     /// positioned after the last event emitted so far. Never waits.
     pub fn publish_transient(&self, kind: TransientKind) {
         let after_seq = self.assigned.load(Ordering::SeqCst);
+        let event = TransientEvent::new(self.session_id.clone(), after_seq, kind);
+        let mut partial = self.partial.lock().unwrap_or_else(|p| p.into_inner());
+        partial.apply(&event);
         // No receiver is not an error: nobody is watching.
-        let _ = self.transient.send(TransientEvent::new(
-            self.session_id.clone(),
-            after_seq,
-            kind,
-        ));
+        let _ = self.transient.send(event);
     }
 
     /// Highest seq assigned so far (persisted or not).
@@ -303,13 +310,23 @@ impl EventLog {
             tail.cursors.insert(id, since);
             id
         };
+        // The partial answer so far and the channel's next pieces, taken together.
+        let (transient, catch_up) = {
+            let partial = self.partial.lock().unwrap_or_else(|p| p.into_inner());
+            let assigned = self.assigned.load(Ordering::SeqCst);
+            (
+                self.transient.subscribe(),
+                partial.catch_up(&self.session_id, assigned),
+            )
+        };
         EventStream {
             log: Arc::clone(self),
             id,
             wake: self.wake.subscribe(),
             last_seq: since,
             pending: Vec::new().into_iter(),
-            transient: Some(self.transient.subscribe()),
+            transient: Some(transient),
+            catch_up,
         }
     }
 
@@ -462,6 +479,7 @@ fn approx_size(event: &Event) -> usize {
         EventKind::Finish { call_id, message } => call_id.len() + message.len(),
         EventKind::Usage(usage) => usage.model.len(),
         EventKind::Condensation { summary, .. } => summary.len(),
+        EventKind::ModelMessage { message } => crate::agent::context::message_chars(message),
     };
     std::mem::size_of::<Event>() + event.session_id.len() + strings
 }
@@ -533,6 +551,8 @@ pub struct EventStream {
     pending: std::vec::IntoIter<Event>,
     /// Transient events since subscribing (taken by [`EventStream::live`]).
     transient: Option<broadcast::Receiver<TransientEvent>>,
+    /// The partial answer being written when the stream was opened (for [`EventStream::live`]).
+    catch_up: Vec<TransientEvent>,
 }
 
 impl EventStream {
@@ -587,10 +607,11 @@ impl EventStream {
     /// This stream with the log's transient events merged in (see [`LiveStream`]).
     pub fn live(mut self) -> LiveStream {
         let transient = self.transient.take();
+        let held = std::mem::take(&mut self.catch_up).into();
         LiveStream {
             events: self,
             transient,
-            held: VecDeque::new(),
+            held,
         }
     }
 }
@@ -965,6 +986,9 @@ mod tests {
         }
         async fn deactivate_all_chats(&self) -> StoreResult<u64> {
             self.inner.deactivate_all_chats().await
+        }
+        async fn active_chats(&self) -> StoreResult<Vec<ChatSession>> {
+            self.inner.active_chats().await
         }
         async fn append_events(&self, u: &User, c: &str, e: &[Event]) -> StoreResult<()> {
             if self.down.load(std::sync::atomic::Ordering::SeqCst) {

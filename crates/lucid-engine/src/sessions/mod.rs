@@ -2,15 +2,27 @@
 //! its events from any `seq`, list and get the caller's sessions, destroy.
 //!
 //! A session owns its workspace, its sandbox, its agent task and its [`EventLog`]. It keeps
-//! running when clients disconnect; once idle with nobody attached for the detach grace
-//! period, it releases its sandbox and ends. Its workspace stays until its chat is deleted.
+//! running when clients disconnect; once its agent is idle and nobody is attached for the
+//! idle time (`LUCID_SANDBOX_IDLE_SECS`), it releases its sandbox and stops being live. Its
+//! workspace and history stay until its chat is deleted, and a follow-up continues it at any
+//! time (live, released, or from before an engine restart): a new sandbox on the same
+//! workspace, the conversation rebuilt from the stored events ([`crate::agent::resume`]), the
+//! same event log with `seq` continuing.
+//!
+//! Only live sessions hold one of the user's `LUCID_MAX_SESSIONS_PER_USER` slots; at the
+//! limit, the user's idle sessions that nobody follows are released (oldest first) before a
+//! start or a continuation is refused.
 
 pub mod backend;
 pub mod event_log;
+mod partial_text;
 mod runner;
 mod slots;
+pub mod status;
+pub mod warm;
+pub mod title;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +41,7 @@ use crate::store::NewChat;
 pub use backend::SandboxBackend;
 pub use event_log::{EventLog, EventStream};
 pub(crate) use runner::SessionDeps;
+use slots::SessionSlot;
 pub(crate) use slots::SessionSlots;
 
 /// Follow-ups that may wait behind a running turn.
@@ -99,6 +112,18 @@ pub struct SessionSummary {
     pub chat_id: String,
     #[schema(value_type = String)]
     pub status: SessionStatus,
+    /// The repository the session works on (without credentials), if any.
+    pub repository: Option<String>,
+    /// The branch it was cloned at (`None`: the repository's default branch).
+    pub branch: Option<String>,
+}
+
+/// Why a follow-up could not be queued on a live session.
+enum QueueError {
+    /// Refused for the caller (too many waiting).
+    Refused(EngineError),
+    /// The session is ending.
+    Ended,
 }
 
 enum Control {
@@ -123,6 +148,8 @@ pub(crate) struct LiveSession {
     user: User,
     task: String,
     created_at: DateTime<Utc>,
+    repo_url: Option<String>,
+    branch: Option<String>,
     workspace: PathBuf,
     log: Arc<EventLog>,
     control: mpsc::UnboundedSender<Control>,
@@ -136,10 +163,81 @@ pub(crate) struct LiveSession {
     /// Follow-ups sent but not yet started.
     queued_follow_ups: AtomicUsize,
     detached_since: Mutex<Option<Instant>>,
+    /// When the agent last stopped working (or the session went live).
+    last_active: Mutex<Instant>,
     done: watch::Receiver<bool>,
 }
 
+/// What a new [`LiveSession`] is made of.
+struct NewLive {
+    id: String,
+    chat_id: String,
+    user: User,
+    task: String,
+    created_at: DateTime<Utc>,
+    repo_url: Option<String>,
+    branch: Option<String>,
+    workspace: PathBuf,
+    log: Arc<EventLog>,
+}
+
 impl LiveSession {
+    fn new(
+        n: NewLive,
+    ) -> (
+        Arc<LiveSession>,
+        mpsc::UnboundedReceiver<Control>,
+        watch::Sender<bool>,
+    ) {
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let (status_tx, _) = watch::channel(SessionStatus::Initializing);
+        let (done_tx, done_rx) = watch::channel(false);
+        let session = Arc::new(LiveSession {
+            id: n.id,
+            chat_id: n.chat_id,
+            user: n.user,
+            task: n.task,
+            created_at: n.created_at,
+            repo_url: n.repo_url,
+            branch: n.branch,
+            workspace: n.workspace,
+            log: n.log,
+            control: control_tx,
+            turns: Mutex::new(TurnControl {
+                current: shutdown.child_token(),
+                stop_generation: 0,
+            }),
+            shutdown,
+            status: status_tx,
+            attached: AtomicUsize::new(0),
+            queued_follow_ups: AtomicUsize::new(0),
+            detached_since: Mutex::new(Some(Instant::now())),
+            last_active: Mutex::new(Instant::now()),
+            done: done_rx,
+        });
+        (session, control_rx, done_tx)
+    }
+
+    /// Whether the agent is working (setting up, running a turn, or with follow-ups waiting).
+    fn is_working(&self) -> bool {
+        self.queued_follow_ups.load(Ordering::SeqCst) > 0
+            || matches!(
+                *self.status.borrow(),
+                SessionStatus::Initializing | SessionStatus::Ready | SessionStatus::Running
+            )
+    }
+
+    /// Since when the session has been idle with nobody attached, if it is.
+    fn idle_detached_since(&self) -> Option<Instant> {
+        if self.attached.load(Ordering::SeqCst) > 0 || self.is_working() || *self.done.borrow() {
+            return None;
+        }
+        let detached = self.detached_since.lock().ok().and_then(|d| *d)?;
+        let active = self.last_active.lock().map(|a| *a).ok()?;
+        Some(detached.max(active))
+    }
+
     fn summary(&self) -> SessionSummary {
         let status = *self.status.borrow();
         SessionSummary {
@@ -152,6 +250,20 @@ impl LiveSession {
                 .to_rfc3339_opts(SecondsFormat::Micros, false),
             chat_id: self.chat_id.clone(),
             status,
+            repository: self.repo_url.clone(),
+            branch: self.branch.clone(),
+        }
+    }
+}
+
+/// Removes `session` from the live map unless a newer session with its id replaced it.
+pub(crate) fn remove_live(map: &LiveMap, session: &Arc<LiveSession>) {
+    if let Ok(mut map) = map.lock() {
+        if map
+            .get(&session.id)
+            .is_some_and(|s| Arc::ptr_eq(s, session))
+        {
+            map.remove(&session.id);
         }
     }
 }
@@ -185,6 +297,9 @@ pub struct Attachment {
 /// The session manager.
 pub struct Sessions {
     deps: Arc<SessionDeps>,
+    /// Continuations of sessions that are not live take turns: a session is never made live
+    /// twice.
+    continuing: tokio::sync::Mutex<()>,
 }
 
 /// Live sessions by id, shared between the manager and the session runners.
@@ -192,7 +307,10 @@ pub(crate) type LiveMap = Mutex<HashMap<String, Arc<LiveSession>>>;
 
 impl Sessions {
     pub(crate) fn new(deps: Arc<SessionDeps>) -> Self {
-        Self { deps }
+        Self {
+            deps,
+            continuing: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// Creates the session (chat row, workspace, event log) and starts the agent on the task.
@@ -232,12 +350,8 @@ impl Sessions {
             .filter(|b| !b.is_empty());
 
         // Checked and reserved in one step: parallel starts cannot overshoot the limit. The
-        // slot is held until the session has ended and released its sandbox; any failure
-        // below gives it back.
-        let slot = self
-            .deps
-            .slots
-            .reserve(&user.id, self.deps.config.max_sessions_per_user)?;
+        // slot is held while the session is live; any failure below gives it back.
+        let slot = self.reserve_slot(user).await?;
         let session_id = uuid::Uuid::new_v4().to_string();
         let chat_id = uuid::Uuid::new_v4().to_string();
         let workspace =
@@ -259,6 +373,17 @@ impl Sessions {
                 },
             )
             .await?;
+        if self.deps.config.chat_titles {
+            title::spawn(title::TitleJob {
+                store: Arc::clone(&self.deps.store),
+                user: user.clone(),
+                chat_id: chat.id.clone(),
+                initial_title: chat.title.clone().unwrap_or_default(),
+                task: task.clone(),
+                client: Arc::clone(&model.client),
+                model: model.model.clone(),
+            });
+        }
         let log = EventLog::open(
             Arc::clone(&self.deps.store),
             user.clone(),
@@ -266,30 +391,16 @@ impl Sessions {
             session_id.clone(),
         )
         .await?;
-
-        let (control_tx, control_rx) = mpsc::unbounded_channel();
-        let shutdown = CancellationToken::new();
-        let (status_tx, _) = watch::channel(SessionStatus::Initializing);
-        let (done_tx, done_rx) = watch::channel(false);
-        let session = Arc::new(LiveSession {
+        let (session, control_rx, done_tx) = LiveSession::new(NewLive {
             id: session_id.clone(),
             chat_id: chat.id.clone(),
             user: user.clone(),
             task: task.clone(),
             created_at: chat.created_at,
+            repo_url: repo_url.map(str::to_string),
+            branch: branch.map(str::to_string),
             workspace,
             log,
-            control: control_tx,
-            turns: Mutex::new(TurnControl {
-                current: shutdown.child_token(),
-                stop_generation: 0,
-            }),
-            shutdown,
-            status: status_tx,
-            attached: AtomicUsize::new(0),
-            queued_follow_ups: AtomicUsize::new(0),
-            detached_since: Mutex::new(Some(Instant::now())),
-            done: done_rx,
         });
         self.deps
             .live
@@ -299,6 +410,7 @@ impl Sessions {
 
         let plan = runner::SessionPlan {
             task,
+            continued: false,
             repo_url: repo_url.map(str::to_string),
             branch: branch.map(str::to_string),
             git_credentials: req
@@ -312,20 +424,60 @@ impl Sessions {
                 .or(url_credentials),
             model,
         };
+        self.spawn_runner(session, plan, slot, control_rx, done_tx);
+        Ok(StartedSession {
+            session_id,
+            chat_id: chat.id,
+        })
+    }
+
+    /// Runs a live session until it ends, then gives its slot back and leaves the live map.
+    fn spawn_runner(
+        &self,
+        session: Arc<LiveSession>,
+        plan: runner::SessionPlan,
+        slot: SessionSlot,
+        control_rx: mpsc::UnboundedReceiver<Control>,
+        done_tx: watch::Sender<bool>,
+    ) {
         let deps = Arc::clone(&self.deps);
         let live_map = Arc::downgrade(&self.deps.live);
         tokio::spawn(async move {
             runner::run_session(deps, Arc::clone(&session), plan, control_rx).await;
             drop(slot);
-            let _ = done_tx.send(true);
             if let Some(map) = live_map.upgrade() {
-                map.lock().expect("sessions poisoned").remove(&session.id);
+                remove_live(&map, &session);
             }
+            let _ = done_tx.send(true);
         });
-        Ok(StartedSession {
-            session_id,
-            chat_id: chat.id,
-        })
+    }
+
+    /// Reserves one of the user's session slots. At the limit, the user's idle sessions that
+    /// nobody follows release their sandboxes (oldest first) until a slot is free; only when
+    /// none is left is the start refused.
+    async fn reserve_slot(&self, user: &User) -> EngineResult<SessionSlot> {
+        let limit = self.deps.config.max_sessions_per_user;
+        let mut released = HashSet::new();
+        loop {
+            let refused = match self.deps.slots.reserve(&user.id, limit) {
+                Ok(slot) => return Ok(slot),
+                Err(refused) => refused,
+            };
+            let oldest_idle = {
+                let map = self.deps.live.lock().expect("sessions poisoned");
+                map.values()
+                    .filter(|s| s.user.id == user.id && !released.contains(&s.id))
+                    .filter_map(|s| s.idle_detached_since().map(|t| (t, Arc::clone(s))))
+                    .min_by_key(|(t, _)| *t)
+                    .map(|(_, s)| s)
+            };
+            let Some(idle) = oldest_idle else {
+                return Err(refused);
+            };
+            tracing::info!(session = %idle.id, "releasing an idle session's sandbox for a new one");
+            released.insert(idle.id.clone());
+            Self::shutdown_session(&idle).await;
+        }
     }
 
     fn find(&self, session_id: &str) -> Option<Arc<LiveSession>> {
@@ -362,7 +514,8 @@ impl Sessions {
         items
     }
 
-    /// One of the caller's sessions, live or finished (from its chat).
+    /// One of the caller's sessions, live or not (then from its chat, with its last stored
+    /// status).
     pub async fn get(&self, user: &User, session_id: &str) -> EngineResult<SessionSummary> {
         if let Some(s) = self.find(session_id) {
             if s.user.id != user.id {
@@ -378,6 +531,9 @@ impl Sessions {
             .chat_by_session(user, session_id)
             .await?
             .ok_or_else(|| EngineError::not_found(format!("Session {session_id} not found.")))?;
+        let status = status::last_stored(self.deps.store.as_ref(), user, &chat.id)
+            .await?
+            .unwrap_or(SessionStatus::Stopped);
         Ok(SessionSummary {
             session_id: session_id.to_string(),
             user_id: user.id.clone(),
@@ -387,12 +543,35 @@ impl Sessions {
                 .created_at
                 .to_rfc3339_opts(SecondsFormat::Micros, false),
             chat_id: chat.id,
-            status: SessionStatus::Stopped,
+            status,
+            repository: chat.repo_url,
+            branch: chat.branch,
         })
     }
 
-    /// Sends a follow-up message; it runs after the current step if one is running.
-    pub fn follow_up(&self, user: &User, session_id: &str, content: &str) -> EngineResult<()> {
+    /// Sends a follow-up message to one of the caller's sessions. A live session runs it after
+    /// the current step; any other one (idle and released, from before an engine restart) is
+    /// continued: see [`Sessions::follow_up_with_key`].
+    pub async fn follow_up(
+        &self,
+        user: &User,
+        session_id: &str,
+        content: &str,
+    ) -> EngineResult<()> {
+        self.follow_up_with_key(user, session_id, content, None)
+            .await
+    }
+
+    /// [`Sessions::follow_up`] with an LLM key for continuing a session that was started with
+    /// its own key (keys given with a task are never stored, so a session that is no longer
+    /// live needs it again unless the engine has one for its provider).
+    pub async fn follow_up_with_key(
+        &self,
+        user: &User,
+        session_id: &str,
+        content: &str,
+        api_key: Option<&str>,
+    ) -> EngineResult<()> {
         let content = content.trim();
         if content.is_empty() {
             return Err(EngineError::bad_request("Empty content"));
@@ -402,7 +581,25 @@ impl Sessions {
                 "The message is too long (max {MAX_MESSAGE_CHARS} characters)."
             )));
         }
-        let session = self.owned(user, session_id)?;
+        if let Some(session) = self.find(session_id) {
+            if session.user.id != user.id {
+                return Err(EngineError::forbidden(
+                    "Not authorized to access this session.",
+                ));
+            }
+            match Self::queue_follow_up(&session, content) {
+                Err(QueueError::Refused(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+                // It is ending right now: continue it once it has.
+                Err(QueueError::Ended) => Self::wait_done(&session).await,
+            }
+        }
+        self.continue_session(user, session_id, content, api_key)
+            .await
+    }
+
+    /// Queues a follow-up on a live session.
+    fn queue_follow_up(session: &Arc<LiveSession>, content: &str) -> Result<(), QueueError> {
         // Reserve a place in the queue first (the runner gives it back when it takes the
         // follow-up): the queue never holds more than MAX_QUEUED_FOLLOW_UPS messages.
         session
@@ -411,13 +608,13 @@ impl Sessions {
                 (queued < MAX_QUEUED_FOLLOW_UPS).then_some(queued + 1)
             })
             .map_err(|_| {
-                EngineError::new(
+                QueueError::Refused(EngineError::new(
                     crate::error::ErrorKind::TooManyRequests,
                     format!(
                         "Too many follow-ups are waiting ({MAX_QUEUED_FOLLOW_UPS} at most); \
                          wait for the agent to take them, or stop it."
                     ),
-                )
+                ))
             })?;
         let generation = session
             .turns
@@ -429,8 +626,93 @@ impl Sessions {
             .send(Control::FollowUp(content.to_string(), generation))
             .map_err(|_| {
                 session.queued_follow_ups.fetch_sub(1, Ordering::SeqCst);
-                EngineError::not_found(format!("Session {session_id} has ended."))
+                QueueError::Ended
             })
+    }
+
+    /// Makes a session that is not live live again on `content`: a sandbox on its workspace,
+    /// its conversation rebuilt from its events, its log continued.
+    async fn continue_session(
+        &self,
+        user: &User,
+        session_id: &str,
+        content: &str,
+        api_key: Option<&str>,
+    ) -> EngineResult<()> {
+        let not_found = || EngineError::not_found(format!("Session {session_id} not found."));
+        if !crate::workspace::is_safe_id(session_id) {
+            return Err(not_found());
+        }
+        let _turn = self.continuing.lock().await;
+        // Another request may have continued it meanwhile.
+        if let Some(session) = self.find(session_id) {
+            if session.user.id != user.id {
+                return Err(not_found());
+            }
+            return Self::queue_follow_up(&session, content).map_err(|e| match e {
+                QueueError::Refused(e) => e,
+                QueueError::Ended => EngineError::new(
+                    crate::error::ErrorKind::Conflict,
+                    "The session is ending; try again in a moment.",
+                ),
+            });
+        }
+        let chat = self
+            .deps
+            .store
+            .chat_by_session(user, session_id)
+            .await?
+            .ok_or_else(not_found)?;
+        let model = self.deps.resolve_continued_model(&chat, api_key)?;
+        let slot = self.reserve_slot(user).await?;
+        let workspace =
+            crate::workspace::session_workspace(&self.deps.workspace_base, &user.id, session_id)?;
+        let log = EventLog::open(
+            Arc::clone(&self.deps.store),
+            user.clone(),
+            chat.id.clone(),
+            session_id.to_string(),
+        )
+        .await?;
+        let (session, control_rx, done_tx) = LiveSession::new(NewLive {
+            id: session_id.to_string(),
+            chat_id: chat.id.clone(),
+            user: user.clone(),
+            task: chat.title.clone().unwrap_or_default(),
+            created_at: chat.created_at,
+            repo_url: chat.repo_url.clone(),
+            branch: chat.branch.clone(),
+            workspace,
+            log,
+        });
+        self.deps
+            .live
+            .lock()
+            .expect("sessions poisoned")
+            .insert(session_id.to_string(), Arc::clone(&session));
+        if let Err(e) = self.deps.store.set_chat_active(user, &chat.id, true).await {
+            tracing::warn!(session = %session_id, error = %e, "could not mark the chat active");
+        }
+        tracing::info!(session = %session_id, "continuing a session");
+        let plan = runner::SessionPlan {
+            task: content.to_string(),
+            continued: true,
+            repo_url: chat.repo_url,
+            branch: chat.branch,
+            git_credentials: None,
+            model,
+        };
+        self.spawn_runner(session, plan, slot, control_rx, done_tx);
+        Ok(())
+    }
+
+    async fn wait_done(session: &Arc<LiveSession>) {
+        let mut done = session.done.clone();
+        while !*done.borrow() {
+            if done.changed().await.is_err() {
+                break;
+            }
+        }
     }
 
     /// The current status of one of the caller's live sessions.
@@ -577,5 +859,14 @@ impl Sessions {
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default();
         futures::future::join_all(sessions.iter().map(Self::shutdown_session)).await;
+        if let Some(warm) = &self.deps.warm {
+            warm.shutdown().await;
+        }
+    }
+
+    /// Whether a pre-started sandbox is waiting for the next new session
+    /// (`LUCID_WARM_SANDBOX`).
+    pub fn warm_sandbox_ready(&self) -> bool {
+        self.deps.warm.as_ref().is_some_and(|w| w.is_ready())
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct SessionDeps {
     pub live: Arc<LiveMap>,
     /// Running sessions per user (see [`super::SessionSlots`]).
     pub slots: Arc<super::SessionSlots>,
+    /// The pre-started sandbox for the next new session, when enabled.
+    pub warm: Option<Arc<super::warm::WarmSandbox>>,
 }
 
 impl SessionDeps {
@@ -51,8 +53,41 @@ impl SessionDeps {
     }
 }
 
+impl SessionDeps {
+    /// The model of a session being continued, as its chat recorded it. A key given with the
+    /// task was never stored: without one from the engine's settings the caller must send it
+    /// again.
+    pub fn resolve_continued_model(
+        &self,
+        chat: &crate::store::ChatSession,
+        api_key: Option<&str>,
+    ) -> EngineResult<ResolvedModel> {
+        crate::llm::provider::resolve_provider(
+            &self.config,
+            chat.model_provider.as_deref(),
+            chat.model.as_deref(),
+            api_key.filter(|k| !k.trim().is_empty()),
+            self.http.clone(),
+        )
+        .map_err(|e| match e {
+            crate::llm::LlmError::MissingKey { provider, env } => EngineError::new(
+                crate::error::ErrorKind::Unprocessable,
+                format!(
+                    "This session uses {provider} with an API key that was given with its task; \
+                     Lucid never stores such keys. Send the key again with this message \
+                     (`apiKey`), or set {env} for the engine."
+                ),
+            ),
+            e => EngineError::bad_request(e.to_string()),
+        })
+    }
+}
+
 pub(crate) struct SessionPlan {
+    /// The first message: the task of a new session, or the follow-up that continues one.
     pub task: String,
+    /// Continuing a session that was not live: its workspace and history exist.
+    pub continued: bool,
     pub repo_url: Option<String>,
     pub branch: Option<String>,
     /// The request's token, else credentials from the repository URL's userinfo.
@@ -100,12 +135,16 @@ pub(crate) async fn run_session(
     set_status(
         &session,
         SessionStatus::Initializing,
-        "Setting up agent workspace...",
+        if plan.continued {
+            "Continuing the session: starting its sandbox..."
+        } else {
+            "Setting up agent workspace..."
+        },
     )
     .await;
     let task_event = EventKind::UserMessage {
         content: plan.task.clone(),
-        follow_up: false,
+        follow_up: plan.continued,
     };
 
     let mut agent = match prepare(&deps, &session, &plan).await {
@@ -122,7 +161,11 @@ pub(crate) async fn run_session(
         set_status(
             &session,
             SessionStatus::Ready,
-            "Agent session ready. Starting task...",
+            if plan.continued {
+                "Agent session ready. Continuing..."
+            } else {
+                "Agent session ready. Starting task..."
+            },
         )
         .await;
         emit(&session, task_event).await;
@@ -142,6 +185,7 @@ pub(crate) async fn run_session(
             first,
         )
         .await;
+        mark_active(&session);
         idle_loop(&deps, &session, agent, &mut control).await;
     }
     // Nothing queued from now on is processed: refuse it instead of dropping it silently.
@@ -162,8 +206,13 @@ pub(crate) async fn run_session(
         tracing::warn!(session = %session.id, error = %e, "could not mark chat inactive");
     }
     // Drop the session from the live map (the manager also does this when the task ends).
-    if let Ok(mut map) = deps.live.lock() {
-        map.remove(&session.id);
+    super::remove_live(&deps.live, &session);
+}
+
+/// Records that the agent stopped working just now (the idle time counts from here).
+fn mark_active(session: &LiveSession) {
+    if let Ok(mut last) = session.last_active.lock() {
+        *last = Instant::now();
     }
 }
 
@@ -177,17 +226,56 @@ async fn prepare(
     session: &Arc<LiveSession>,
     plan: &SessionPlan,
 ) -> Result<Agent, String> {
-    tokio::select! {
-        r = prepare_workspace(deps, session, plan) => r?,
-        _ = session.shutdown.cancelled() => return Err(STOPPED_DURING_SETUP.to_string()),
+    // A new session takes the warm sandbox, if one is ready: its empty workspace becomes the
+    // session's before anything is cloned into it.
+    let warm = match (&deps.warm, plan.continued) {
+        (Some(warm), false) => warm.take(&session.workspace).await,
+        _ => None,
+    };
+    let prepared = tokio::select! {
+        r = prepare_workspace(deps, session, plan) => r,
+        _ = session.shutdown.cancelled() => Err(STOPPED_DURING_SETUP.to_string()),
+    };
+    if let Err(message) = prepared {
+        if let Some(sandbox) = warm {
+            if let Err(e) = sandbox.shutdown().await {
+                tracing::warn!(session = %session.id, error = %e, "sandbox shutdown failed");
+            }
+        }
+        return Err(message);
     }
-    let sandbox = start_sandbox(deps, session).await?;
+    let sandbox = match warm {
+        Some(sandbox) => {
+            if plan.repo_url.is_some() {
+                deps.backend.hand_over_workspace(&session.workspace).await;
+            }
+            sandbox
+        }
+        None => start_sandbox(deps, session).await?,
+    };
     if session.shutdown.is_cancelled() {
         if let Err(e) = sandbox.shutdown().await {
             tracing::warn!(session = %session.id, error = %e, "sandbox shutdown failed");
         }
         return Err(STOPPED_DURING_SETUP.to_string());
     }
+    let restored = if plan.continued {
+        match crate::agent::resume::load(deps.store.as_ref(), &session.user, &session.chat_id).await
+        {
+            Ok(restored) => Some(restored),
+            Err(e) => {
+                if let Err(e) = sandbox.shutdown().await {
+                    tracing::warn!(session = %session.id, error = %e, "sandbox shutdown failed");
+                }
+                return Err(format!(
+                    "Could not read the session's history: {}",
+                    e.message
+                ));
+            }
+        }
+    } else {
+        None
+    };
     let workspace_path = sandbox.workspace_path().to_string();
     let prompt = system_prompt(&PromptContext {
         workspace_path: workspace_path.clone(),
@@ -197,7 +285,7 @@ async fn prepare(
         network: deps.config.sandbox.network.clone(),
     });
     let editor = Editor::new(session.workspace.clone(), workspace_path);
-    Ok(Agent::new(
+    let mut agent = Agent::new(
         Arc::clone(&plan.model.client),
         plan.model.model.clone(),
         prompt,
@@ -210,7 +298,16 @@ async fn prepare(
             context_window: deps.config.context_window,
             ..AgentLimits::default()
         },
-    ))
+    );
+    if let Some(restored) = restored {
+        if let Err(e) = agent.restore(restored, session.log.as_ref()).await {
+            if let Err(e) = agent.sandbox().shutdown().await {
+                tracing::warn!(session = %session.id, error = %e, "sandbox shutdown failed");
+            }
+            return Err(format!("Could not continue the session: {}", e.message));
+        }
+    }
+    Ok(agent)
 }
 
 /// Creates the workspace and clones the repository into it (no container involved).
@@ -222,7 +319,8 @@ async fn prepare_workspace(
     std::fs::create_dir_all(&session.workspace)
         .map_err(|e| format!("Could not create the workspace: {e}"))?;
 
-    if let Some(url) = &plan.repo_url {
+    // A continued session works on its workspace as it was: nothing is cloned again.
+    if let Some(url) = plan.repo_url.as_ref().filter(|_| !plan.continued) {
         emit(
             session,
             EventKind::Progress {
@@ -400,14 +498,14 @@ async fn idle_loop(
     agent: &mut Agent,
     control: &mut mpsc::UnboundedReceiver<Control>,
 ) {
-    let grace = deps.config.session_detach_grace;
+    let idle = deps.config.sandbox_idle;
     loop {
-        let idle_deadline = detached_deadline(session, grace);
+        let idle_deadline = detached_deadline(session, idle);
         let message = tokio::select! {
             m = control.recv() => m,
             _ = sleep_until_opt(idle_deadline) => {
-                if detached_deadline(session, grace).is_some_and(|d| d <= Instant::now()) {
-                    tracing::info!(session = %session.id, "ending idle detached session");
+                if detached_deadline(session, idle).is_some_and(|d| d <= Instant::now()) {
+                    tracing::info!(session = %session.id, "releasing an idle session's sandbox");
                     return;
                 }
                 continue;
@@ -442,20 +540,23 @@ async fn idle_loop(
                     cancel,
                 )
                 .await;
+                mark_active(session);
             }
             Some(Control::Shutdown) | None => return,
         }
     }
 }
 
-/// When the session should end for being detached, or `None` while a client is attached.
-fn detached_deadline(session: &LiveSession, grace: Duration) -> Option<Instant> {
+/// When the idle session should release its sandbox: the idle time after both the agent's
+/// last turn and the last client's leaving. While a client is attached, a time to look again.
+fn detached_deadline(session: &LiveSession, idle: Duration) -> Option<Instant> {
     if session.attached.load(Ordering::SeqCst) > 0 {
         // Re-check periodically: a client may detach without a follow-up arriving.
-        return Some(Instant::now() + grace.max(Duration::from_secs(1)));
+        return Some(Instant::now() + idle.max(Duration::from_secs(1)));
     }
     let since = session.detached_since.lock().ok().and_then(|d| *d)?;
-    Some(since + grace)
+    let active = session.last_active.lock().map(|a| *a).ok()?;
+    Some(since.max(active) + idle)
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -1,5 +1,5 @@
-//! Persistence behind one interface: the embedded SQLite store ([`sqlite`], local mode) and,
-//! with the Supabase issue, a PostgREST store. Every method takes the calling [`User`] and only
+//! Persistence behind one interface: the embedded SQLite store ([`sqlite`], local mode) and
+//! the Supabase store over PostgREST ([`supabase`], Supabase mode). Every method takes the calling [`User`] and only
 //! ever touches that user's rows.
 
 use async_trait::async_trait;
@@ -12,8 +12,10 @@ use crate::auth::User;
 use crate::events::Event;
 
 pub mod sqlite;
+pub mod supabase;
 
 pub use sqlite::SqliteStore;
+pub use supabase::SupabaseStore;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -132,11 +134,33 @@ pub trait Store: Send + Sync {
     async fn chat_messages(&self, user: &User, chat_id: &str) -> StoreResult<Vec<ChatMessage>>;
     /// Returns false when the chat does not exist or is not the user's.
     async fn rename_chat(&self, user: &User, chat_id: &str, title: &str) -> StoreResult<bool>;
+    /// Sets the title only while it is still `expected` (so a title chosen meanwhile, e.g. a
+    /// user's rename, is never overwritten). Returns whether it was set. The default reads
+    /// then writes; stores override it with one conditional update.
+    async fn rename_chat_if(
+        &self,
+        user: &User,
+        chat_id: &str,
+        expected: &str,
+        title: &str,
+    ) -> StoreResult<bool> {
+        match self.get_chat(user, chat_id).await? {
+            Some(chat) if chat.title.as_deref() == Some(expected) => {
+                self.rename_chat(user, chat_id, title).await
+            }
+            _ => Ok(false),
+        }
+    }
     /// Deletes the chat and its messages. Returns false when not found / not the user's.
     async fn delete_chat(&self, user: &User, chat_id: &str) -> StoreResult<bool>;
     async fn set_chat_active(&self, user: &User, chat_id: &str, active: bool) -> StoreResult<()>;
     /// Marks every active chat inactive (startup after a crash). Returns how many changed.
     async fn deactivate_all_chats(&self) -> StoreResult<u64>;
+    /// Every user's chats marked active (`is_active`), oldest first: at startup, before
+    /// [`Store::deactivate_all_chats`], the sessions a previous run left live (a chat is active
+    /// while its session is live). System-level like `deactivate_all_chats`: not scoped to one
+    /// user; `user_id` must be filled in.
+    async fn active_chats(&self) -> StoreResult<Vec<ChatSession>>;
 
     // ---- event log ----
     /// Appends events to a chat's log in one transaction. Idempotent per `(chat, seq)`: an event
@@ -167,6 +191,12 @@ pub trait Store: Send + Sync {
 
     /// Cheap liveness check (for `/` and `lucid doctor`).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Event batches accepted but not yet in the database (the Supabase store's outbox
+    /// during an outage); 0 for stores that write synchronously.
+    fn unsent_event_batches(&self) -> usize {
+        0
+    }
 }
 
 impl From<StoreError> for crate::error::EngineError {

@@ -1,7 +1,9 @@
-//! `lucid doctor`: what is wrong with this setup and how to fix it.
+//! `lucid doctor`: what is wrong with this setup and how to fix it. In Supabase mode it checks
+//! the project instead of the embedded store (reachability, keys, applied migrations).
 
 use lucid_engine::config::SandboxMode;
 use lucid_engine::store::{SqliteStore, Store};
+use lucid_engine::supabase_setup::Level;
 use lucid_engine::Config;
 
 struct Report {
@@ -74,18 +76,17 @@ pub async fn doctor() -> anyhow::Result<i32> {
             "set LUCID_DATA_DIR to a writable directory",
         ),
     }
-    match SqliteStore::open(&config.database_path()) {
-        Ok(store) => match store.ping().await {
-            Ok(()) => r.ok(&format!("database {}", config.database_path().display())),
-            Err(e) => r.fail(
-                &format!("database: {e}"),
-                "check the file's permissions and free disk space",
-            ),
-        },
-        Err(e) => r.fail(
-            &format!("database: {e}"),
-            "check the file's permissions and free disk space",
-        ),
+    if let Some(supabase) = &config.supabase {
+        println!("Supabase project");
+        for finding in lucid_engine::supabase_setup::check_project(supabase).await {
+            match finding.level {
+                Level::Ok => r.ok(&finding.what),
+                Level::Warn => r.warn(&finding.what, &finding.fix),
+                Level::Fail => r.fail(&finding.what, &finding.fix),
+            }
+        }
+    } else {
+        check_local_database(&mut r, &config).await;
     }
 
     println!("sandbox");
@@ -139,5 +140,22 @@ pub async fn doctor() -> anyhow::Result<i32> {
     } else {
         println!("\n{} problem(s) found.", r.problems);
         Ok(1)
+    }
+}
+
+/// Local mode: the embedded SQLite store opens and answers.
+async fn check_local_database(r: &mut Report, config: &Config) {
+    match SqliteStore::open(&config.database_path()) {
+        Ok(store) => match store.ping().await {
+            Ok(()) => r.ok(&format!("database {}", config.database_path().display())),
+            Err(e) => r.fail(
+                &format!("database: {e}"),
+                "check the file's permissions and free disk space",
+            ),
+        },
+        Err(e) => r.fail(
+            &format!("database: {e}"),
+            "check the file's permissions and free disk space",
+        ),
     }
 }

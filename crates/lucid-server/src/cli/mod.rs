@@ -26,7 +26,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Run one task in the terminal with live progress.
     Run(run::RunArgs),
-    /// Check configuration, data directory, Docker and LLM providers.
+    /// Check configuration, data directory (or, in Supabase mode, the project: reachability,
+    /// keys, applied migrations), Docker and LLM providers.
     Doctor,
 }
 

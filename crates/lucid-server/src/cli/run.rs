@@ -38,7 +38,9 @@ pub struct RunArgs {
 const EXCERPT_LINES: usize = 6;
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let config = Config::from_env().context("invalid configuration")?;
+    let mut config = Config::from_env().context("invalid configuration")?;
+    // One task, then the process ends: a pre-started sandbox would never be used.
+    config.warm_sandbox = false;
     let engine = Engine::start(config)
         .await
         .context("engine failed to start")?;
@@ -151,6 +153,8 @@ impl Printer {
                     .get_or_insert_with(String::new)
                     .push_str(text);
             }
+            // The model's reasoning is not part of the answer `lucid run` prints.
+            TransientKind::ThinkingDelta { .. } => {}
             TransientKind::AssistantRestart { reason } => {
                 self.streamed = None;
                 if self.streaming.take().is_some() {
@@ -238,6 +242,8 @@ impl Printer {
                  ~{tokens_before} → ~{tokens_after} tokens)"
             ),
             EventKind::Error { message } => writeln!(out, "[{t}] error: {message}"),
+            // The model's conversation record: everything in it was shown as it happened.
+            EventKind::ModelMessage { .. } => Ok(()),
         };
         let _ = out.flush();
     }

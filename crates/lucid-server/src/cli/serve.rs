@@ -15,7 +15,9 @@ pub struct ServeArgs {
     /// Port (default PORT or 8000).
     #[arg(long)]
     pub port: Option<u16>,
-    /// Print a bearer token for local mode and exit.
+    /// Print a bearer token for local mode and exit. In Supabase mode Lucid issues no
+    /// tokens (they come from Supabase Auth): the command says so on stderr and exits with
+    /// status 3.
     #[arg(long)]
     pub print_token: bool,
     /// User id of the printed token.
@@ -35,6 +37,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         config.port = port;
     }
     if args.print_token {
+        if let Some(supabase) = &config.supabase {
+            eprintln!(
+                "lucid serve --print-token: Supabase mode (SUPABASE_URL is set): Lucid issues \
+                 no tokens; access tokens come from Supabase Auth ({}/auth/v1). Sign in through \
+                 the web UI that `lucid serve` shows, and send a Supabase access token as \
+                 `Authorization: Bearer <token>` to the API.",
+                supabase.url
+            );
+            return Ok(EXIT_NO_TOKEN_IN_SUPABASE_MODE);
+        }
         // Only the secret is needed; avoid touching Docker.
         let token = print_token(&config, &args.user, Duration::from_secs(args.days * 86_400))?;
         println!("{token}");
@@ -60,8 +72,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         },
         config.data_dir.display()
     );
-    if config.is_local_mode() {
-        print_sign_in_link(&config, local);
+    match &config.supabase {
+        None => print_sign_in_link(&config, local),
+        Some(supabase) => print_supabase_sign_in(&supabase.url, local),
     }
     let app = crate::router(engine.clone());
     axum::serve(listener, app)
@@ -72,20 +85,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Exit status of `lucid serve --print-token` in Supabase mode, where Lucid issues no tokens
+/// (scripts/run.sh tells it apart from a real failure).
+pub const EXIT_NO_TOKEN_IN_SUPABASE_MODE: i32 = 3;
+
 /// How long the printed sign-in link stays valid.
 const LINK_TOKEN_TTL: Duration = Duration::from_secs(7 * 86_400);
 
 /// Prints a link that opens the UI and signs the browser in (the token travels in the URL
 /// fragment, which browsers never send to the server). Only on stdout, never in the logs.
 fn print_sign_in_link(config: &Config, local: std::net::SocketAddr) {
-    let host = if local.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        match local.ip() {
-            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-            ip => ip.to_string(),
-        }
-    };
+    let host = display_host(local);
     match print_token(config, LOCAL_USER_ID, LINK_TOKEN_TTL) {
         Ok(token) => {
             if !crate::ui::UI_BUILT {
@@ -97,6 +107,32 @@ fn print_sign_in_link(config: &Config, local: std::net::SocketAddr) {
             println!("  http://{host}:{}/#token={token}", local.port());
         }
         Err(e) => eprintln!("no sign-in link: {e}"),
+    }
+}
+
+/// Supabase mode: the UI's address and where tokens come from (no token is printed: Lucid
+/// does not issue them in this mode).
+fn print_supabase_sign_in(supabase_url: &str, local: std::net::SocketAddr) {
+    if !crate::ui::UI_BUILT {
+        println!("(The web UI was not built into this binary: see ui/README.md.)");
+    }
+    println!("Supabase mode: open Lucid in your browser and sign in with your Supabase account:");
+    println!("  http://{}:{}/", display_host(local), local.port());
+    println!(
+        "Access tokens are issued by Supabase Auth ({supabase_url}/auth/v1); API clients send \
+         one as `Authorization: Bearer <access token>`."
+    );
+}
+
+/// The host part of a URL for the bound address (loopback for a wildcard bind).
+fn display_host(local: std::net::SocketAddr) -> String {
+    if local.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        match local.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        }
     }
 }
 

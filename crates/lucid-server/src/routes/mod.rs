@@ -5,4 +5,5 @@ pub mod files;
 pub mod health;
 pub mod integrations;
 pub mod sessions;
+pub mod sign_in;
 pub mod status;

@@ -62,15 +62,22 @@ pub async fn delete(
     })))
 }
 
-/// A follow-up message for a running session.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+/// A follow-up message for a session.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct FollowUp {
     pub content: String,
+    /// LLM key for continuing a session that was started with its own key (never stored).
+    #[serde(default, alias = "api_key")]
+    pub api_key: Option<String>,
 }
 
-/// Queues a follow-up: it runs after the current step. At most
-/// `MAX_QUEUED_FOLLOW_UPS` may wait; beyond that the answer is 429.
-#[utoipa::path(post, path = "/api/v1/sessions/{session_id}/messages", request_body = FollowUp, responses((status = 200, description = "`{status: queued, sessionId}`"), (status = 400), (status = 404), (status = 429, description = "Too many follow-ups are waiting")))]
+/// Sends a follow-up. A live session runs it after the current step (at most
+/// `MAX_QUEUED_FOLLOW_UPS` may wait; beyond that the answer is 429); any other of the
+/// caller's sessions (released when idle, from before a restart) is continued on it: a new
+/// sandbox on its workspace, its conversation rebuilt, its events continuing. 422 when the
+/// session was started with its own API key and none is given again.
+#[utoipa::path(post, path = "/api/v1/sessions/{session_id}/messages", request_body = FollowUp, responses((status = 200, description = "`{status: queued, sessionId}`"), (status = 400), (status = 404), (status = 409, description = "The user's session limit is reached"), (status = 422, description = "The session's API key must be sent again"), (status = 429, description = "Too many follow-ups are waiting")))]
 pub async fn follow_up(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -80,7 +87,8 @@ pub async fn follow_up(
     state
         .engine
         .sessions()
-        .follow_up(&user, &session_id, &body.content)?;
+        .follow_up_with_key(&user, &session_id, &body.content, body.api_key.as_deref())
+        .await?;
     Ok(Json(json!({
         "status": "queued",
         "sessionId": session_id,

@@ -132,6 +132,8 @@ pub async fn lucid_env(dirs: &TestDirs, llm: Option<&ScriptedLlm>) -> Vec<(Strin
             "ENCRYPTION_KEY".to_string(),
             "cli-test-encryption-key-0123456789".to_string(),
         ),
+        // Tests count the instance's containers: no pre-started sandbox beside the sessions'.
+        ("LUCID_WARM_SANDBOX".to_string(), "false".to_string()),
     ]);
     if let Some(llm) = llm {
         vars.extend(provider_env(llm));

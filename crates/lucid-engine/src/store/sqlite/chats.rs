@@ -129,6 +129,32 @@ pub fn rename(conn: &Connection, user_id: &str, chat_id: &str, title: &str) -> S
     Ok(changed > 0)
 }
 
+/// Like [`rename`], only while the title is still `expected` (one statement: atomic).
+pub fn rename_if(
+    conn: &Connection,
+    user_id: &str,
+    chat_id: &str,
+    expected: &str,
+    title: &str,
+) -> StoreResult<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE chat_sessions SET title = ?1, updated_at = ?2 \
+             WHERE id = ?3 AND user_id = ?4 AND title = ?5",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                title,
+                to_db(&now_micros()),
+                chat_id,
+                user_id,
+                expected
+            ])
+        })
+        .map_err(map_sqlite)?;
+    Ok(changed > 0)
+}
+
 /// Deletes the chat; its messages go with it (`ON DELETE CASCADE`).
 pub fn delete(conn: &Connection, user_id: &str, chat_id: &str) -> StoreResult<bool> {
     let changed = conn
@@ -152,6 +178,19 @@ pub fn set_active(
     .and_then(|mut stmt| stmt.execute(params![active, to_db(&now_micros()), chat_id, user_id]))
     .map_err(map_sqlite)?;
     Ok(())
+}
+
+/// Every user's chats marked active (startup recovery), oldest first.
+pub fn active(conn: &Connection) -> StoreResult<Vec<ChatSession>> {
+    let sql = format!(
+        "SELECT {CHAT_COLUMNS} FROM chat_sessions WHERE is_active IS NOT 0 \
+         ORDER BY created_at, rowid"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(map_sqlite)?;
+    let rows = stmt
+        .query_map([], |row| Ok(chat_from_row(row)))
+        .map_err(map_sqlite)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(map_sqlite)
 }
 
 /// Startup recovery: no chat can be active before any session runs. `updated_at` is kept,

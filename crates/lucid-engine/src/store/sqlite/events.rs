@@ -272,7 +272,7 @@ fn event_from_row(row: &Row<'_>, session_id: &str) -> Event {
     }
 }
 
-fn fallback_kind(role: &str, event_type: Option<&str>, content: String) -> EventKind {
+pub(crate) fn fallback_kind(role: &str, event_type: Option<&str>, content: String) -> EventKind {
     match (role, event_type) {
         ("user", Some("FollowUp")) => EventKind::UserMessage {
             content,

@@ -10,7 +10,7 @@
 
 mod chats;
 mod errors;
-mod events;
+pub(crate) mod events;
 mod integrations;
 mod migrations;
 mod rows;
@@ -314,6 +314,19 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn rename_chat_if(
+        &self,
+        user: &User,
+        chat_id: &str,
+        expected: &str,
+        title: &str,
+    ) -> StoreResult<bool> {
+        let (user_id, chat_id) = (user.id.clone(), chat_id.to_string());
+        let (expected, title) = (expected.to_string(), title.to_string());
+        self.write(move |c| chats::rename_if(c, &user_id, &chat_id, &expected, &title))
+            .await
+    }
+
     async fn delete_chat(&self, user: &User, chat_id: &str) -> StoreResult<bool> {
         let (user_id, chat_id) = (user.id.clone(), chat_id.to_string());
         self.write(move |c| chats::delete(c, &user_id, &chat_id))
@@ -328,6 +341,10 @@ impl Store for SqliteStore {
 
     async fn deactivate_all_chats(&self) -> StoreResult<u64> {
         self.write(chats::deactivate_all).await
+    }
+
+    async fn active_chats(&self) -> StoreResult<Vec<ChatSession>> {
+        self.read(chats::active).await
     }
 
     async fn append_events(&self, user: &User, chat_id: &str, events: &[Event]) -> StoreResult<()> {
