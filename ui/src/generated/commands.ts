@@ -12,8 +12,8 @@ export const commands = {
 	/**  The engine's state and what is wrong with the setup, with fixes (`GET /api/v1/status`). */
 	engineStatus: () => __TAURI_INVOKE<EngineStatus_Serialize>("engine_status"),
 	startSession: (req: StartSession_Deserialize) => __TAURI_INVOKE<StartedSession>("start_session", { req }),
-	listSessions: () => __TAURI_INVOKE<SessionSummary[]>("list_sessions"),
-	getSession: (sessionId: string) => __TAURI_INVOKE<SessionSummary>("get_session", { sessionId }),
+	listSessions: () => __TAURI_INVOKE<SessionSummary_Serialize[]>("list_sessions"),
+	getSession: (sessionId: string) => __TAURI_INVOKE<SessionSummary_Serialize>("get_session", { sessionId }),
 	followUp: (sessionId: string, content: string) => __TAURI_INVOKE<null>("follow_up", { sessionId, content }),
 	stopSession: (sessionId: string) => __TAURI_INVOKE<null>("stop_session", { sessionId }),
 	/**
@@ -540,10 +540,18 @@ export type ServiceInfo = {
 };
 
 /**  Lifecycle of a session as reported in `status` events. */
-export type SessionStatus = "initializing" | "ready" | "running" | "completed" | "stopping" | "stopped" | "failed";
+export type SessionStatus = "initializing" | "ready" | "running" | "completed" | "stopping" | "stopped" | "failed" | 
+/**
+ *  The engine stopped (crash, kill, quit) while the session was working; a follow-up
+ *  continues it.
+ */
+"interrupted";
 
 /**  A session as listed (the original's item shape plus `chatId` and `status`). */
-export type SessionSummary = {
+export type SessionSummary = SessionSummary_Serialize | SessionSummary_Deserialize;
+
+/**  A session as listed (the original's item shape plus `chatId` and `status`). */
+export type SessionSummary_Deserialize = {
 	sessionId: string,
 	userId: string,
 	/**  First 80 characters of the task. */
@@ -552,6 +560,26 @@ export type SessionSummary = {
 	createdAt: string,
 	chatId: string,
 	status: SessionStatus,
+	/**  The repository the session works on (without credentials), if any. */
+	repository?: string | null,
+	/**  The branch it was cloned at (`None`: the repository's default branch). */
+	branch?: string | null,
+};
+
+/**  A session as listed (the original's item shape plus `chatId` and `status`). */
+export type SessionSummary_Serialize = {
+	sessionId: string,
+	userId: string,
+	/**  First 80 characters of the task. */
+	task: string,
+	isAlive: boolean,
+	createdAt: string,
+	chatId: string,
+	status: SessionStatus,
+	/**  The repository the session works on (without credentials), if any. */
+	repository: string | null,
+	/**  The branch it was cloned at (`None`: the repository's default branch). */
+	branch: string | null,
 };
 
 export type Settings = Settings_Serialize | Settings_Deserialize;

@@ -137,7 +137,7 @@ export class TauriTransport implements Transport {
   }
 
   async sendMessage(sessionId: string, content: string): Promise<void> {
-    await call(this.run, 'follow_up', { sessionId, content });
+    await call(() => commands.followUp(sessionId, content));
   }
 
   subscribe(sessionId: string, since: number, handlers: SubscribeHandlers): Subscription {
