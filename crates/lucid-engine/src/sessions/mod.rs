@@ -19,8 +19,8 @@ mod partial_text;
 mod runner;
 mod slots;
 pub mod status;
-pub mod warm;
 pub mod title;
+pub mod warm;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
