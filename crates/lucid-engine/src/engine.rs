@@ -80,6 +80,8 @@ pub struct EngineStatus {
     pub sandbox_image_present: Option<bool>,
     /// Sandbox network (`None` = the daemon's default).
     pub sandbox_network: Option<String>,
+    /// The latest progress line of a sandbox image pull under way (Docker only).
+    pub image_pull: Option<String>,
     pub default_provider: String,
     pub providers: Vec<ProviderStatus>,
     /// Whether GitHub/GitLab tokens can be saved (`ENCRYPTION_KEY` set).
@@ -577,6 +579,10 @@ impl Engine {
             sandbox_image: self.config.sandbox.image.clone(),
             sandbox_image_present: image_present,
             sandbox_network: self.config.sandbox.network.clone(),
+            image_pull: match self.backend.as_ref() {
+                SandboxBackend::Docker(docker) => docker.pull_progress(),
+                _ => None,
+            },
             default_provider: self.config.default_provider.clone(),
             providers,
             integrations_enabled: self.config.encryption_key.is_some(),

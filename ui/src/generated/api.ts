@@ -453,6 +453,8 @@ export interface components {
             dockerAvailable: boolean;
             /** @description The Docker daemon's version, when it answers. */
             dockerVersion?: string | null;
+            /** @description The latest progress line of a sandbox image pull under way (Docker only). */
+            imagePull?: string | null;
             /** @description Whether GitHub/GitLab tokens can be saved (`ENCRYPTION_KEY` set). */
             integrationsEnabled: boolean;
             /** @description `local` or `supabase`. */

@@ -297,6 +297,8 @@ export type EngineStatus_Deserialize = {
 	sandboxImagePresent?: boolean | null,
 	/**  Sandbox network (`None` = the daemon's default). */
 	sandboxNetwork?: string | null,
+	/**  The latest progress line of a sandbox image pull under way (Docker only). */
+	imagePull?: string | null,
 	defaultProvider: string,
 	providers: ProviderStatus_Deserialize[],
 	/**  Whether GitHub/GitLab tokens can be saved (`ENCRYPTION_KEY` set). */
@@ -320,6 +322,8 @@ export type EngineStatus_Serialize = {
 	sandboxImagePresent: boolean | null,
 	/**  Sandbox network (`None` = the daemon's default). */
 	sandboxNetwork: string | null,
+	/**  The latest progress line of a sandbox image pull under way (Docker only). */
+	imagePull: string | null,
 	defaultProvider: string,
 	providers: ProviderStatus_Serialize[],
 	/**  Whether GitHub/GitLab tokens can be saved (`ENCRYPTION_KEY` set). */

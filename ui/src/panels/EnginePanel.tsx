@@ -1,5 +1,6 @@
 // A panel above every page while the sandbox cannot work: Docker not running or the
-// sandbox image missing, with the engine's own fix. The engine status is checked again every
+// sandbox image missing, with the engine's own fix, or the image's pull under way with its
+// progress. The engine status is checked again every
 // few seconds while the problem lasts (and now and then otherwise), so the panel goes away
 // by itself once the user has fixed it. Works in the browser and in the desktop app alike.
 import { useEffect, useState } from 'react';
@@ -25,6 +26,13 @@ export function sandboxProblem(s: EngineStatus): SandboxProblem | null {
       title: 'Docker is not running',
       what: p?.what ?? 'Lucid cannot reach Docker, so no sandbox can start.',
       fix: p?.fix ?? 'Start Docker.',
+    };
+  }
+  if (s.sandbox === 'docker' && s.imagePull) {
+    return {
+      title: 'Pulling the sandbox image',
+      what: s.imagePull,
+      fix: `Sessions start once ${s.sandboxImage} is pulled; this panel follows the pull.`,
     };
   }
   if (s.sandbox === 'docker' && s.sandboxImagePresent === false) {

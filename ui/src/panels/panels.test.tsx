@@ -89,6 +89,28 @@ describe('the engine panel', () => {
     expect(status).toHaveBeenCalledTimes(2);
   });
 
+  it('follows an image pull while it lasts', async () => {
+    const pulling = (line: string): EngineStatus => ({ ...imageMissing, imagePull: line });
+    const { status, transport } = statusTransport([
+      pulling('Pulling sandbox image lucid-sandbox:1'),
+      pulling('a1b2: Downloading 5242880/10485760 bytes'),
+      healthy,
+    ]);
+    render(
+      <TransportContext.Provider value={transport}>
+        <EnginePanel />
+      </TransportContext.Provider>,
+    );
+    await flush();
+    expect(screen.getByRole('alert').textContent).toContain('Pulling the sandbox image');
+    expect(screen.getByRole('alert').textContent).toContain('Pulling sandbox image lucid-sandbox:1');
+    await act(async () => vi.advanceTimersByTime(RECHECK_WHILE_BROKEN_MS));
+    expect(screen.getByRole('alert').textContent).toContain('5242880/10485760 bytes');
+    await act(async () => vi.advanceTimersByTime(RECHECK_WHILE_BROKEN_MS));
+    expect(status).toHaveBeenCalledTimes(3);
+    expect(screen.queryByRole('alert')).toBeNull();
+  });
+
   it('says nothing when the sandbox can work, or runs locally without Docker', () => {
     expect(sandboxProblem(healthy)).toBeNull();
     expect(sandboxProblem({ ...dockerDown, sandbox: 'local' })).toBeNull();

@@ -58,6 +58,12 @@ describe('TauriTransport', () => {
     expect(calls[3]?.args).toEqual({ provider: 'github', fullName: 'o/r' });
   });
 
+  it('sends a message to a session (continuing it) with follow_up', async () => {
+    const { calls, transport } = fakeShell();
+    await transport.sendMessage('s1', 'and the docs');
+    expect(calls).toEqual([{ cmd: 'follow_up', args: { sessionId: 's1', content: 'and the docs' } }]);
+  });
+
   it("turns the shell's errors into ApiErrors with its status and words", async () => {
     const { transport } = fakeShell({
       get_chat: () => {

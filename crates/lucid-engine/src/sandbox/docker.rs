@@ -150,6 +150,42 @@ fn reference_with_tag(image: &str) -> String {
 
 type Registry = Arc<StdMutex<HashMap<String, Weak<DockerSandbox>>>>;
 
+/// The latest progress line of the sandbox image pull under way, if any (for the engine's
+/// status, so a UI can show a pull while it lasts).
+#[derive(Debug, Clone, Default)]
+pub struct PullProgress(Arc<StdMutex<Option<String>>>);
+
+impl PullProgress {
+    /// The latest line of the pull under way; `None` when nothing is being pulled.
+    pub fn current(&self) -> Option<String> {
+        self.0.lock().map(|p| p.clone()).unwrap_or(None)
+    }
+
+    /// A pull starts with `line`: it is under way until the returned guard is dropped.
+    pub fn begin(&self, line: &str) -> PullUnderWay {
+        self.update(line);
+        PullUnderWay(self.clone())
+    }
+
+    /// The pull under way got this far.
+    pub fn update(&self, line: &str) {
+        if let Ok(mut p) = self.0.lock() {
+            *p = Some(line.to_string());
+        }
+    }
+}
+
+/// Clears the pull's progress when the pull ends, however it ends.
+pub struct PullUnderWay(PullProgress);
+
+impl Drop for PullUnderWay {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.0 .0.lock() {
+            *p = None;
+        }
+    }
+}
+
 /// Makes sure the Lucid-owned sandbox network `name` exists: a bridge network without
 /// inter-container traffic, labelled `lucid.managed=true`. An existing network of that name is
 /// reused only if it is such a network; anything else is refused with an explanation.
@@ -227,6 +263,7 @@ pub struct DockerSandboxes {
     active: Registry,
     /// The Lucid-owned network once it is known to exist.
     owned_network_ready: Arc<tokio::sync::Mutex<bool>>,
+    pull: PullProgress,
 }
 
 impl DockerSandboxes {
@@ -256,6 +293,7 @@ impl DockerSandboxes {
             workspace_base: None,
             active: Arc::new(StdMutex::new(HashMap::new())),
             owned_network_ready: Arc::new(tokio::sync::Mutex::new(false)),
+            pull: PullProgress::default(),
         })
     }
 
@@ -318,6 +356,11 @@ impl DockerSandboxes {
         )
     }
 
+    /// The latest progress of the sandbox image pull under way, if any.
+    pub fn pull_progress(&self) -> Option<String> {
+        self.pull.current()
+    }
+
     /// Makes sure the sandbox image is present, pulling it (with progress messages) if not.
     pub async fn ensure_image(
         &self,
@@ -335,7 +378,9 @@ impl DockerSandboxes {
             return Ok(());
         }
         let reference = reference_with_tag(image);
-        progress(format!("Pulling sandbox image {reference}"));
+        let first = format!("Pulling sandbox image {reference}");
+        let under_way = self.pull.begin(&first);
+        progress(first);
         let options = CreateImageOptionsBuilder::default()
             .from_image(&reference)
             .build();
@@ -359,12 +404,14 @@ impl DockerSandboxes {
                         line = format!("{line} {current}/{total} bytes");
                     }
                     if !line.trim().is_empty() {
+                        self.pull.update(&line);
                         progress(line);
                     }
                 }
                 Some(Err(e)) => return Err(image_error(format!("pull failed: {e}"))),
             }
         }
+        drop(under_way);
         self.docker
             .inspect_image(image)
             .await
@@ -1117,6 +1164,26 @@ impl Sandbox for DockerSandbox {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pull_progress_is_shown_while_the_pull_is_under_way_and_cleared_however_it_ends() {
+        let pull = super::PullProgress::default();
+        assert_eq!(pull.current(), None);
+        {
+            let _under_way = pull.begin("Pulling sandbox image img:1");
+            assert_eq!(
+                pull.current().as_deref(),
+                Some("Pulling sandbox image img:1")
+            );
+            pull.update("abc: Downloading 10/100 bytes");
+            assert_eq!(
+                pull.current().as_deref(),
+                Some("abc: Downloading 10/100 bytes")
+            );
+            // An error return drops the guard like a finished pull.
+        }
+        assert_eq!(pull.current(), None);
+    }
+
     use super::*;
 
     #[test]
