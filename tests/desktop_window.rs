@@ -349,12 +349,12 @@ async fn the_app_runs_a_task_in_a_real_window() {
     d.wait_for_text("stopped", Duration::from_secs(10)).await;
     assert!(stopped_at.elapsed() < Duration::from_secs(10));
 
-    // History lists the session.
+    // History lists the session, under the title its model wrote for it (sessions/title.rs).
     let history = d
         .wait_for("a[href='/ui/history']", Duration::from_secs(10))
         .await;
     d.click(&history).await;
-    d.wait_for_text("say hello from the window", Duration::from_secs(15))
+    d.wait_for_text(lucid_testkit::llm::DEFAULT_TITLE, Duration::from_secs(15))
         .await;
     let shot = artifacts.join("window-history.png");
     screenshot(&display, &shot);
