@@ -1,5 +1,6 @@
 //! Supabase sign-in against the fake Supabase Auth (lucid-testkit `supabase_auth`): the whole
-//! PKCE flow (also through `Engine::sign_in()` with the engine's own token verifier), a wrong
+//! PKCE flow (also through `Engine::sign_in()` with the engine's own token verifier and store,
+//! against a local Supabase project fronted by the fake), a wrong
 //! verifier, a replayed callback and code, a stale state, refresh rotation, an expired
 //! session, refresh after the machine slept (wall clock), restore and sign-out.
 
@@ -12,7 +13,9 @@ use lucid_engine::auth::sign_in::{Callback, SignInPolicy};
 use lucid_engine::auth::{
     AuthSession, Credentials, GoTrueClient, Provider, SignIn, SignInError, SupabaseTokenVerifier,
 };
+use lucid_engine::store::NewChat;
 use lucid_testkit::jwks::TestKey;
+use lucid_testkit::supabase::SupabaseProject;
 use lucid_testkit::supabase_auth::{FakeIdentity, FakeSupabaseAuth};
 
 const ANON: &str = "anon-key-for-tests";
@@ -118,28 +121,45 @@ async fn the_whole_flow_signs_in_and_the_verifier_accepts_the_token() {
 
 #[tokio::test]
 async fn engine_sign_in_in_supabase_mode_hs256() {
-    let fake = FakeSupabaseAuth::start(ANON, SECRET).await;
+    // A whole project: its Auth (the fake) and its REST API behind one URL.
+    let project = SupabaseProject::start_with_auth().await;
+    let fake = project.auth();
     let data = tempfile::tempdir().unwrap();
-    let vars: std::collections::HashMap<String, String> = [
-        ("SUPABASE_URL", fake.url()),
-        ("SUPABASE_ANON_KEY", ANON),
-        ("SUPABASE_JWT_SECRET", std::str::from_utf8(SECRET).unwrap()),
-        ("SUPABASE_SERVICE_KEY", "service-key"),
-        ("LUCID_DATA_DIR", data.path().to_str().unwrap()),
-        ("SANDBOX_MODE", "local"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let mut vars: std::collections::HashMap<String, String> = project
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    vars.insert("LUCID_DATA_DIR".into(), data.path().display().to_string());
+    vars.insert("SANDBOX_MODE".into(), "local".into());
     let config = lucid_engine::Config::from_map(&vars).unwrap();
     let engine = lucid_engine::Engine::start(config).await.unwrap();
-    let session = signed_in(&fake, engine.sign_in().unwrap(), Provider::Github).await;
+    let session = signed_in(fake, engine.sign_in().unwrap(), Provider::Github).await;
     let user = engine
         .authenticate(Credentials::Bearer(&session.access_token))
         .await
         .unwrap();
     assert_eq!(user.id, session.user.id);
     assert_eq!(user.email.as_deref(), Some("grace@example.test"));
+    // The signed-in user stores and reads chats through the project's REST API (the sign-up
+    // made the profile the chat rows belong to).
+    let chat = engine
+        .store()
+        .create_chat(
+            &user,
+            NewChat {
+                id: uuid::Uuid::new_v4().to_string(),
+                title: Some("after sign-in".into()),
+                ..NewChat::default()
+            },
+        )
+        .await
+        .unwrap();
+    let listed = engine.chats().list(&user, None, None).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        vec![chat.id]
+    );
     engine.shutdown().await;
 
     // Local mode has no sign-in.

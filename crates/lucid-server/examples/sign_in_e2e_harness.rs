@@ -1,8 +1,9 @@
-//! Harness for the browser sign-in test (`ui/e2e/sign-in.mjs`): starts the fake Supabase Auth
-//! (lucid-testkit `supabase_auth`; access tokens live 63 s so the page's silent refresh, 60 s
-//! before expiry, happens during the test) and the real `lucid serve` (given with `--lucid
-//! PATH`) in Supabase mode on a free loopback port (store: SQLite; sandbox: local processes,
-//! unused here). Prints one JSON line `{"base", "control"}`, then serves a control API:
+//! Harness for the browser sign-in test (`ui/e2e/sign-in.mjs`): starts a local Supabase project
+//! with its Auth (lucid-testkit `SupabaseProject::start_with_auth`: the fake Supabase Auth in
+//! front of Postgres and the PostgREST stand-in; access tokens live 63 s so the page's silent
+//! refresh, 60 s before expiry, happens during the test) and the real `lucid serve` (given with
+//! `--lucid PATH`) in Supabase mode on a free loopback port (store: the project through
+//! PostgREST; sandbox: local processes, unused here). Prints one JSON line `{"base", "control"}`, then serves a control API:
 //! `GET /auth/stats` → `{"liveSessions", "refreshes", "logouts"}`.
 //!
 //! Ends (stopping `lucid serve` with SIGTERM) when stdin closes.
@@ -14,14 +15,12 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use lucid_testkit::supabase_auth::FakeSupabaseAuth;
+use lucid_testkit::supabase::SupabaseProject;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-const ANON_KEY: &str = "fake-e2e-anon-key";
-const JWT_SECRET: &str = "fake-e2e-supabase-jwt-secret-0123456789";
-
-async fn stats(State(auth): State<Arc<FakeSupabaseAuth>>) -> Json<Value> {
+async fn stats(State(project): State<Arc<SupabaseProject>>) -> Json<Value> {
+    let auth = project.auth();
     Json(json!({
         "liveSessions": auth.live_sessions(),
         "refreshes": auth.count("refresh_token"),
@@ -39,7 +38,8 @@ async fn main() {
         .cloned()
         .expect("usage: sign_in_e2e_harness --lucid PATH");
 
-    let auth = Arc::new(FakeSupabaseAuth::start(ANON_KEY, JWT_SECRET.as_bytes()).await);
+    let project = Arc::new(SupabaseProject::start_with_auth().await);
+    let auth = project.auth();
     auth.set_access_token_ttl(Duration::from_secs(63));
     auth.set_redirect_allow_list(Some(vec!["http://127.0.0.1:".into()]), "http://127.0.0.1:1");
 
@@ -49,20 +49,17 @@ async fn main() {
     std::fs::create_dir_all(&data).expect("data dir");
     std::fs::create_dir_all(&home).expect("home dir");
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-    let env: Vec<(&str, String)> = vec![
+    let mut env: Vec<(&str, String)> = vec![
         ("PATH", path),
         ("HOME", home.display().to_string()),
         ("LUCID_DATA_DIR", data.display().to_string()),
         ("SANDBOX_MODE", "local".into()),
-        ("SUPABASE_URL", auth.url().to_string()),
-        ("SUPABASE_ANON_KEY", ANON_KEY.into()),
-        ("SUPABASE_JWT_SECRET", JWT_SECRET.into()),
-        ("SUPABASE_SERVICE_KEY", "fake-e2e-service-key".into()),
         (
             "ENCRYPTION_KEY",
             "fake-e2e-encryption-key-0123456789".into(),
         ),
     ];
+    env.extend(project.env());
     let mut child = tokio::process::Command::new(&lucid)
         .args(["serve", "--port", "0"])
         .env_clear()
@@ -97,7 +94,7 @@ async fn main() {
 
     let control = Router::new()
         .route("/auth/stats", get(stats))
-        .with_state(Arc::clone(&auth));
+        .with_state(Arc::clone(&project));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind control");

@@ -1,15 +1,15 @@
-//! Browser sign-in routes over real HTTP against the fake Supabase Auth: options, the authorize
+//! Browser sign-in routes over real HTTP against a local Supabase project whose Auth is the
+//! fake Supabase Auth (one project URL for `/auth/v1` and `/rest/v1`): options, the authorize
 //! redirect with the state cookie, the callback handing the session to the page, refresh,
 //! sign-out; a callback in another browser, a replayed callback and local mode are refused.
 
 mod common;
 
-use common::TestServer;
-use lucid_testkit::supabase_auth::FakeSupabaseAuth;
-use serde_json::Value;
+use std::sync::Arc;
 
-const ANON: &str = "anon-key-for-route-tests";
-const SECRET: &str = "supabase-jwt-secret-for-route-tests-0123";
+use common::TestServer;
+use lucid_testkit::supabase::SupabaseProject;
+use serde_json::Value;
 
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
@@ -19,15 +19,8 @@ fn no_redirects() -> reqwest::Client {
         .unwrap()
 }
 
-async fn supabase_server(fake: &FakeSupabaseAuth) -> TestServer {
-    TestServer::start(&[
-        ("SUPABASE_URL", fake.url()),
-        ("SUPABASE_ANON_KEY", ANON),
-        ("SUPABASE_JWT_SECRET", SECRET),
-        ("SUPABASE_SERVICE_KEY", "service-key"),
-        ("SANDBOX_MODE", "local"),
-    ])
-    .await
+async fn supabase_server(project: &Arc<SupabaseProject>) -> TestServer {
+    TestServer::start_with(Some(project.clone()), &[("SANDBOX_MODE", "local")]).await
 }
 
 fn location(r: &reqwest::Response) -> String {
@@ -73,8 +66,9 @@ fn session_from_fragment(location: &str) -> Value {
 
 #[tokio::test]
 async fn a_browser_signs_in_refreshes_and_signs_out() {
-    let fake = FakeSupabaseAuth::start(ANON, SECRET.as_bytes()).await;
-    let server = supabase_server(&fake).await;
+    let project = Arc::new(SupabaseProject::start_with_auth().await);
+    let fake = project.auth();
+    let server = supabase_server(&project).await;
     let http = no_redirects();
 
     let options: Value = http
@@ -115,6 +109,15 @@ async fn a_browser_signs_in_refreshes_and_signs_out() {
         .await
         .unwrap();
     assert_eq!(chats.status(), 200);
+    // Supabase Auth signed the user up in the project: the profile has the token's `sub`.
+    let user_id = session["user"]["id"].as_str().unwrap();
+    assert_eq!(
+        project.profile(user_id).await,
+        Some((
+            Some("grace@example.test".to_string()),
+            Some("Grace Hopper".to_string())
+        ))
+    );
 
     // Refresh rotates.
     let fresh: Value = http
@@ -178,8 +181,9 @@ async fn a_browser_signs_in_refreshes_and_signs_out() {
 
 #[tokio::test]
 async fn foreign_replayed_and_refused_callbacks_get_an_error_page() {
-    let fake = FakeSupabaseAuth::start(ANON, SECRET.as_bytes()).await;
-    let server = supabase_server(&fake).await;
+    let project = Arc::new(SupabaseProject::start_with_auth().await);
+    let fake = project.auth();
+    let server = supabase_server(&project).await;
     let http = no_redirects();
 
     // Another browser (no cookie) opens the callback link: refused, and the sign-in is not

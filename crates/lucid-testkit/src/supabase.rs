@@ -4,10 +4,12 @@
 //! the anon and service keys (HS256 JWTs with the roles `anon` and `service_role`, as Supabase
 //! issues them). Users are created the way Supabase Auth creates them (a row in
 //! `auth.users`, whose trigger makes the profile) and get access tokens signed with the
-//! project secret.
+//! project secret. [`SupabaseProject::start_with_auth`] also puts a
+//! [`FakeSupabaseAuth`] in front: one project URL serving `/auth/v1` and `/rest/v1`, and a
+//! user who signs in there is signed up in `auth.users` under the id its tokens carry.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -17,6 +19,7 @@ use tokio_postgres::Client;
 use crate::jwks::TestKey;
 use crate::postgres::{describe, PgCluster};
 use crate::postgrest::{PostgrestStandIn, StandInConfig};
+use crate::supabase_auth::{FakeSupabaseAuth, ProjectBackend, SignUpHook, SignedUpUser};
 
 /// Lucid's migrations, applied by name order like the Supabase CLI does.
 pub const MIGRATIONS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../supabase/migrations");
@@ -26,6 +29,8 @@ pub struct SupabaseProject {
     pub anon_key: String,
     pub service_key: String,
     pub rest: PostgrestStandIn,
+    /// The project's Auth, when started with [`SupabaseProject::start_with_auth`].
+    auth: Option<FakeSupabaseAuth>,
     admin: Client,
     dbname: String,
     /// Users made by [`SupabaseProject::user_named`], by name.
@@ -100,15 +105,54 @@ impl SupabaseProject {
             anon_key,
             service_key,
             rest,
+            auth: None,
             admin,
             dbname,
             named: Mutex::default(),
         }
     }
 
-    /// `SUPABASE_URL`.
+    /// A project with its Auth: a [`FakeSupabaseAuth`] (HS256 with the project secret, the
+    /// project's anon key) whose URL is the project URL, forwarding `/rest/v1/*` to the
+    /// PostgREST stand-in; each user it signs up is inserted into `auth.users` with the id of
+    /// its tokens' `sub` (the migrations' trigger then makes the profile), as GoTrue does.
+    pub async fn start_with_auth() -> SupabaseProject {
+        let mut project = Self::start().await;
+        let dbname = project.dbname.clone();
+        let on_sign_up: SignUpHook = Arc::new(move |user: SignedUpUser| {
+            let dbname = dbname.clone();
+            Box::pin(async move { insert_signed_up_user(&dbname, &user).await })
+        });
+        let auth = FakeSupabaseAuth::start_for_project(
+            &project.anon_key,
+            project.jwt_secret.as_bytes(),
+            None,
+            ProjectBackend {
+                rest_url: project.rest.base_url().to_string(),
+                on_sign_up,
+            },
+        )
+        .await;
+        project.auth = Some(auth);
+        project
+    }
+
+    /// The project's Auth.
+    ///
+    /// # Panics
+    /// When the project was not started with [`SupabaseProject::start_with_auth`].
+    pub fn auth(&self) -> &FakeSupabaseAuth {
+        self.auth
+            .as_ref()
+            .expect("the project was started without Auth (use SupabaseProject::start_with_auth)")
+    }
+
+    /// `SUPABASE_URL` (the Auth's address when the project has one: it forwards `/rest/v1`).
     pub fn url(&self) -> &str {
-        self.rest.base_url()
+        match &self.auth {
+            Some(auth) => auth.url(),
+            None => self.rest.base_url(),
+        }
     }
 
     /// The four Supabase settings of Lucid's configuration.
@@ -185,6 +229,16 @@ impl SupabaseProject {
         id.to_string()
     }
 
+    /// The profile (`public.users`) of `user_id`: email and name, if the user exists.
+    pub async fn profile(&self, user_id: &str) -> Option<(Option<String>, Option<String>)> {
+        let id = uuid::Uuid::parse_str(user_id).ok()?;
+        self.admin
+            .query_opt("select email, name from public.users where id = $1", &[&id])
+            .await
+            .unwrap_or_else(|e| panic!("cannot read the profile: {}", describe(&e)))
+            .map(|row| (row.get(0), row.get(1)))
+    }
+
     /// A Supabase access token for `user_id`, valid for `ttl` (HS256, project secret).
     pub fn token(&self, user_id: &str, ttl: Duration) -> String {
         let now = chrono::Utc::now().timestamp();
@@ -202,4 +256,18 @@ impl SupabaseProject {
             }),
         )
     }
+}
+
+/// GoTrue's sign-up: the user's row in `auth.users` (the trigger makes the profile).
+async fn insert_signed_up_user(dbname: &str, user: &SignedUpUser) -> Result<(), String> {
+    let id = uuid::Uuid::parse_str(&user.id).map_err(|e| e.to_string())?;
+    let db = PgCluster::shared().connect(dbname).await?;
+    db.execute(
+        "insert into auth.users (id, aud, role, email, raw_user_meta_data) \
+         values ($1, 'authenticated', 'authenticated', $2, $3)",
+        &[&id, &user.email, &user.user_metadata],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| describe(&e))
 }

@@ -14,6 +14,11 @@
 //! - `GET /auth/v1/user`, `POST /auth/v1/logout?scope=global|local|others` (204),
 //!   `GET /auth/v1/.well-known/jwks.json`.
 //!
+//! [`FakeSupabaseAuth::start_for_project`] puts the fake in front of a whole project
+//! (`lucid_testkit::supabase::SupabaseProject::start_with_auth`): a user it signs up is also
+//! inserted into the project's `auth.users` (same id as the tokens' `sub`), and `/rest/v1/*` is
+//! forwarded to the project's PostgREST, so one `SUPABASE_URL` serves both, as in Supabase.
+//!
 //! Every request needs the project's `apikey` header (Supabase's API gateway refuses requests
 //! without one). Errors use GoTrue's bodies: `{"code":<status>,"error_code":…,"msg":…}`, or
 //! `{"code":<error code>,"message":…}` when the request asks for API version 2024-01-01 (the
@@ -25,13 +30,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Value};
 
@@ -61,6 +68,28 @@ impl FakeIdentity {
             avatar_url: format!("https://avatars.example.test/{provider_id}.png"),
         }
     }
+}
+
+/// A user the fake just signed up, as GoTrue inserts it into the project's `auth.users`.
+#[derive(Debug, Clone)]
+pub struct SignedUpUser {
+    /// The user id (the `sub` of the user's access tokens).
+    pub id: String,
+    pub email: String,
+    /// GoTrue's `raw_user_meta_data` (the provider's identity data).
+    pub user_metadata: Value,
+}
+
+/// Records a signed-up user in the project's database; an error fails the sign-in.
+pub type SignUpHook =
+    Arc<dyn Fn(SignedUpUser) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// The rest of the Supabase project behind the fake Auth.
+#[derive(Clone)]
+pub struct ProjectBackend {
+    /// Base URL of the project's PostgREST (`/rest/v1/*` is forwarded there).
+    pub rest_url: String,
+    pub on_sign_up: SignUpHook,
 }
 
 struct FakeUser {
@@ -111,6 +140,8 @@ struct AuthState {
     refresh_tokens: HashMap<String, RefreshToken>,
     sessions: HashMap<String, AuthSession>,
     counts: HashMap<&'static str, usize>,
+    backend: Option<ProjectBackend>,
+    http: reqwest::Client,
 }
 
 /// A fake Supabase Auth on 127.0.0.1; stopped when dropped.
@@ -151,15 +182,31 @@ impl FakeSupabaseAuth {
     /// A project whose access tokens are HS256-signed with `jwt_secret` (its JWKS is empty, as
     /// GoTrue publishes no symmetric keys).
     pub async fn start(anon_key: &str, jwt_secret: &[u8]) -> Self {
-        Self::launch(anon_key, jwt_secret, None).await
+        Self::launch(anon_key, jwt_secret, None, None).await
+    }
+
+    /// The Auth of a whole project: sign-ups also go to `backend`'s database and `/rest/v1/*`
+    /// is forwarded to its PostgREST (see `SupabaseProject::start_with_auth`).
+    pub async fn start_for_project(
+        anon_key: &str,
+        jwt_secret: &[u8],
+        key: Option<TestKey>,
+        backend: ProjectBackend,
+    ) -> Self {
+        Self::launch(anon_key, jwt_secret, key.map(Arc::new), Some(backend)).await
     }
 
     /// A project with an asymmetric signing key (ES256 or RS256), published in its JWKS.
     pub async fn start_with_key(anon_key: &str, jwt_secret: &[u8], key: TestKey) -> Self {
-        Self::launch(anon_key, jwt_secret, Some(Arc::new(key))).await
+        Self::launch(anon_key, jwt_secret, Some(Arc::new(key)), None).await
     }
 
-    async fn launch(anon_key: &str, jwt_secret: &[u8], key: Option<Arc<TestKey>>) -> Self {
+    async fn launch(
+        anon_key: &str,
+        jwt_secret: &[u8],
+        key: Option<Arc<TestKey>>,
+        backend: Option<ProjectBackend>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the fake Supabase Auth");
@@ -181,6 +228,8 @@ impl FakeSupabaseAuth {
             refresh_tokens: HashMap::new(),
             sessions: HashMap::new(),
             counts: HashMap::new(),
+            backend,
+            http: reqwest::Client::new(),
         }));
         let router = Router::new()
             .route("/auth/v1/authorize", get(authorize))
@@ -188,6 +237,7 @@ impl FakeSupabaseAuth {
             .route("/auth/v1/user", get(user))
             .route("/auth/v1/logout", post(logout))
             .route("/auth/v1/.well-known/jwks.json", get(jwks))
+            .fallback(forward_to_project)
             .with_state(state.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -356,31 +406,78 @@ fn with_query(url: &str, params: &[(&str, &str)]) -> String {
     }
 }
 
+/// What `/authorize` did, or the user it must sign up in the project's database first.
+enum Authorize {
+    Done(Response),
+    SignUp(Box<FakeUser>),
+}
+
 async fn authorize(
     State(state): Shared,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let mut s = lock(&state);
     // The browser follows this link, so it carries no apikey header; GoTrue's `/authorize`
     // is reachable without one.
-    count(&mut s, "authorize");
-    let provider = q.get("provider").map(String::as_str).unwrap_or("");
-    if provider.is_empty() {
+    count(&mut lock(&state), "authorize");
+    let first = authorize_in(&mut lock(&state), &headers, &q, None);
+    let user = match first {
+        Authorize::Done(response) => return response,
+        Authorize::SignUp(user) => user,
+    };
+    let hook = lock(&state)
+        .backend
+        .as_ref()
+        .map(|b| b.on_sign_up.clone())
+        .expect("a sign-up hook");
+    let signed_up = SignedUpUser {
+        id: user.id.clone(),
+        email: user.email.clone(),
+        user_metadata: identity_data(&user),
+    };
+    if let Err(e) = hook(signed_up).await {
         return gotrue_error(
             &headers,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unexpected_failure",
+            &format!("Database error saving new user: {e}"),
+        );
+    }
+    match authorize_in(&mut lock(&state), &headers, &q, Some(*user)) {
+        Authorize::Done(response) => response,
+        Authorize::SignUp(_) => gotrue_error(
+            &headers,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unexpected_failure",
+            "the signed-up user was not kept",
+        ),
+    }
+}
+
+/// `/authorize` under the state lock; `signed_up` is a user already recorded in the project's
+/// database (the second pass after [`Authorize::SignUp`]).
+fn authorize_in(
+    s: &mut AuthState,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    signed_up: Option<FakeUser>,
+) -> Authorize {
+    let provider = q.get("provider").map(String::as_str).unwrap_or("");
+    if provider.is_empty() {
+        return Authorize::Done(gotrue_error(
+            headers,
             StatusCode::BAD_REQUEST,
             "validation_failed",
             "Unsupported provider: Provider  could not be found",
-        );
+        ));
     }
     let Some(identity) = s.identities.get(provider).cloned() else {
-        return gotrue_error(
-            &headers,
+        return Authorize::Done(gotrue_error(
+            headers,
             StatusCode::BAD_REQUEST,
             "validation_failed",
             &format!("Unsupported provider: Provider {provider} could not be found"),
-        );
+        ));
     };
     let mut redirect_to = q.get("redirect_to").cloned().unwrap_or_default();
     let allowed = match &s.redirect_allow_list {
@@ -397,23 +494,23 @@ async fn authorize(
         .unwrap_or_default()
         .to_ascii_lowercase();
     if challenge.is_empty() {
-        return gotrue_error(
-            &headers,
+        return Authorize::Done(gotrue_error(
+            headers,
             StatusCode::BAD_REQUEST,
             "validation_failed",
             "PKCE flow requires code_challenge (the implicit flow is not simulated)",
-        );
+        ));
     }
     if method != "s256" && method != "plain" {
-        return gotrue_error(
-            &headers,
+        return Authorize::Done(gotrue_error(
+            headers,
             StatusCode::BAD_REQUEST,
             "validation_failed",
             "code challenge method not supported",
-        );
+        ));
     }
     if s.refusing_provider.as_deref() == Some(provider) {
-        return redirect(&with_query(
+        return Authorize::Done(redirect(&with_query(
             &redirect_to,
             &[
                 ("error", "access_denied"),
@@ -423,7 +520,7 @@ async fn authorize(
                     "The user denied the request at the provider",
                 ),
             ],
-        ));
+        )));
     }
     // The provider signed the person in: find or create the user for this identity.
     let now = Utc::now();
@@ -432,22 +529,28 @@ async fn authorize(
         .values()
         .find(|u| u.provider == provider && u.identity.provider_id == identity.provider_id)
         .map(|u| u.id.clone());
-    let user_id = match existing {
-        Some(id) => id,
-        None => {
+    let user_id = match (existing, signed_up) {
+        (Some(id), _) => id,
+        (None, Some(user)) => {
+            let id = user.id.clone();
+            s.users.insert(id.clone(), user);
+            id
+        }
+        (None, None) => {
             let id = uuid::Uuid::new_v4().to_string();
-            s.users.insert(
-                id.clone(),
-                FakeUser {
-                    id: id.clone(),
-                    identity_id: uuid::Uuid::new_v4().to_string(),
-                    email: identity.email.clone(),
-                    provider: provider.to_string(),
-                    identity: identity.clone(),
-                    created_at: now,
-                    last_sign_in_at: now,
-                },
-            );
+            let user = FakeUser {
+                id: id.clone(),
+                identity_id: uuid::Uuid::new_v4().to_string(),
+                email: identity.email.clone(),
+                provider: provider.to_string(),
+                identity: identity.clone(),
+                created_at: now,
+                last_sign_in_at: now,
+            };
+            if s.backend.is_some() {
+                return Authorize::SignUp(Box::new(user));
+            }
+            s.users.insert(id.clone(), user);
             id
         }
     };
@@ -462,7 +565,7 @@ async fn authorize(
             created_at: now,
         },
     );
-    redirect(&with_query(&redirect_to, &[("code", &code)]))
+    Authorize::Done(redirect(&with_query(&redirect_to, &[("code", &code)])))
 }
 
 async fn token(
@@ -660,9 +763,9 @@ fn refresh_grant(s: &mut AuthState, headers: &HeaderMap, presented: &str) -> Res
     session_response(s, &user_id, &session_id, &child)
 }
 
-fn user_json(s: &AuthState, user: &FakeUser) -> Value {
-    let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let identity_data = json!({
+/// The provider's identity data (GoTrue's `identity_data` and the user's `raw_user_meta_data`).
+fn identity_data(user: &FakeUser) -> Value {
+    json!({
         "avatar_url": user.identity.avatar_url,
         "email": user.email,
         "email_verified": true,
@@ -672,7 +775,12 @@ fn user_json(s: &AuthState, user: &FakeUser) -> Value {
         "phone_verified": false,
         "provider_id": user.identity.provider_id,
         "sub": user.identity.provider_id,
-    });
+    })
+}
+
+fn user_json(s: &AuthState, user: &FakeUser) -> Value {
+    let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let identity_data = identity_data(user);
     let _ = s;
     json!({
         "id": user.id,
@@ -876,4 +984,59 @@ async fn jwks(State(state): Shared) -> Response {
     count(&mut s, "jwks");
     let keys: Vec<Value> = s.key.iter().map(|k| k.jwk()).collect();
     Json(json!({ "keys": keys })).into_response()
+}
+
+/// Supabase's gateway: `/rest/v1/*` goes to the project's PostgREST (when the fake fronts a
+/// project); anything else is not found.
+async fn forward_to_project(State(state): Shared, request: Request) -> Response {
+    let (backend, http) = {
+        let s = lock(&state);
+        (s.backend.clone(), s.http.clone())
+    };
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let Some(backend) = backend.filter(|_| path.starts_with("/rest/v1/")) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "message": "no Route matched with those values" })),
+        )
+            .into_response();
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let mut outgoing = http.request(
+        parts.method,
+        format!("{}{path}", backend.rest_url.trim_end_matches('/')),
+    );
+    for (name, value) in &parts.headers {
+        if name != header::HOST && name != header::CONTENT_LENGTH {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    let answer = match outgoing.body(body).send().await {
+        Ok(answer) => answer,
+        Err(e) => {
+            return (
+                StatusCode::BAD_GATEWAY,
+                Json(json!({ "message": format!("An invalid response was received from the upstream server: {e}") })),
+            )
+                .into_response()
+        }
+    };
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let bytes = answer.bytes().await.unwrap_or_default();
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    for (name, value) in &headers {
+        if name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+            response.headers_mut().append(name, value.clone());
+        }
+    }
+    response
 }
