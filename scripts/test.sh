@@ -8,6 +8,9 @@
 # under Xvfb), and finally drives the UI in headless Chromium against a real `lucid serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A test run builds every test binary once: incremental caches would only cost disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+scripts/free-disk.sh
 scripts/setup-host.sh
 scripts/setup-ui.sh
 scripts/setup-desktop.sh

@@ -46,6 +46,16 @@ impl TokenVault for KeyringVault {
     }
 }
 
+/// The keeper of the app's Supabase session, its refresh token in `secrets`; `None` in local
+/// mode.
+pub fn session_keeper(engine: &Engine, secrets: Secrets) -> Option<Arc<SessionKeeper>> {
+    let sign_in = engine.sign_in().ok()?;
+    Some(SessionKeeper::new(
+        sign_in.gotrue().clone(),
+        Arc::new(KeyringVault(secrets)),
+    ))
+}
+
 /// Opens a URL in the user's browser (the opener plugin in the app; managed as state so the
 /// sign-in command does not depend on the runtime).
 pub struct SystemBrowser(Box<OpenUrl>);
@@ -89,11 +99,8 @@ pub struct Account {
 }
 
 impl Account {
-    /// `Some` keeper in Supabase mode.
-    pub fn new(engine: Arc<Engine>, secrets: Secrets) -> Arc<Self> {
-        let keeper = engine.sign_in().ok().map(|sign_in| {
-            SessionKeeper::new(sign_in.gotrue().clone(), Arc::new(KeyringVault(secrets)))
-        });
+    /// `keeper`: the shell's (`Shell::session_keeper`), `Some` in Supabase mode.
+    pub fn new(engine: Arc<Engine>, keeper: Option<Arc<SessionKeeper>>) -> Arc<Self> {
         Arc::new(Self {
             engine,
             keeper,

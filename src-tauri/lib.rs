@@ -122,7 +122,7 @@ pub fn run() {
                     tracing::warn!(error = %e, "the HTTP API could not be started");
                 }
             }
-            let account = Account::new(shell.engine.clone(), shell.secrets.clone());
+            let account = Account::new(shell.engine.clone(), shell.session_keeper().cloned());
             app.manage(shell);
             app.manage(quit::QuitGate::for_app(app.handle().clone()));
             notifications::watch(

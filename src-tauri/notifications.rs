@@ -103,7 +103,10 @@ pub fn watch<R: Runtime>(
             let Some(shell) = app.try_state::<Shell>() else {
                 continue;
             };
-            let sessions = shell.engine.sessions().list(&shell.user);
+            let Some(user) = shell.current_user() else {
+                continue;
+            };
+            let sessions = shell.engine.sessions().list(&user);
             for notice in watch.update(&sessions, window_focused(&app)) {
                 show(&app, notice);
             }

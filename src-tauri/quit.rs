@@ -75,10 +75,15 @@ impl QuitGate {
         if self.confirmed.load(Ordering::SeqCst) {
             return QuitDecision::Proceed;
         }
+        // Signed out (Supabase mode): nobody's sessions are shown, so none are asked about;
+        // they are still stopped at exit.
+        let Some(user) = shell.current_user() else {
+            return QuitDecision::Proceed;
+        };
         let sessions: Vec<_> = shell
             .engine
             .sessions()
-            .list(&shell.user)
+            .list(&user)
             .into_iter()
             .filter(|s| is_working(s.status))
             .map(|s| WorkingSession {

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use lucid_engine::{Config, Engine, User};
+use lucid_engine::auth::session_keeper::SessionKeeper;
+use lucid_engine::{Config, Engine, ErrorKind, User};
+
+use crate::error::{CommandError, CommandResult};
 
 use crate::http_api::RunningApi;
 use crate::secrets::Secrets;
@@ -24,9 +27,8 @@ pub struct ShellPaths {
 
 pub struct Shell {
     pub engine: Arc<Engine>,
-    /// Local mode: the app is the machine's one user, no sign-in. (Supabase sign-in will set
-    /// the signed-in user here.)
-    pub user: User,
+    /// Who the app acts as.
+    identity: Identity,
     pub secrets: Secrets,
     pub paths: ShellPaths,
     /// The settings as saved.
@@ -48,11 +50,14 @@ impl Shell {
     ) -> Result<Shell, String> {
         let settings = Settings::load(&paths.settings_file).map_err(|e| e.to_string())?;
         let config = engine_config(&settings, &secrets, &paths, env)?;
-        let user = User::with_id(lucid_engine::engine::LOCAL_USER_ID);
         let engine = Engine::start(config).await.map_err(|e| e.message)?;
+        let identity = match crate::account::session_keeper(&engine, secrets.clone()) {
+            Some(keeper) => Identity::Supabase(keeper),
+            None => Identity::Local(User::with_id(lucid_engine::engine::LOCAL_USER_ID)),
+        };
         Ok(Shell {
             engine,
-            user,
+            identity,
             secrets,
             paths,
             applied: settings.clone(),
@@ -61,6 +66,49 @@ impl Shell {
             subscriptions: Mutex::new(HashMap::new()),
             next_subscription: AtomicU64::new(1),
         })
+    }
+
+    /// The user every command acts as: the machine's one user in local mode; in Supabase mode
+    /// the signed-in user, with a fresh access token (refreshed first when it is about to
+    /// expire) that the store forwards to PostgREST. Signed out: an error that says to sign in.
+    pub async fn user(&self) -> CommandResult<User> {
+        match &self.identity {
+            Identity::Local(user) => Ok(user.clone()),
+            Identity::Supabase(keeper) => {
+                let token = keeper
+                    .access_token()
+                    .await
+                    .map_err(|e| CommandError::new(ErrorKind::InvalidCredentials, e.to_string()))?;
+                match (token, keeper.current_user()) {
+                    (Some(token), Some(signed_in)) => Ok(User {
+                        id: signed_in.id,
+                        email: signed_in.email,
+                        raw_jwt: Some(token),
+                    }),
+                    _ => Err(CommandError::new(
+                        ErrorKind::Unauthenticated,
+                        "Sign in to use Lucid with your Supabase account.",
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The user whose sessions the app watches (notifications, the quit check), without
+    /// touching the network: `None` while signed out.
+    pub fn current_user(&self) -> Option<User> {
+        match &self.identity {
+            Identity::Local(user) => Some(user.clone()),
+            Identity::Supabase(keeper) => keeper.current_user().map(|u| User::with_id(u.id)),
+        }
+    }
+
+    /// The keeper of the signed-in Supabase session (`None` in local mode).
+    pub fn session_keeper(&self) -> Option<&Arc<SessionKeeper>> {
+        match &self.identity {
+            Identity::Local(_) => None,
+            Identity::Supabase(keeper) => Some(keeper),
+        }
     }
 
     pub fn settings(&self) -> Settings {
@@ -90,6 +138,14 @@ impl Shell {
             None => false,
         }
     }
+}
+
+/// Who the app acts as.
+enum Identity {
+    /// Local mode: the machine's one user, no sign-in.
+    Local(User),
+    /// Supabase mode: whoever is signed in (see `account.rs`).
+    Supabase(Arc<SessionKeeper>),
 }
 
 /// The engine configuration of the app: settings first, then the environment; provider keys

@@ -43,7 +43,10 @@ async fn loopback_copy_link_queued_link_and_sign_out() {
         .await
         .unwrap();
     let secrets = Secrets::open_memory_store();
-    let account = Account::new(engine.clone(), secrets.clone());
+    let account = Account::new(
+        engine.clone(),
+        lucid_desktop::account::session_keeper(&engine, secrets.clone()),
+    );
     let state = account.state();
     assert_eq!(state.mode, "supabase");
     assert_eq!(state.providers, ["google", "github", "gitlab"]);

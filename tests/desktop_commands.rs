@@ -9,6 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lucid_desktop::account::Account;
 use lucid_desktop::secrets::Secrets;
 use lucid_desktop::settings::Settings;
 use lucid_desktop::state::{Shell, ShellPaths};
@@ -53,10 +54,18 @@ impl App {
 }
 
 fn start_app(llm: &ScriptedLlm, gh: &FakeGithub) -> App {
+    start_app_with(llm, gh, Vec::new())
+}
+
+/// [`start_app`] with more settings in the environment (e.g. a Supabase project's).
+fn start_app_with(llm: &ScriptedLlm, gh: &FakeGithub, extra: Vec<(&str, String)>) -> App {
     let dir = tempfile::tempdir().unwrap();
     let vars = tauri::async_runtime::block_on(common::env_for(Some(llm), dir.path()));
     let mut env = vars.clone();
     env.insert("LUCID_GITHUB_API_URL".into(), gh.base_url());
+    for (name, value) in extra {
+        env.insert(name.into(), value);
+    }
     // The desktop keeps provider keys in the credential store, not the environment.
     env.remove("ANTHROPIC_API_KEY");
     env.remove("ENCRYPTION_KEY");
@@ -73,7 +82,10 @@ fn start_app(llm: &ScriptedLlm, gh: &FakeGithub) -> App {
         env.get(name).cloned()
     }))
     .expect("shell starts");
+    let account = Account::new(shell.engine.clone(), shell.session_keeper().cloned());
     let app = mock_builder()
+        .manage(account)
+        .manage(lucid_desktop::account::SystemBrowser::new(|_| Ok(())))
         .manage(shell)
         .invoke_handler(lucid_desktop::handler())
         .build(mock_context(noop_assets()))
@@ -159,7 +171,7 @@ fn every_command_group_works_through_ipc_with_errors_in_the_uis_shape() {
             let attachment = shell
                 .engine
                 .sessions()
-                .attach(&shell.user, &session_id, since)
+                .attach(&shell.current_user().unwrap(), &session_id, since)
                 .await
                 .unwrap();
             let got = Arc::new(Mutex::new(Vec::<Value>::new()));
@@ -302,7 +314,7 @@ fn frames_until_turn_ends(app: &App, session_id: &str, since: u64) -> Vec<Value>
         let attachment = shell
             .engine
             .sessions()
-            .attach(&shell.user, session_id, since)
+            .attach(&shell.current_user().unwrap(), session_id, since)
             .await
             .unwrap();
         let got = Arc::new(Mutex::new(Vec::<Value>::new()));
@@ -328,6 +340,110 @@ fn frames_until_turn_ends(app: &App, session_id: &str, since: u64) -> Vec<Value>
         let frames = got.lock().unwrap().clone();
         frames
     })
+}
+
+#[test]
+fn in_supabase_mode_every_command_acts_as_the_signed_in_user() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (project, llm, gh) = tauri::async_runtime::block_on(async {
+        let project = lucid_testkit::supabase::SupabaseProject::start_with_auth().await;
+        let llm = ScriptedLlm::start(
+            Format::Anthropic,
+            vec![Step::tool_call("finish", json!({"message": "done"}))],
+        )
+        .await;
+        (project, llm, FakeGithub::start(GH_TOKEN, 3).await)
+    });
+    let env = project
+        .env()
+        .into_iter()
+        .chain([("LUCID_CHAT_TITLES", "false".to_string())])
+        .collect();
+    let app = start_app_with(&llm, &gh, env);
+    let account = app.webview.state::<Arc<Account>>().inner().clone();
+    tauri::async_runtime::block_on(account.become_ready());
+
+    // Signed out: every command that touches a user's data says to sign in.
+    for (cmd, args) in [
+        ("list_chats", json!({})),
+        ("list_sessions", json!({})),
+        ("start_session", json!({"req": {"task": "nobody's task"}})),
+        ("list_integrations", json!({})),
+    ] {
+        let err = app.invoke(cmd, args).unwrap_err();
+        assert_eq!(err["status"], 403, "{cmd}: {err}");
+        assert!(
+            err["message"].as_str().unwrap().contains("Sign in"),
+            "{cmd}: {err}"
+        );
+    }
+    assert!(llm.requests().is_empty(), "nothing ran");
+
+    // Sign in through the deep link.
+    let url = app
+        .invoke("sign_in_link", json!({"provider": "github"}))
+        .unwrap();
+    let link = tauri::async_runtime::block_on(async {
+        let r = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(url.as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        r.headers()["location"].to_str().unwrap().to_string()
+    });
+    assert!(link.starts_with("lucid://auth/callback"), "{link}");
+    let signed_in = tauri::async_runtime::block_on(account.complete(&link)).expect("signed in");
+
+    // Now the commands act as that user, and the rows the store writes through PostgREST
+    // (with the user's own access token, under row-level security) are theirs.
+    let started = app
+        .invoke(
+            "start_session",
+            json!({"req": {"task": "a task in Supabase mode"}}),
+        )
+        .unwrap();
+    let session_id = started["sessionId"].as_str().unwrap().to_string();
+    let chat_id = started["chatId"].as_str().unwrap().to_string();
+    assert_eq!(
+        wait_for_status(&app, &session_id, &["completed", "failed"]),
+        "completed"
+    );
+    let chats = app.invoke("list_chats", json!({})).unwrap();
+    assert!(
+        chats
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == chat_id.as_str()),
+        "{chats}"
+    );
+    let owner: uuid::Uuid = tauri::async_runtime::block_on(async {
+        project
+            .admin()
+            .query_one(
+                "select user_id from public.chat_sessions where id = $1",
+                &[&uuid::Uuid::parse_str(&chat_id).unwrap()],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(owner.to_string(), signed_in.id);
+    let listed = app.invoke("list_sessions", json!({})).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+
+    // Signed out again: nothing of theirs is reachable.
+    app.invoke("sign_out", json!({})).unwrap();
+    let err = app.invoke("list_chats", json!({})).unwrap_err();
+    assert_eq!(err["status"], 403, "{err}");
+    let err = app
+        .invoke("get_chat", json!({"chatId": chat_id}))
+        .unwrap_err();
+    assert_eq!(err["status"], 403, "{err}");
 }
 
 #[test]
@@ -557,7 +673,10 @@ fn quitting_with_a_working_session_asks_first_then_stops_it_and_removes_its_cont
             .state::<Shell>()
             .engine
             .sessions()
-            .status(&handle.state::<Shell>().user, &session_id)
+            .status(
+                &handle.state::<Shell>().current_user().unwrap(),
+                &session_id,
+            )
             .unwrap();
         // The user agrees.
         let answer = get_ipc_response(
@@ -733,7 +852,7 @@ fn a_finished_or_failed_session_notifies_only_while_the_window_is_not_focused() 
     // A watcher that sees the window focused shows nothing.
     let mut watch = SessionWatch::default();
     let shell = app.shell();
-    let mut listing = shell.engine.sessions().list(&shell.user);
+    let mut listing = shell.engine.sessions().list(&shell.current_user().unwrap());
     assert!(watch.update(&listing, true).is_empty());
     listing[0].status = Running;
     assert!(watch.update(&listing, true).is_empty());

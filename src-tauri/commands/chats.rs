@@ -14,17 +14,15 @@ pub async fn list_chats(
     limit: Option<i64>,
     offset: Option<i64>,
 ) -> CommandResult<Vec<ChatSession>> {
-    Ok(shell
-        .engine
-        .chats()
-        .list(&shell.user, limit, offset)
-        .await?)
+    let user = shell.user().await?;
+    Ok(shell.engine.chats().list(&user, limit, offset).await?)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn get_chat(shell: State<'_, Shell>, chat_id: String) -> CommandResult<ChatDetail> {
-    Ok(shell.engine.chats().get(&shell.user, &chat_id).await?)
+    let user = shell.user().await?;
+    Ok(shell.engine.chats().get(&user, &chat_id).await?)
 }
 
 #[tauri::command]
@@ -34,15 +32,17 @@ pub async fn rename_chat(
     chat_id: String,
     title: String,
 ) -> CommandResult<String> {
+    let user = shell.user().await?;
     Ok(shell
         .engine
         .chats()
-        .rename(&shell.user, &chat_id, Some(&title))
+        .rename(&user, &chat_id, Some(&title))
         .await?)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn delete_chat(shell: State<'_, Shell>, chat_id: String) -> CommandResult<()> {
-    Ok(shell.engine.delete_chat(&shell.user, &chat_id).await?)
+    let user = shell.user().await?;
+    Ok(shell.engine.delete_chat(&user, &chat_id).await?)
 }

@@ -9,7 +9,8 @@ use crate::state::Shell;
 #[tauri::command]
 #[specta::specta]
 pub async fn list_files(shell: State<'_, Shell>, session_id: String) -> CommandResult<FileTree> {
-    Ok(shell.engine.list_files(&shell.user, &session_id).await?)
+    let user = shell.user().await?;
+    Ok(shell.engine.list_files(&user, &session_id).await?)
 }
 
 #[tauri::command]
@@ -19,8 +20,6 @@ pub async fn read_file(
     session_id: String,
     path: String,
 ) -> CommandResult<FileContent> {
-    Ok(shell
-        .engine
-        .read_file(&shell.user, &session_id, &path)
-        .await?)
+    let user = shell.user().await?;
+    Ok(shell.engine.read_file(&user, &session_id, &path).await?)
 }

@@ -12,7 +12,8 @@ use crate::state::Shell;
 #[tauri::command]
 #[specta::specta]
 pub async fn list_integrations(shell: State<'_, Shell>) -> CommandResult<Vec<IntegrationInfo>> {
-    Ok(shell.engine.integrations().list(&shell.user).await?)
+    let user = shell.user().await?;
+    Ok(shell.engine.integrations().list(&user).await?)
 }
 
 #[tauri::command]
@@ -21,7 +22,8 @@ pub async fn save_integration(
     shell: State<'_, Shell>,
     req: SaveIntegrationRequest,
 ) -> CommandResult<SaveIntegrationResponse> {
-    Ok(shell.engine.integrations().save(&shell.user, req).await?)
+    let user = shell.user().await?;
+    Ok(shell.engine.integrations().save(&user, req).await?)
 }
 
 #[tauri::command]
@@ -30,21 +32,15 @@ pub async fn delete_integration(
     shell: State<'_, Shell>,
     provider: String,
 ) -> CommandResult<String> {
-    Ok(shell
-        .engine
-        .integrations()
-        .delete(&shell.user, &provider)
-        .await?)
+    let user = shell.user().await?;
+    Ok(shell.engine.integrations().delete(&user, &provider).await?)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn list_repos(shell: State<'_, Shell>, provider: String) -> CommandResult<ReposResponse> {
-    Ok(shell
-        .engine
-        .integrations()
-        .repos(&shell.user, &provider)
-        .await?)
+    let user = shell.user().await?;
+    Ok(shell.engine.integrations().repos(&user, &provider).await?)
 }
 
 #[tauri::command]
@@ -54,10 +50,11 @@ pub async fn list_branches(
     provider: String,
     full_name: String,
 ) -> CommandResult<BranchesResponse> {
+    let user = shell.user().await?;
     Ok(shell
         .engine
         .integrations()
-        .branches(&shell.user, &provider, &full_name)
+        .branches(&user, &provider, &full_name)
         .await?)
 }
 
@@ -68,5 +65,6 @@ pub async fn create_pr(
     provider: String,
     req: CreatePrRequest,
 ) -> CommandResult<CreatePrResponse> {
-    Ok(shell.engine.create_pr(&shell.user, &provider, req).await?)
+    let user = shell.user().await?;
+    Ok(shell.engine.create_pr(&user, &provider, req).await?)
 }

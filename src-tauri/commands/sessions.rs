@@ -15,14 +15,16 @@ pub async fn start_session(
     shell: State<'_, Shell>,
     req: StartSession,
 ) -> CommandResult<StartedSession> {
+    let user = shell.user().await?;
     let req = with_app_defaults(&shell, req)?;
-    Ok(shell.engine.sessions().start(&shell.user, req).await?)
+    Ok(shell.engine.sessions().start(&user, req).await?)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn list_sessions(shell: State<'_, Shell>) -> CommandResult<Vec<SessionSummary>> {
-    Ok(shell.engine.sessions().list(&shell.user))
+    let user = shell.user().await?;
+    Ok(shell.engine.sessions().list(&user))
 }
 
 #[tauri::command]
@@ -31,11 +33,8 @@ pub async fn get_session(
     shell: State<'_, Shell>,
     session_id: String,
 ) -> CommandResult<SessionSummary> {
-    Ok(shell
-        .engine
-        .sessions()
-        .get(&shell.user, &session_id)
-        .await?)
+    let user = shell.user().await?;
+    Ok(shell.engine.sessions().get(&user, &session_id).await?)
 }
 
 #[tauri::command]
@@ -45,17 +44,19 @@ pub async fn follow_up(
     session_id: String,
     content: String,
 ) -> CommandResult<()> {
+    let user = shell.user().await?;
     Ok(shell
         .engine
         .sessions()
-        .follow_up(&shell.user, &session_id, &content)
+        .follow_up(&user, &session_id, &content)
         .await?)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn stop_session(shell: State<'_, Shell>, session_id: String) -> CommandResult<()> {
-    Ok(shell.engine.sessions().stop(&shell.user, &session_id)?)
+    let user = shell.user().await?;
+    Ok(shell.engine.sessions().stop(&user, &session_id)?)
 }
 
 /// Streams the session's events after `since` (replayed from the log, then live) to
@@ -72,10 +73,11 @@ pub async fn subscribe_session(
     since: u64,
     on_event: Channel<Value>,
 ) -> CommandResult<u64> {
+    let user = shell.user().await?;
     let attachment = shell
         .engine
         .sessions()
-        .attach(&shell.user, &session_id, since)
+        .attach(&user, &session_id, since)
         .await?;
     let task = tokio::spawn(forward_events(attachment, move |v| {
         on_event.send(v).is_ok()

@@ -829,8 +829,17 @@ fn host_score(repo: &RepoUrl, base_url: &str) -> u8 {
 }
 
 fn github_host_score(repo: &RepoUrl, api_url: &str) -> u8 {
+    // github.com's repositories go with the public API's tokens only: a GitHub Enterprise
+    // server's token (LUCID_GITHUB_API_URL on another host) is never sent to github.com.
     if matches!(repo.host(), "github.com" | "www.github.com") {
-        return 2;
+        let public_api = url::Url::parse(api_url)
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| h.eq_ignore_ascii_case("api.github.com"))
+            })
+            .unwrap_or(false);
+        return if public_api { 2 } else { 0 };
     }
     let direct = host_score(repo, api_url);
     if direct > 0 {
@@ -1791,9 +1800,18 @@ mod tests {
         save_github(&s, &alice()).await;
         save_gitlab(&s, &alice()).await;
 
-        let gh = s
+        // The GitHub of this engine is not github.com (LUCID_GITHUB_API_URL is the fake on
+        // 127.0.0.1, as a GitHub Enterprise server would be): its token never goes there.
+        assert!(s
             .svc
             .credentials_for_repo_url(&alice(), "git@github.com:octocat/repo-001.git")
+            .await
+            .unwrap()
+            .is_none());
+        let url = format!("{}/octocat/repo-001.git", s.gh.base_url());
+        let gh = s
+            .svc
+            .credentials_for_repo_url(&alice(), &url)
             .await
             .unwrap()
             .unwrap();
@@ -1847,6 +1865,16 @@ mod tests {
             2
         );
         assert_eq!(github_host_score(&repo, "https://api.github.com"), 0);
+        // A GitHub Enterprise token never goes to github.com.
+        let public = RepoUrl::parse("https://github.com/team/app.git").unwrap();
+        assert_eq!(github_host_score(&public, "https://api.github.com"), 2);
+        assert_eq!(github_host_score(&public, "https://api.ghe.example.com"), 0);
+        assert_eq!(
+            github_host_score(&public, "https://ghe.example.com/api/v3"),
+            0
+        );
+        let ssh_public = RepoUrl::parse("git@github.com:team/app.git").unwrap();
+        assert_eq!(github_host_score(&ssh_public, "http://127.0.0.1:9/api"), 0);
         let ssh = RepoUrl::parse("git@ghe.example.com:team/app.git").unwrap();
         assert_eq!(github_host_score(&ssh, "https://ghe.example.com/api/v3"), 1);
     }

@@ -168,6 +168,21 @@ async fn chats_messages_events_and_integrations_round_trip_under_rls() {
         .rename_chat(&alice, &chat.id, "renamed")
         .await
         .unwrap());
+    // A conditional rename applies only while the title is what it expects (one update,
+    // `title=eq.…`), with a title full of PostgREST's reserved characters.
+    assert!(!store
+        .rename_chat_if(&alice, &chat.id, "not the title", "generated")
+        .await
+        .unwrap());
+    let odd = "a, (b). c=\"d\" & e";
+    assert!(store
+        .rename_chat_if(&alice, &chat.id, "renamed", odd)
+        .await
+        .unwrap());
+    assert!(store
+        .rename_chat_if(&alice, &chat.id, odd, "renamed")
+        .await
+        .unwrap());
     store
         .set_chat_active(&alice, &chat.id, false)
         .await

@@ -186,6 +186,37 @@ async fn doctor_passes_against_a_project_with_every_migration_applied() {
     }
     // Supabase mode keeps nothing in a local SQLite store.
     assert!(!out.stdout.contains("lucid.sqlite3"), "{}", out.stdout);
+    assert!(
+        section.contains("ok    no session events are waiting to be sent to Supabase"),
+        "{section}"
+    );
+
+    // Batches a stopped server left in its outbox, and one the database refused: reported
+    // as warnings (nothing is lost; they are sent at the next start), not as failures.
+    let outbox = dirs.data().join("supabase/outbox");
+    std::fs::create_dir_all(outbox.join("failed")).unwrap();
+    for name in [
+        "00000000000000000001.json",
+        "00000000000000000002.json",
+        "failed/00000000000000000003.json",
+    ] {
+        std::fs::write(outbox.join(name), b"{}").unwrap();
+    }
+    std::fs::write(outbox.join("notes.txt"), b"not a batch").unwrap();
+    let out = doctor(&env, &dirs).await;
+    let section = supabase_section(&out.stdout);
+    assert_eq!(out.code(), Some(0), "{out:#?}");
+    assert!(
+        section.contains(&format!(
+            "warn  2 batch(es) of session events are waiting in {} to be sent to Supabase",
+            outbox.display()
+        )),
+        "{section}"
+    );
+    assert!(
+        section.contains("warn  1 batch(es) the database refused are kept in"),
+        "{section}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,31 +1,29 @@
 // The desktop app's account (Supabase mode): sign-in with a provider in the system browser
 // (back through `lucid://`), a loopback fallback and a copyable sign-in link, the account badge
 // and sign-out. Local mode shows the app directly. Commands: src-tauri/commands/account.rs.
-import { invoke } from '@tauri-apps/api/core';
 import { useCallback, useEffect, useState, type ReactNode } from 'react';
+import { commands, type AccountState_Serialize } from '../generated/commands';
 import { AccountBadge } from './AccountBadge';
-import type { AccountUser } from './session';
 
-export interface DesktopAccountState {
-  mode: string;
-  providers: string[];
-  user: AccountUser | null;
-  lastError: string | null;
-}
+export type DesktopAccountState = AccountState_Serialize;
 
-export type Run = <T>(cmd: string, args?: Record<string, unknown>) => Promise<T>;
+/** The shell's account commands (generated bindings; replaced in tests). */
+export type AccountCommands = Pick<typeof commands, 'accountState' | 'startSignIn' | 'signInLink' | 'signOut'>;
 
 const LABELS: Record<string, string> = { google: 'Google', github: 'GitHub', gitlab: 'GitLab' };
 
 /** Renders `children(badge)` once signed in (or in local mode), else the sign-in screen. */
 export function DesktopAccount({
   children,
-  run = invoke,
+  api = commands,
   pollMs = 1000,
+  recheckMs = 30_000,
 }: {
   children: (badge: ReactNode) => ReactNode;
-  run?: Run;
+  api?: AccountCommands;
   pollMs?: number;
+  /** While signed in: how often to look whether the session ended (then sign-in shows). */
+  recheckMs?: number;
 }) {
   const [state, setState] = useState<DesktopAccountState | null>(null);
   const [message, setMessage] = useState<string | null>(null);
@@ -33,23 +31,26 @@ export function DesktopAccount({
 
   const refresh = useCallback(
     () =>
-      run<DesktopAccountState>('account_state').then(setState, () =>
+      api.accountState().then(setState, () =>
         // A shell without accounts: show the app as before.
         setState((s) => s ?? { mode: 'local', providers: [], user: null, lastError: null }),
       ),
-    [run],
+    [api],
   );
 
   useEffect(() => {
     void refresh();
   }, [refresh]);
 
-  // While a sign-in is under way in the browser, look for its result.
+  // While a sign-in is under way in the browser, look for its result; while signed in, look
+  // now and then whether the session ended (drafts being typed survive, see draft.ts).
+  const signedIn = Boolean(state?.user);
   useEffect(() => {
-    if (!waiting) return;
-    const t = setInterval(() => void refresh(), pollMs);
+    const every = waiting ? pollMs : signedIn ? recheckMs : null;
+    if (every === null) return;
+    const t = setInterval(() => void refresh(), every);
     return () => clearInterval(t);
-  }, [waiting, refresh, pollMs]);
+  }, [waiting, signedIn, refresh, pollMs, recheckMs]);
 
   useEffect(() => {
     if (state?.user) setWaiting(false);
@@ -59,20 +60,20 @@ export function DesktopAccount({
   if (state.mode !== 'supabase') return <>{children(null)}</>;
   if (state.user) {
     const signOut = () => {
-      void run('sign_out').finally(() => void refresh());
+      void api.signOut().finally(() => void refresh());
     };
     return <>{children(<AccountBadge user={state.user} onSignOut={signOut} />)}</>;
   }
 
   const start = (provider: string, loopback: boolean) => {
     setMessage(null);
-    run<string>('start_sign_in', { provider, loopback }).then(
+    api.startSignIn(provider, loopback).then(
       () => setWaiting(true),
       (e: unknown) => setMessage(errorText(e)),
     );
   };
   const copy = (provider: string) => {
-    run<string>('sign_in_link', { provider }).then(
+    api.signInLink(provider).then(
       async (url) => {
         await navigator.clipboard?.writeText(url);
         setWaiting(true);

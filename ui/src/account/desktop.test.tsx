@@ -1,24 +1,32 @@
 import { fireEvent, render, screen, waitFor } from '@testing-library/react';
 import { describe, expect, it, vi } from 'vitest';
-import { DesktopAccount, type DesktopAccountState, type Run } from './DesktopAccount';
+import { DesktopAccount, type AccountCommands, type DesktopAccountState } from './DesktopAccount';
 
-const grace = { id: 'u1', email: 'grace@example.test', name: 'Grace Hopper', provider: 'github' };
+const grace = { id: 'u1', email: 'grace@example.test', name: 'Grace Hopper', avatarUrl: null, provider: 'github' };
 
 function shell(initial: DesktopAccountState) {
   let state = initial;
   const calls: { cmd: string; args?: Record<string, unknown> }[] = [];
-  const run = vi.fn((cmd: string, args?: Record<string, unknown>) => {
-    calls.push({ cmd, args });
-    if (cmd === 'account_state') return Promise.resolve(state);
-    if (cmd === 'start_sign_in') return Promise.resolve('https://auth.example.test/authorize?x');
-    if (cmd === 'sign_in_link') return Promise.resolve('https://auth.example.test/authorize?copy');
-    if (cmd === 'sign_out') {
+  const api: AccountCommands = {
+    accountState: () => {
+      calls.push({ cmd: 'account_state' });
+      return Promise.resolve(state);
+    },
+    startSignIn: (provider, loopback) => {
+      calls.push({ cmd: 'start_sign_in', args: { provider, loopback } });
+      return Promise.resolve('https://auth.example.test/authorize?x');
+    },
+    signInLink: (provider) => {
+      calls.push({ cmd: 'sign_in_link', args: { provider } });
+      return Promise.resolve('https://auth.example.test/authorize?copy');
+    },
+    signOut: () => {
+      calls.push({ cmd: 'sign_out' });
       state = { ...state, user: null };
       return Promise.resolve(null);
-    }
-    return Promise.reject(new Error(`unexpected ${cmd}`));
-  }) as unknown as Run;
-  return { run, calls, set: (s: Partial<DesktopAccountState>) => (state = { ...state, ...s }) };
+    },
+  };
+  return { api, calls, set: (s: Partial<DesktopAccountState>) => (state = { ...state, ...s }) };
 }
 
 const app = (badge: unknown) => (
@@ -31,14 +39,14 @@ const app = (badge: unknown) => (
 describe('desktop account', () => {
   it('local mode shows the app without sign-in', async () => {
     const s = shell({ mode: 'local', providers: [], user: null, lastError: null });
-    render(<DesktopAccount run={s.run}>{app}</DesktopAccount>);
+    render(<DesktopAccount api={s.api}>{app}</DesktopAccount>);
     expect(await screen.findByText(/app without badge/)).toBeTruthy();
   });
 
   it('signs in through the system browser, shows the account and signs out', async () => {
     const s = shell({ mode: 'supabase', providers: ['google', 'github', 'gitlab'], user: null, lastError: null });
     render(
-      <DesktopAccount run={s.run} pollMs={20}>
+      <DesktopAccount api={s.api} pollMs={20}>
         {app}
       </DesktopAccount>,
     );
@@ -53,6 +61,19 @@ describe('desktop account', () => {
     expect(s.calls.some((c) => c.cmd === 'sign_out')).toBe(true);
   });
 
+  it('goes back to sign-in when the session ends while signed in', async () => {
+    const s = shell({ mode: 'supabase', providers: ['github'], user: grace, lastError: null });
+    render(
+      <DesktopAccount api={s.api} recheckMs={20}>
+        {app}
+      </DesktopAccount>,
+    );
+    expect(await screen.findByText('Grace Hopper')).toBeTruthy();
+    s.set({ user: null, lastError: 'Your session has ended; sign in again.' });
+    expect((await screen.findByRole('alert')).textContent).toContain('session has ended');
+    expect(screen.getByRole('button', { name: 'Continue with GitHub' })).toBeTruthy();
+  });
+
   it('offers the loopback fallback and a copyable link, and shows why a link was refused', async () => {
     const s = shell({
       mode: 'supabase',
@@ -62,7 +83,7 @@ describe('desktop account', () => {
     });
     const writeText = vi.fn(() => Promise.resolve());
     Object.defineProperty(navigator, 'clipboard', { value: { writeText }, configurable: true });
-    render(<DesktopAccount run={s.run}>{app}</DesktopAccount>);
+    render(<DesktopAccount api={s.api}>{app}</DesktopAccount>);
     expect((await screen.findByRole('alert')).textContent).toContain('already used');
     fireEvent.click(screen.getByRole('button', { name: 'GitLab through a local address' }));
     await waitFor(() => expect(s.calls).toContainEqual({ cmd: 'start_sign_in', args: { provider: 'gitlab', loopback: true } }));

@@ -85,6 +85,7 @@ pub async fn doctor() -> anyhow::Result<i32> {
                 Level::Fail => r.fail(&finding.what, &finding.fix),
             }
         }
+        check_outbox(&mut r, &config.data_dir);
     } else {
         check_local_database(&mut r, &config).await;
     }
@@ -140,6 +141,45 @@ pub async fn doctor() -> anyhow::Result<i32> {
     } else {
         println!("\n{} problem(s) found.", r.problems);
         Ok(1)
+    }
+}
+
+/// Supabase mode: event batches still waiting on this machine to reach the project, and
+/// batches the database refused for good.
+fn check_outbox(r: &mut Report, data_dir: &std::path::Path) {
+    use lucid_engine::store::supabase::SupabaseStore;
+    let dir = SupabaseStore::outbox_dir(data_dir);
+    match SupabaseStore::outbox_on_disk(data_dir) {
+        Ok(found) => {
+            if found.waiting == 0 {
+                r.ok("no session events are waiting to be sent to Supabase");
+            } else {
+                r.warn(
+                    &format!(
+                        "{} batch(es) of session events are waiting in {} to be sent to Supabase",
+                        found.waiting,
+                        dir.display()
+                    ),
+                    "they are sent (nothing is lost) once `lucid serve` or the app runs and \
+                     the project is reachable; keep this directory until then",
+                )
+            }
+            if found.set_aside > 0 {
+                r.warn(
+                    &format!(
+                        "{} batch(es) the database refused are kept in {}",
+                        found.set_aside,
+                        dir.join("failed").display()
+                    ),
+                    "look at the server's log for why (e.g. a migration missing), fix it, then \
+                     move the files back into the outbox directory to send them again",
+                )
+            }
+        }
+        Err(e) => r.fail(
+            &format!("the outbox {} cannot be read: {e}", dir.display()),
+            "make the data directory readable by this user (LUCID_DATA_DIR)",
+        ),
     }
 }
 

@@ -44,6 +44,7 @@ use crate::store::{
 };
 
 pub use self::active::ActiveChat;
+pub use self::outbox::OnDisk as OutboxOnDisk;
 pub use self::rest::token_expired;
 
 /// Rows per page when reading a whole history (Supabase caps responses at 1000 rows).
@@ -110,6 +111,32 @@ fn is_uuid(s: &str) -> bool {
 }
 
 impl SupabaseStore {
+    /// Sets a chat's title, only while it is `expected` when given. Whether a row changed.
+    async fn update_title(
+        &self,
+        user: &User,
+        chat_id: &str,
+        expected: Option<&str>,
+        title: &str,
+    ) -> StoreResult<bool> {
+        if !is_uuid(chat_id) || !is_uuid(&user.id) {
+            return Ok(false);
+        }
+        let mut query = self
+            .inner
+            .rest
+            .from(Caller::for_user(user), "chat_sessions")
+            .select("id")
+            .eq("id", chat_id)
+            .eq("user_id", &user.id);
+        if let Some(expected) = expected {
+            query = query.eq("title", expected);
+        }
+        let query = query.update(json!({ "title": title }).to_string());
+        let rows = not_found_is_ok(self.inner.rest.rows(query, None).await, Vec::new())?;
+        Ok(!rows.is_empty())
+    }
+
     /// Opens the store for the project in `config`, keeping its outbox and active-chat list
     /// under `<data_dir>/supabase/`, and starts the outbox flusher (which first sends what a
     /// previous run left). Needs a Tokio runtime. Contacts no server.
@@ -123,7 +150,7 @@ impl SupabaseStore {
         options: SupabaseOptions,
     ) -> StoreResult<SupabaseStore> {
         let dir = data_dir.join("supabase");
-        let outbox = Outbox::open(&dir.join("outbox"))?;
+        let outbox = Outbox::open(&Self::outbox_dir(data_dir))?;
         let active = ActiveChats::open(&dir.join("active-chats.json"));
         let rest = Rest::new(
             &config.url,
@@ -141,6 +168,16 @@ impl SupabaseStore {
         });
         tokio::spawn(flusher(Arc::downgrade(&inner), Arc::clone(&inner.wake)));
         Ok(SupabaseStore { inner })
+    }
+
+    /// The outbox directory of the store kept under `data_dir`.
+    pub fn outbox_dir(data_dir: &Path) -> std::path::PathBuf {
+        data_dir.join("supabase").join("outbox")
+    }
+
+    /// What the outbox under `data_dir` holds, read from disk without opening the store.
+    pub fn outbox_on_disk(data_dir: &Path) -> std::io::Result<outbox::OnDisk> {
+        outbox::on_disk(&Self::outbox_dir(data_dir))
     }
 
     /// Event batches waiting in the outbox.
@@ -474,19 +511,20 @@ impl Store for SupabaseStore {
     }
 
     async fn rename_chat(&self, user: &User, chat_id: &str, title: &str) -> StoreResult<bool> {
-        if !is_uuid(chat_id) || !is_uuid(&user.id) {
-            return Ok(false);
-        }
-        let query = self
-            .inner
-            .rest
-            .from(Caller::for_user(user), "chat_sessions")
-            .select("id")
-            .eq("id", chat_id)
-            .eq("user_id", &user.id)
-            .update(json!({ "title": title }).to_string());
-        let rows = not_found_is_ok(self.inner.rest.rows(query, None).await, Vec::new())?;
-        Ok(!rows.is_empty())
+        self.update_title(user, chat_id, None, title).await
+    }
+
+    /// One conditional update (`title=eq.<expected>`): a rename that lands between a read and
+    /// a write is never overwritten.
+    async fn rename_chat_if(
+        &self,
+        user: &User,
+        chat_id: &str,
+        expected: &str,
+        title: &str,
+    ) -> StoreResult<bool> {
+        self.update_title(user, chat_id, Some(expected), title)
+            .await
     }
 
     async fn delete_chat(&self, user: &User, chat_id: &str) -> StoreResult<bool> {

@@ -212,6 +212,37 @@ impl Outbox {
     }
 }
 
+/// What an outbox directory holds, read without opening it (for `lucid doctor`, while a server
+/// may own it): batches waiting to be sent and batches set aside in `failed/`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OnDisk {
+    pub waiting: usize,
+    pub set_aside: usize,
+}
+
+/// Counts the batch files under `dir` (a missing directory holds none).
+pub fn on_disk(dir: &Path) -> std::io::Result<OnDisk> {
+    fn batches(dir: &Path) -> std::io::Result<usize> {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => Ok(entries
+                .filter_map(Result::ok)
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".json"))
+                        .is_some_and(|stem| stem.parse::<u64>().is_ok())
+                })
+                .count()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+    Ok(OnDisk {
+        waiting: batches(dir)?,
+        set_aside: batches(&dir.join(FAILED_DIR))?,
+    })
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
