@@ -335,6 +335,50 @@ async fn the_keeper_refreshes_by_the_wall_clock_after_a_sleep() {
     );
 }
 
+/// A keyring that takes the first token, then refuses every write (a locked Secret Service).
+#[derive(Default)]
+struct LockedAfterFirstWrite(Mutex<Option<String>>, AtomicI64);
+
+impl TokenVault for LockedAfterFirstWrite {
+    fn load(&self) -> Result<Option<String>, String> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+    fn store(&self, token: Option<&str>) -> Result<(), String> {
+        if self.1.fetch_add(1, Ordering::SeqCst) > 0 {
+            return Err("the keyring is locked".into());
+        }
+        *self.0.lock().unwrap() = token.map(str::to_string);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_keyring_that_refuses_the_rotated_token_does_not_end_the_session() {
+    let fake = FakeSupabaseAuth::start(ANON, SECRET).await;
+    let sign_in = SignIn::new(gotrue(&fake));
+    let vault = Arc::new(LockedAfterFirstWrite::default());
+    let (offset, clock) = test_clock();
+    let keeper =
+        SessionKeeper::with_clock(gotrue(&fake), vault.clone(), clock, Duration::from_secs(60));
+    let session = signed_in(&fake, &sign_in, Provider::Google).await;
+    keeper.install(session.clone()).await.unwrap();
+    // Two refreshes in a row, the keyring refusing both: the second uses the rotated token
+    // kept in memory (a spent one would be refused and revoke the session).
+    offset.store(2 * 3600, Ordering::SeqCst);
+    assert!(keeper.access_token().await.unwrap().is_some());
+    assert_eq!(fake.count("refresh_token"), 1);
+    offset.store(4 * 3600, Ordering::SeqCst);
+    assert!(keeper.access_token().await.unwrap().is_some());
+    assert_eq!(fake.count("refresh_token"), 2);
+    // The token the keyring still holds is the spent first one.
+    let kept = vault.0.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        sign_in.refresh(&kept).await.unwrap_err().code(),
+        Some("refresh_token_already_used")
+    );
+    assert!(keeper.current_user().is_some(), "still signed in");
+}
+
 #[tokio::test]
 async fn an_expired_session_ends_and_is_forgotten() {
     let fake = FakeSupabaseAuth::start(ANON, SECRET).await;

@@ -203,12 +203,16 @@ impl SessionKeeper {
         }
         match self.gotrue.refresh(&session.refresh_token).await {
             Ok(fresh) => {
-                self.vault
-                    .store(Some(&fresh.refresh_token))
-                    .map_err(KeeperError::Vault)?;
+                // The old refresh token is spent now: keep the new session in memory even if
+                // the keyring refuses it, or the next refresh would reuse a spent token and
+                // Supabase Auth would revoke the whole session.
+                let stored = self.vault.store(Some(&fresh.refresh_token));
                 let user = fresh.user.clone();
                 *current = Some(fresh);
                 self.set_user(Some(user));
+                if let Err(e) = stored {
+                    tracing::warn!(error = %e, "the refreshed session could not be kept in the keyring; it stays signed in until the app quits");
+                }
                 Ok(())
             }
             Err(e) if e.ends_session() => {
