@@ -80,6 +80,9 @@ pub struct AccountState {
     pub mode: String,
     pub providers: Vec<String>,
     pub user: Option<AuthUser>,
+    /// A stored session waits for Supabase Auth to be reachable again (the app started
+    /// offline): neither signed in nor signed out yet; the app retries by itself.
+    pub reconnecting: bool,
     /// Why the last sign-in attempt failed, in words.
     pub last_error: Option<String>,
 }
@@ -126,6 +129,7 @@ impl Account {
                 Vec::new()
             },
             user: self.keeper.as_ref().and_then(|k| k.current_user()),
+            reconnecting: self.keeper.as_ref().is_some_and(|k| k.is_reconnecting()),
             last_error: self.lock_error().clone(),
         }
     }
@@ -217,10 +221,13 @@ impl Account {
             .start(provider, &format!("http://127.0.0.1:{port}/callback"))
             .map_err(|e| e.to_string())?;
         let account = Arc::clone(self);
+        let expected = started.state.clone();
         tokio::spawn(async move {
-            let _ =
-                tokio::time::timeout(LOOPBACK_WAIT, serve_one_callback(listener, account, port))
-                    .await;
+            let _ = tokio::time::timeout(
+                LOOPBACK_WAIT,
+                serve_one_callback(listener, account, port, expected),
+            )
+            .await;
         });
         Ok(started.url)
     }
@@ -241,31 +248,57 @@ impl Account {
     }
 }
 
-/// The loopback fallback: answers the first `GET /callback?…`, then stops.
-async fn serve_one_callback(listener: tokio::net::TcpListener, account: Arc<Account>, port: u16) {
+/// The loopback fallback: completes the sign-in from the first `GET /callback?…` that carries
+/// this sign-in's `state`, then stops. Anything else that reaches the port (another program,
+/// a stale tab) is answered 400 and changes nothing.
+async fn serve_one_callback(
+    listener: tokio::net::TcpListener,
+    account: Arc<Account>,
+    port: u16,
+    expected_state: String,
+) {
     use axum::extract::RawQuery;
+    use axum::http::StatusCode;
     use axum::response::Html;
     use axum::routing::get;
+    use subtle::ConstantTimeEq;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let done = Arc::new(Mutex::new(Some(done_tx)));
+    let expected_state = Arc::new(expected_state);
     let app = axum::Router::new().route(
         "/callback",
         get(move |RawQuery(query): RawQuery| {
             let account = Arc::clone(&account);
             let done = Arc::clone(&done);
+            let expected = Arc::clone(&expected_state);
             async move {
                 let link = format!(
                     "http://127.0.0.1:{port}/callback?{}",
                     query.unwrap_or_default()
                 );
+                let state = lucid_engine::auth::Callback::from_url(&link)
+                    .ok()
+                    .and_then(|cb| cb.state)
+                    .unwrap_or_default();
+                let ours = state.len() == expected.len()
+                    && bool::from(state.as_bytes().ct_eq(expected.as_bytes()));
+                if !ours {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        Html("<!doctype html><title>Lucid</title><p>This is not the sign-in Lucid is waiting for. Start the sign-in again from the Lucid window.</p>".to_string()),
+                    );
+                }
                 let user = account.complete(&link).await;
                 if let Some(tx) = done.lock().unwrap_or_else(|e| e.into_inner()).take() {
                     let _ = tx.send(());
                 }
-                Html(match user {
-                    Some(_) => "<!doctype html><title>Lucid</title><p>You are signed in to Lucid. You can close this tab.</p>".to_string(),
-                    None => "<!doctype html><title>Lucid</title><p>The sign-in did not complete; see the Lucid window.</p>".to_string(),
-                })
+                (
+                    StatusCode::OK,
+                    Html(match user {
+                        Some(_) => "<!doctype html><title>Lucid</title><p>You are signed in to Lucid. You can close this tab.</p>".to_string(),
+                        None => "<!doctype html><title>Lucid</title><p>The sign-in did not complete; see the Lucid window.</p>".to_string(),
+                    }),
+                )
             }
         }),
     );

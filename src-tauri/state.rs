@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use lucid_engine::auth::session_keeper::SessionKeeper;
+use lucid_engine::auth::session_keeper::{KeeperError, SessionKeeper};
 use lucid_engine::{Config, Engine, ErrorKind, User};
 
 use crate::error::{CommandError, CommandResult};
@@ -36,7 +36,7 @@ pub struct Shell {
     /// The settings the engine was built with.
     pub applied: Settings,
     pub http_api: tokio::sync::Mutex<Option<RunningApi>>,
-    subscriptions: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
+    subscriptions: Arc<Subscriptions>,
     next_subscription: AtomicU64,
 }
 
@@ -51,8 +51,12 @@ impl Shell {
         let settings = Settings::load(&paths.settings_file).map_err(|e| e.to_string())?;
         let config = engine_config(&settings, &secrets, &paths, env)?;
         let engine = Engine::start(config).await.map_err(|e| e.message)?;
+        let subscriptions = Arc::new(Subscriptions::default());
         let identity = match crate::account::session_keeper(&engine, secrets.clone()) {
-            Some(keeper) => Identity::Supabase(keeper),
+            Some(keeper) => {
+                end_the_work_of_users_who_leave(&keeper, &engine, &subscriptions);
+                Identity::Supabase(keeper)
+            }
             None => Identity::Local(User::with_id(lucid_engine::engine::LOCAL_USER_ID)),
         };
         Ok(Shell {
@@ -63,34 +67,40 @@ impl Shell {
             applied: settings.clone(),
             settings: Mutex::new(settings),
             http_api: tokio::sync::Mutex::new(None),
-            subscriptions: Mutex::new(HashMap::new()),
+            subscriptions,
             next_subscription: AtomicU64::new(1),
         })
     }
 
     /// The user every command acts as: the machine's one user in local mode; in Supabase mode
     /// the signed-in user, with a fresh access token (refreshed first when it is about to
-    /// expire) that the store forwards to PostgREST. Signed out: an error that says to sign in.
+    /// expire) that the store forwards to PostgREST, and a token source through which a
+    /// session that outlives that token keeps writing as the user. Signed out: an error that
+    /// says to sign in; Supabase Auth unreachable with no valid token: "unavailable".
     pub async fn user(&self) -> CommandResult<User> {
         match &self.identity {
             Identity::Local(user) => Ok(user.clone()),
-            Identity::Supabase(keeper) => {
-                let token = keeper
-                    .access_token()
-                    .await
-                    .map_err(|e| CommandError::new(ErrorKind::InvalidCredentials, e.to_string()))?;
-                match (token, keeper.current_user()) {
-                    (Some(token), Some(signed_in)) => Ok(User {
-                        id: signed_in.id,
-                        email: signed_in.email,
-                        raw_jwt: Some(token),
-                    }),
-                    _ => Err(CommandError::new(
-                        ErrorKind::Unauthenticated,
-                        "Sign in to use Lucid with your Supabase account.",
-                    )),
+            Identity::Supabase(keeper) => match keeper.signed_in().await {
+                Ok(Some(signed_in)) => Ok(User {
+                    token_source: Some(keeper.token_source_for(&signed_in.user.id)),
+                    id: signed_in.user.id,
+                    email: signed_in.user.email,
+                    raw_jwt: Some(signed_in.access_token),
+                }),
+                Ok(None) => Err(CommandError::new(
+                    ErrorKind::Unauthenticated,
+                    "Sign in to use Lucid with your Supabase account.",
+                )),
+                Err(e) => {
+                    let kind = match e {
+                        KeeperError::SessionEnded(_) => ErrorKind::InvalidCredentials,
+                        KeeperError::Unavailable(_) => ErrorKind::Unavailable,
+                        KeeperError::Auth(_) => ErrorKind::Upstream,
+                        KeeperError::Vault(_) => ErrorKind::Internal,
+                    };
+                    Err(CommandError::new(kind, e.to_string()))
                 }
-            }
+            },
         }
     }
 
@@ -115,29 +125,92 @@ impl Shell {
         self.settings.lock().expect("settings poisoned").clone()
     }
 
-    /// Remembers a subscription task so that it can be ended; returns its id.
-    pub fn add_subscription(&self, task: tokio::task::AbortHandle) -> u64 {
+    /// Remembers a subscription task of `user_id`'s so that it can be ended; returns its id.
+    pub fn add_subscription(&self, user_id: &str, task: tokio::task::AbortHandle) -> u64 {
         let id = self.next_subscription.fetch_add(1, Ordering::Relaxed);
-        let mut subs = self.subscriptions.lock().expect("subscriptions poisoned");
-        subs.retain(|_, t| !t.is_finished());
-        subs.insert(id, task);
+        self.subscriptions.add(id, user_id, task);
         id
     }
 
     pub fn end_subscription(&self, id: u64) -> bool {
-        match self
-            .subscriptions
-            .lock()
-            .expect("subscriptions poisoned")
-            .remove(&id)
-        {
-            Some(task) => {
+        self.subscriptions.end(id)
+    }
+
+    /// Number of event subscriptions still running.
+    pub fn live_subscriptions(&self) -> usize {
+        self.subscriptions.live()
+    }
+}
+
+type SubscriptionMap = HashMap<u64, (String, tokio::task::AbortHandle)>;
+
+/// The window's event subscriptions, by id, with the user each streams for.
+#[derive(Default)]
+struct Subscriptions(Mutex<SubscriptionMap>);
+
+impl Subscriptions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SubscriptionMap> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add(&self, id: u64, user_id: &str, task: tokio::task::AbortHandle) {
+        let mut subs = self.lock();
+        subs.retain(|_, (_, t)| !t.is_finished());
+        subs.insert(id, (user_id.to_string(), task));
+    }
+
+    fn end(&self, id: u64) -> bool {
+        match self.lock().remove(&id) {
+            Some((_, task)) => {
                 task.abort();
                 true
             }
             None => false,
         }
     }
+
+    fn end_all_of(&self, user_id: &str) {
+        self.lock().retain(|_, (owner, task)| {
+            if owner == user_id {
+                task.abort();
+            }
+            owner != user_id
+        });
+    }
+
+    fn live(&self) -> usize {
+        let mut subs = self.lock();
+        subs.retain(|_, (_, t)| !t.is_finished());
+        subs.len()
+    }
+}
+
+/// When the signed-in user signs out, their session ends, or another account signs in, the
+/// app stops working for the user who left: their running sessions are stopped (chats and
+/// workspaces stay, to be continued after signing in again) and the window's event streams of
+/// their sessions end.
+fn end_the_work_of_users_who_leave(
+    keeper: &SessionKeeper,
+    engine: &Arc<Engine>,
+    subscriptions: &Arc<Subscriptions>,
+) {
+    let mut changes = keeper.subscribe();
+    let engine = Arc::clone(engine);
+    let subscriptions = Arc::clone(subscriptions);
+    tokio::spawn(async move {
+        let mut signed_in = changes.borrow_and_update().as_ref().map(|u| u.id.clone());
+        while changes.changed().await.is_ok() {
+            let now = changes.borrow_and_update().as_ref().map(|u| u.id.clone());
+            if now == signed_in {
+                continue;
+            }
+            if let Some(left) = std::mem::replace(&mut signed_in, now) {
+                subscriptions.end_all_of(&left);
+                let stopped = engine.sessions().shutdown_user(&left).await;
+                tracing::info!(user = %left, stopped, "signed out: the user's sessions were stopped");
+            }
+        }
+    });
 }
 
 /// Who the app acts as.

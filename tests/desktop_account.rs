@@ -1,5 +1,6 @@
 //! The desktop account over the engine (no window): the loopback fallback
-//! (`http://127.0.0.1:<port>/callback`) completes a sign-in, the "copy sign-in link" URL comes
+//! (`http://127.0.0.1:<port>/callback`) completes a sign-in and ignores callbacks of other
+//! sign-ins, the "copy sign-in link" URL comes
 //! back through `lucid://`, a link that arrives before the account is ready is queued and then
 //! completed, and sign-out revokes the session and forgets the refresh token (credential store:
 //! keyring-core's in-memory mock, process-global, hence this separate test binary).
@@ -75,10 +76,21 @@ async fn loopback_copy_link_queued_link_and_sign_out() {
     let url = account.start_loopback("gitlab").await.unwrap();
     let callback = location(&url).await;
     assert!(callback.starts_with("http://127.0.0.1:"), "{callback}");
-    let page = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    // Something else on this machine knocks first (no state, a wrong state): refused, and the
+    // fallback keeps waiting for the real callback.
+    let origin = callback.split("/callback").next().unwrap();
+    for bogus in [
+        format!("{origin}/callback"),
+        format!("{origin}/callback?state=not-ours&code=stolen"),
+    ] {
+        let r = http.get(&bogus).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{bogus}");
+        assert!(r.text().await.unwrap().contains("not the sign-in"));
+    }
+    assert_eq!(fake.count("pkce"), 1, "no exchange for a bogus callback");
+    assert!(account.state().last_error.is_none());
+    let page = http
         .get(&callback)
         .send()
         .await

@@ -342,6 +342,29 @@ fn frames_until_turn_ends(app: &App, session_id: &str, since: u64) -> Vec<Value>
     })
 }
 
+/// Starts a sign-in (`sign_in_link`) and follows it in a "browser" as far as the `lucid://`
+/// link Supabase Auth sends it back to.
+fn deep_link_back_from_sign_in(app: &App, provider: &str) -> String {
+    let url = app
+        .invoke("sign_in_link", json!({ "provider": provider }))
+        .unwrap();
+    tauri::async_runtime::block_on(async {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(url.as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .headers()["location"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    })
+}
+
 #[test]
 fn in_supabase_mode_every_command_acts_as_the_signed_in_user() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -380,21 +403,7 @@ fn in_supabase_mode_every_command_acts_as_the_signed_in_user() {
     assert!(llm.requests().is_empty(), "nothing ran");
 
     // Sign in through the deep link.
-    let url = app
-        .invoke("sign_in_link", json!({"provider": "github"}))
-        .unwrap();
-    let link = tauri::async_runtime::block_on(async {
-        let r = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .unwrap()
-            .get(url.as_str().unwrap())
-            .send()
-            .await
-            .unwrap();
-        r.headers()["location"].to_str().unwrap().to_string()
-    });
+    let link = deep_link_back_from_sign_in(&app, "github");
     assert!(link.starts_with("lucid://auth/callback"), "{link}");
     let signed_in = tauri::async_runtime::block_on(account.complete(&link)).expect("signed in");
 
@@ -435,8 +444,15 @@ fn in_supabase_mode_every_command_acts_as_the_signed_in_user() {
     assert_eq!(owner.to_string(), signed_in.id);
     let listed = app.invoke("list_sessions", json!({})).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    // The window follows the session's events (a stream that never ends by itself).
+    let stream = tauri::async_runtime::spawn(std::future::pending::<()>());
+    let stream_handle = stream.inner().abort_handle();
+    app.shell()
+        .add_subscription(&signed_in.id, stream_handle.clone());
+    assert_eq!(app.shell().engine.sessions().active_count(), 1);
 
-    // Signed out again: nothing of theirs is reachable.
+    // Signed out again: nothing of theirs is reachable, their live session is stopped and
+    // its sandbox released, and the window's stream of it ends.
     app.invoke("sign_out", json!({})).unwrap();
     let err = app.invoke("list_chats", json!({})).unwrap_err();
     assert_eq!(err["status"], 403, "{err}");
@@ -444,6 +460,22 @@ fn in_supabase_mode_every_command_acts_as_the_signed_in_user() {
         .invoke("get_chat", json!({"chatId": chat_id}))
         .unwrap_err();
     assert_eq!(err["status"], 403, "{err}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while app.shell().engine.sessions().active_count() > 0 || !stream_handle.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the signed-out user's session and stream still run"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(app.shell().live_subscriptions(), 0);
+
+    // Signing in again brings the history back, whole.
+    let link = deep_link_back_from_sign_in(&app, "github");
+    let again = tauri::async_runtime::block_on(account.complete(&link)).expect("signed in");
+    assert_eq!(again.id, signed_in.id);
+    let chat = app.invoke("get_chat", json!({"chatId": chat_id})).unwrap();
+    assert_eq!(chat["id"], chat_id.as_str(), "{chat}");
 }
 
 #[test]

@@ -82,7 +82,7 @@ pub async fn subscribe_session(
     let task = tokio::spawn(forward_events(attachment, move |v| {
         on_event.send(v).is_ok()
     }));
-    Ok(shell.add_subscription(task.abort_handle()))
+    Ok(shell.add_subscription(&user.id, task.abort_handle()))
 }
 
 #[tauri::command]

@@ -455,3 +455,146 @@ async fn restore_after_restart_then_sign_out_revokes_and_forgets() {
     assert_eq!(keeper.restore().await.unwrap(), None);
     assert_eq!(vault.token(), None);
 }
+
+#[tokio::test]
+async fn offline_the_keeper_keeps_using_a_valid_token_and_renews_once_back() {
+    let fake = FakeSupabaseAuth::start(ANON, SECRET).await;
+    let sign_in = SignIn::new(gotrue(&fake));
+    let vault = Arc::new(MemoryVault::default());
+    let (offset, clock) = test_clock();
+    let keeper =
+        SessionKeeper::with_clock(gotrue(&fake), vault.clone(), clock, Duration::from_secs(60));
+    let session = signed_in(&fake, &sign_in, Provider::Google).await;
+    keeper.install(session.clone()).await.unwrap();
+
+    // 30 s before expiry the refresh is due, but Supabase Auth is down: the token, still
+    // valid, is used; the next request within the back-off does not knock again.
+    fake.set_unavailable(true);
+    let to_expiry = session.expires_at - chrono::Utc::now().timestamp();
+    offset.store(to_expiry - 30, Ordering::SeqCst);
+    assert_eq!(
+        keeper.access_token().await.unwrap().as_deref(),
+        Some(session.access_token.as_str())
+    );
+    assert_eq!(
+        keeper.access_token().await.unwrap().as_deref(),
+        Some(session.access_token.as_str())
+    );
+    assert_eq!(fake.count("unavailable"), 1, "one attempt, answered 503");
+    assert!(keeper.current_user().is_some());
+
+    // Past expiry, still down: no token to hand out, a clear "unavailable", still signed in.
+    offset.store(to_expiry + 120, Ordering::SeqCst);
+    let err = keeper.access_token().await.unwrap_err();
+    assert!(matches!(err, KeeperError::Unavailable(_)), "{err}");
+    assert!(err.to_string().contains("keeps trying"), "{err}");
+    assert!(
+        keeper.current_user().is_some(),
+        "an outage does not sign out"
+    );
+    assert_eq!(
+        vault.token().as_deref(),
+        Some(session.refresh_token.as_str())
+    );
+
+    // Back online: the next look renews with the stored refresh token.
+    fake.set_unavailable(false);
+    offset.store(to_expiry + 120 + 11, Ordering::SeqCst);
+    assert!(keeper.access_token().await.unwrap().is_some());
+    assert_eq!(fake.count("refresh_token"), 1);
+    assert_ne!(vault.token().unwrap(), session.refresh_token);
+}
+
+#[tokio::test]
+async fn a_restore_that_found_supabase_down_is_retried_by_the_keeper() {
+    let fake = FakeSupabaseAuth::start(ANON, SECRET).await;
+    let sign_in = SignIn::new(gotrue(&fake));
+    let vault = Arc::new(MemoryVault::default());
+    vault
+        .store(Some(
+            &signed_in(&fake, &sign_in, Provider::Github)
+                .await
+                .refresh_token,
+        ))
+        .unwrap();
+
+    // The app starts while Supabase Auth is down.
+    fake.set_unavailable(true);
+    let (offset, clock) = test_clock();
+    let keeper =
+        SessionKeeper::with_clock(gotrue(&fake), vault.clone(), clock, Duration::from_secs(60));
+    let err = keeper.restore().await.unwrap_err();
+    assert!(matches!(err, KeeperError::Unavailable(_)), "{err}");
+    assert!(keeper.is_reconnecting());
+    assert_eq!(keeper.current_user(), None);
+    assert!(vault.token().is_some(), "the stored session is kept");
+    // Commands meanwhile hear "unavailable", not "signed out".
+    assert!(matches!(
+        keeper.access_token().await.unwrap_err(),
+        KeeperError::Unavailable(_)
+    ));
+    keeper.tick().await.unwrap();
+    assert!(keeper.is_reconnecting());
+    assert_eq!(
+        fake.count("unavailable"),
+        1,
+        "within the back-off nothing is tried"
+    );
+
+    // Supabase Auth is back: the refresher's next tick after the back-off restores it.
+    fake.set_unavailable(false);
+    offset.store(11, Ordering::SeqCst);
+    let mut changes = keeper.subscribe();
+    keeper.tick().await.unwrap();
+    assert!(!keeper.is_reconnecting());
+    let user = keeper.current_user().expect("signed in again");
+    assert_eq!(user.email.as_deref(), Some("grace@example.test"));
+    assert_eq!(changes.borrow_and_update().clone(), Some(user));
+    assert!(keeper.access_token().await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn signing_in_again_revokes_the_session_it_replaces() {
+    let fake = FakeSupabaseAuth::start(ANON, SECRET).await;
+    let sign_in = SignIn::new(gotrue(&fake));
+    let vault = Arc::new(MemoryVault::default());
+    let keeper = SessionKeeper::new(gotrue(&fake), vault.clone());
+    let first = signed_in(&fake, &sign_in, Provider::Google).await;
+    keeper.install(first.clone()).await.unwrap();
+    let first_users_tokens = keeper.token_source_for(&first.user.id);
+    assert_eq!(
+        first_users_tokens.current().as_deref(),
+        Some(first.access_token.as_str())
+    );
+    // Another account signs in on the same app.
+    let second = signed_in(&fake, &sign_in, Provider::Gitlab).await;
+    assert_eq!(fake.live_sessions(), 2);
+    let user = keeper.install(second.clone()).await.unwrap();
+    assert_eq!(user.id, second.user.id);
+    assert_eq!(keeper.current_user().unwrap().id, second.user.id);
+    assert_eq!(fake.live_sessions(), 1, "the replaced session is revoked");
+    // Work of the first user never gets the second user's token.
+    assert_eq!(first_users_tokens.current(), None);
+    assert_eq!(
+        keeper
+            .token_source_for(&second.user.id)
+            .current()
+            .as_deref(),
+        Some(second.access_token.as_str())
+    );
+
+    assert_eq!(
+        sign_in
+            .refresh(&first.refresh_token)
+            .await
+            .unwrap_err()
+            .code(),
+        Some("refresh_token_not_found")
+    );
+    assert_eq!(
+        vault.token().as_deref(),
+        Some(second.refresh_token.as_str())
+    );
+    keeper.sign_out().await.unwrap();
+    assert_eq!(keeper.token_source_for(&second.user.id).current(), None);
+}

@@ -32,6 +32,7 @@ async fn signed_in(project: &SupabaseProject, email: &str) -> User {
         raw_jwt: Some(project.token(&id, Duration::from_secs(3600))),
         email: Some(email.into()),
         id,
+        token_source: None,
     }
 }
 
@@ -506,6 +507,50 @@ async fn an_expired_user_token_falls_back_to_the_service_key_for_the_users_own_r
             .unwrap()
             .is_active
     );
+}
+
+#[tokio::test]
+async fn a_long_session_keeps_writing_as_its_user_with_tokens_from_its_token_source() {
+    let project = SupabaseProject::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // This engine has no working service key: whatever it writes, it writes as the user.
+    let store = SupabaseStore::open(
+        &SupabaseConfig {
+            service_key: "not-the-service-key".into(),
+            ..config(&project)
+        },
+        dir.path(),
+    )
+    .unwrap();
+    let alice = signed_in(&project, "long@example.test").await;
+    let chat = store.create_chat(&alice, new_chat("t")).await.unwrap();
+    // The session started with a token that has expired since; the desktop app's keeper
+    // has a fresh one.
+    let fresh = Arc::new(std::sync::Mutex::new(Some(
+        project.token(&alice.id, Duration::from_secs(3600)),
+    )));
+    let source = fresh.clone();
+    let session_user = User {
+        raw_jwt: Some(project.token_expiring_at(&alice.id, chrono::Utc::now().timestamp() - 60)),
+        token_source: Some(lucid_engine::auth::TokenSource::new(move || {
+            source.lock().unwrap().clone()
+        })),
+        ..alice.clone()
+    };
+    store
+        .append_events(&session_user, &chat.id, &events("s", 1..=2))
+        .await
+        .unwrap();
+    assert_eq!(stored_seqs(&project, &chat.id).await, vec![1, 2]);
+    // Without a token (the keeper signed out), the refused service key leaves the events
+    // waiting in the outbox: nothing is written with another identity, nothing is lost.
+    *fresh.lock().unwrap() = None;
+    store
+        .append_events(&session_user, &chat.id, &events("s", 3..=3))
+        .await
+        .unwrap();
+    assert_eq!(stored_seqs(&project, &chat.id).await, vec![1, 2]);
+    assert_eq!(store.outbox_backlog(), 1, "event 3 waits");
 }
 
 #[tokio::test]

@@ -142,6 +142,8 @@ struct AuthState {
     counts: HashMap<&'static str, usize>,
     backend: Option<ProjectBackend>,
     http: reqwest::Client,
+    /// An outage: every Auth endpoint answers 503 ([`FakeSupabaseAuth::set_unavailable`]).
+    unavailable: bool,
 }
 
 /// A fake Supabase Auth on 127.0.0.1; stopped when dropped.
@@ -230,6 +232,7 @@ impl FakeSupabaseAuth {
             counts: HashMap::new(),
             backend,
             http: reqwest::Client::new(),
+            unavailable: false,
         }));
         let router = Router::new()
             .route("/auth/v1/authorize", get(authorize))
@@ -238,6 +241,10 @@ impl FakeSupabaseAuth {
             .route("/auth/v1/logout", post(logout))
             .route("/auth/v1/.well-known/jwks.json", get(jwks))
             .fallback(forward_to_project)
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                answer_503_during_an_outage,
+            ))
             .with_state(state.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -289,6 +296,12 @@ impl FakeSupabaseAuth {
         self.lock().refusing_provider = provider.map(str::to_string);
     }
 
+    /// An outage of Supabase Auth: while `true`, every request is answered 503, as the API
+    /// gateway does when Auth is down.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.lock().unavailable = unavailable;
+    }
+
     /// Ends every session at once (e.g. an administrator signed the user out everywhere).
     pub fn revoke_all_sessions(&self) {
         let mut s = self.lock();
@@ -297,7 +310,7 @@ impl FakeSupabaseAuth {
     }
 
     /// How many requests an endpoint (`authorize`, `pkce`, `refresh_token`, `user`, `logout`,
-    /// `jwks`) served.
+    /// `jwks`) served; `unavailable`: how many were answered 503 during an outage.
     pub fn count(&self, endpoint: &str) -> usize {
         self.lock().counts.get(endpoint).copied().unwrap_or(0)
     }
@@ -410,6 +423,30 @@ fn with_query(url: &str, params: &[(&str, &str)]) -> String {
 enum Authorize {
     Done(Response),
     SignUp(Box<FakeUser>),
+}
+
+/// During an outage (see [`FakeSupabaseAuth::set_unavailable`]) nothing reaches Auth.
+async fn answer_503_during_an_outage(
+    State(state): Shared,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let down = {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let down = s.unavailable && request.uri().path().starts_with("/auth/v1/");
+        if down {
+            *s.counts.entry("unavailable").or_default() += 1;
+        }
+        down
+    };
+    if down {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"message": "name resolution failed"})),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 async fn authorize(

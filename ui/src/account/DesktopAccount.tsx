@@ -33,7 +33,7 @@ export function DesktopAccount({
     () =>
       api.accountState().then(setState, () =>
         // A shell without accounts: show the app as before.
-        setState((s) => s ?? { mode: 'local', providers: [], user: null, lastError: null }),
+        setState((s) => s ?? { mode: 'local', providers: [], user: null, reconnecting: false, lastError: null }),
       ),
     [api],
   );
@@ -44,13 +44,15 @@ export function DesktopAccount({
 
   // While a sign-in is under way in the browser, look for its result; while signed in, look
   // now and then whether the session ended (drafts being typed survive, see draft.ts).
+  // While the stored session waits for Supabase to be reachable, look often.
   const signedIn = Boolean(state?.user);
+  const reconnecting = Boolean(state?.reconnecting);
   useEffect(() => {
-    const every = waiting ? pollMs : signedIn ? recheckMs : null;
+    const every = waiting || reconnecting ? pollMs : signedIn ? recheckMs : null;
     if (every === null) return;
     const t = setInterval(() => void refresh(), every);
     return () => clearInterval(t);
-  }, [waiting, signedIn, refresh, pollMs, recheckMs]);
+  }, [waiting, reconnecting, signedIn, refresh, pollMs, recheckMs]);
 
   useEffect(() => {
     if (state?.user) setWaiting(false);
@@ -63,6 +65,17 @@ export function DesktopAccount({
       void api.signOut().finally(() => void refresh());
     };
     return <>{children(<AccountBadge user={state.user} onSignOut={signOut} />)}</>;
+  }
+  if (state.reconnecting) {
+    return (
+      <main className="page signin" id="main">
+        <h1>Reconnecting to your account</h1>
+        <p role="status">
+          Lucid cannot reach your Supabase project right now. You are still signed in; Lucid keeps trying and
+          opens as soon as it can.
+        </p>
+      </main>
+    );
   }
 
   const start = (provider: string, loopback: boolean) => {

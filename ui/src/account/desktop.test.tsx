@@ -38,13 +38,13 @@ const app = (badge: unknown) => (
 
 describe('desktop account', () => {
   it('local mode shows the app without sign-in', async () => {
-    const s = shell({ mode: 'local', providers: [], user: null, lastError: null });
+    const s = shell({ mode: 'local', providers: [], user: null, reconnecting: false, lastError: null });
     render(<DesktopAccount api={s.api}>{app}</DesktopAccount>);
     expect(await screen.findByText(/app without badge/)).toBeTruthy();
   });
 
   it('signs in through the system browser, shows the account and signs out', async () => {
-    const s = shell({ mode: 'supabase', providers: ['google', 'github', 'gitlab'], user: null, lastError: null });
+    const s = shell({ mode: 'supabase', providers: ['google', 'github', 'gitlab'], user: null, reconnecting: false, lastError: null });
     render(
       <DesktopAccount api={s.api} pollMs={20}>
         {app}
@@ -62,7 +62,7 @@ describe('desktop account', () => {
   });
 
   it('goes back to sign-in when the session ends while signed in', async () => {
-    const s = shell({ mode: 'supabase', providers: ['github'], user: grace, lastError: null });
+    const s = shell({ mode: 'supabase', providers: ['github'], user: grace, reconnecting: false, lastError: null });
     render(
       <DesktopAccount api={s.api} recheckMs={20}>
         {app}
@@ -79,6 +79,7 @@ describe('desktop account', () => {
       mode: 'supabase',
       providers: ['gitlab'],
       user: null,
+      reconnecting: false,
       lastError: 'This sign-in link was already used. If you are not signed in, start the sign-in again.',
     });
     const writeText = vi.fn(() => Promise.resolve());
@@ -90,5 +91,19 @@ describe('desktop account', () => {
     fireEvent.click(screen.getByRole('button', { name: 'Copy GitLab sign-in link' }));
     await screen.findByText(/Sign-in link copied/);
     expect(writeText).toHaveBeenCalledWith('https://auth.example.test/authorize?copy');
+  });
+
+  it('while offline at start-up it waits for the stored session instead of asking to sign in', async () => {
+    const s = shell({ mode: 'supabase', providers: ['google'], user: null, reconnecting: true, lastError: null });
+    render(
+      <DesktopAccount api={s.api} pollMs={20}>
+        {app}
+      </DesktopAccount>,
+    );
+    expect((await screen.findByRole('status')).textContent).toContain('cannot reach your Supabase project');
+    expect(screen.queryByRole('button', { name: 'Continue with Google' })).toBeNull();
+    // Supabase is reachable again: the restored session opens the app.
+    s.set({ reconnecting: false, user: grace });
+    expect(await screen.findByText('Grace Hopper')).toBeTruthy();
   });
 });

@@ -80,6 +80,11 @@ export type AccountState_Deserialize = {
 	mode: string,
 	providers: string[],
 	user?: AuthUser_Deserialize | null,
+	/**
+	 *  A stored session waits for Supabase Auth to be reachable again (the app started
+	 *  offline): neither signed in nor signed out yet; the app retries by itself.
+	 */
+	reconnecting: boolean,
 	/**  Why the last sign-in attempt failed, in words. */
 	lastError?: string | null,
 };
@@ -90,6 +95,11 @@ export type AccountState_Serialize = {
 	mode: string,
 	providers: string[],
 	user: AuthUser_Serialize | null,
+	/**
+	 *  A stored session waits for Supabase Auth to be reachable again (the app started
+	 *  offline): neither signed in nor signed out yet; the app retries by itself.
+	 */
+	reconnecting: boolean,
 	/**  Why the last sign-in attempt failed, in words. */
 	lastError: string | null,
 };

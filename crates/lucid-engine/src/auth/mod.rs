@@ -21,12 +21,12 @@ use thiserror::Error;
 pub use gotrue::{AuthSession, AuthUser, GoTrueClient, GoTrueError};
 pub use jwt::{issue_token, verify_token, Claims};
 pub use local_secret::{load_or_create_local_secret, load_or_create_secret_file};
-pub use session_keeper::{SessionKeeper, TokenVault};
+pub use session_keeper::{SessionKeeper, SignedIn, TokenVault};
 pub use sign_in::{Callback, Provider, SignIn, SignInError, StartedSignIn};
 pub use supabase::{JwksPolicy, SupabaseTokenVerifier};
 
 /// The authenticated caller. Every engine call takes one; ownership is checked against `id`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct User {
     pub id: String,
     pub email: Option<String>,
@@ -34,6 +34,34 @@ pub struct User {
     /// `None` on the internal-key path.
     #[serde(skip)]
     pub raw_jwt: Option<String>,
+    /// Where work that outlives `raw_jwt` (a long session's writes) gets a fresh access token
+    /// for this user: the desktop app's session keeper. Preferred over `raw_jwt` while it
+    /// has a valid token.
+    #[serde(skip)]
+    pub token_source: Option<TokenSource>,
+}
+
+impl PartialEq for User {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.email == other.email && self.raw_jwt == other.raw_jwt
+    }
+}
+
+impl Eq for User {}
+
+/// A user's current access token, from whatever keeps it fresh (see [`User::token_source`]);
+/// `None` when it has none for that user now.
+#[derive(Clone)]
+pub struct TokenSource(Arc<dyn Fn() -> Option<String> + Send + Sync>);
+
+impl TokenSource {
+    pub fn new(current: impl Fn() -> Option<String> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(current))
+    }
+
+    pub fn current(&self) -> Option<String> {
+        (self.0)()
+    }
 }
 
 impl std::fmt::Debug for User {
@@ -52,6 +80,7 @@ impl User {
             id: id.into(),
             email: None,
             raw_jwt: None,
+            token_source: None,
         }
     }
 }
@@ -154,6 +183,7 @@ impl Authenticator {
             id: claims.sub,
             email: claims.email,
             raw_jwt: Some(token.to_string()),
+            token_source: None,
         })
     }
 

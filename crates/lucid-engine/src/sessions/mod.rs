@@ -850,6 +850,25 @@ impl Sessions {
         }
     }
 
+    /// Stops every live session of one user and releases their sandboxes (the user signed
+    /// out of the app); their chats and workspaces stay, and each can be continued later.
+    /// Returns how many were stopped.
+    pub async fn shutdown_user(&self, user_id: &str) -> usize {
+        let sessions: Vec<_> = self
+            .deps
+            .live
+            .lock()
+            .map(|m| {
+                m.values()
+                    .filter(|s| s.user.id == user_id)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        futures::future::join_all(sessions.iter().map(Self::shutdown_session)).await;
+        sessions.len()
+    }
+
     /// Stops every session and releases every sandbox (engine shutdown).
     pub async fn shutdown_all(&self) {
         let sessions: Vec<_> = self

@@ -44,11 +44,7 @@ pub async fn last_stored(
 pub async fn recover_after_restart(store: &dyn Store) -> StoreResult<usize> {
     let mut interrupted = 0;
     for chat in store.active_chats().await? {
-        let user = User {
-            id: chat.user_id.clone(),
-            email: None,
-            raw_jwt: None,
-        };
+        let user = User::with_id(chat.user_id.clone());
         let status = match last_stored(store, &user, &chat.id).await {
             Ok(status) => status,
             Err(e) => {

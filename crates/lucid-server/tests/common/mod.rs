@@ -157,6 +157,7 @@ impl TestServer {
             id: self.user_id(name),
             email: None,
             raw_jwt: Some(self.token(name)),
+            token_source: None,
         }
     }
 

@@ -125,7 +125,7 @@ impl SupabaseStore {
         let mut query = self
             .inner
             .rest
-            .from(Caller::for_user(user), "chat_sessions")
+            .from(&Caller::for_user(user), "chat_sessions")
             .select("id")
             .eq("id", chat_id)
             .eq("user_id", &user.id);
@@ -201,7 +201,7 @@ impl SupabaseStore {
 impl Inner {
     async fn get_chat(
         &self,
-        caller: Caller<'_>,
+        caller: &Caller,
         user: &User,
         chat_id: &str,
     ) -> StoreResult<Option<ChatSession>> {
@@ -235,7 +235,7 @@ impl Inner {
             let key = (user.id.clone(), chat_id.to_string());
             let known = lock(&self.verified).contains(&key);
             if !known {
-                match self.get_chat(Caller::Service, user, chat_id).await {
+                match self.get_chat(&Caller::Service, user, chat_id).await {
                     Ok(Some(_)) => {
                         lock(&self.verified).insert(key);
                     }
@@ -249,7 +249,7 @@ impl Inner {
         }
         let query = self
             .rest
-            .from(caller, "chat_messages")
+            .from(&caller, "chat_messages")
             .insert(Value::Array(rows.to_vec()).to_string())
             .on_conflict("session_id,seq");
         match self
@@ -258,7 +258,7 @@ impl Inner {
             .await
         {
             Ok(_) => {
-                self.touch(caller, user, chat_id).await;
+                self.touch(&caller, user, chat_id).await;
                 Ok(())
             }
             Err(e) if e.is_not_owned() || e.is_invalid_value() => {
@@ -274,7 +274,7 @@ impl Inner {
 
     /// Moves the chat up the list (`updated_at`), at most once per [`TOUCH_INTERVAL`]; best
     /// effort (the events are stored either way).
-    async fn touch(&self, caller: Caller<'_>, user: &User, chat_id: &str) {
+    async fn touch(&self, caller: &Caller, user: &User, chat_id: &str) {
         {
             let mut touched = lock(&self.touched);
             let now = Instant::now();
@@ -396,7 +396,7 @@ impl Store for SupabaseStore {
         let insert = || {
             self.inner
                 .rest
-                .from(caller, "chat_sessions")
+                .from(&caller, "chat_sessions")
                 .select(CHAT_COLUMNS)
                 .insert(body.clone())
         };
@@ -407,7 +407,7 @@ impl Store for SupabaseStore {
                 let profile = self
                     .inner
                     .rest
-                    .from(caller, "users")
+                    .from(&caller, "users")
                     .insert(json!({ "id": user.id, "email": user.email }).to_string())
                     .on_conflict("id");
                 self.inner
@@ -439,7 +439,7 @@ impl Store for SupabaseStore {
         let query = self
             .inner
             .rest
-            .from(Caller::for_user(user), "chat_sessions")
+            .from(&Caller::for_user(user), "chat_sessions")
             .select(CHAT_COLUMNS)
             .eq("user_id", &user.id)
             .order("updated_at.desc,created_at.desc,id.desc")
@@ -450,7 +450,7 @@ impl Store for SupabaseStore {
 
     async fn get_chat(&self, user: &User, chat_id: &str) -> StoreResult<Option<ChatSession>> {
         self.inner
-            .get_chat(Caller::for_user(user), user, chat_id)
+            .get_chat(&Caller::for_user(user), user, chat_id)
             .await
     }
 
@@ -465,7 +465,7 @@ impl Store for SupabaseStore {
         let query = self
             .inner
             .rest
-            .from(Caller::for_user(user), "chat_sessions")
+            .from(&Caller::for_user(user), "chat_sessions")
             .select(CHAT_COLUMNS)
             .eq("user_id", &user.id)
             .eq("agent_session_id", session_id)
@@ -477,7 +477,7 @@ impl Store for SupabaseStore {
 
     async fn chat_messages(&self, user: &User, chat_id: &str) -> StoreResult<Vec<ChatMessage>> {
         let caller = Caller::for_user(user);
-        if self.inner.get_chat(caller, user, chat_id).await?.is_none() {
+        if self.inner.get_chat(&caller, user, chat_id).await?.is_none() {
             return Ok(Vec::new());
         }
         let mut messages = Vec::new();
@@ -486,7 +486,7 @@ impl Store for SupabaseStore {
             let query = self
                 .inner
                 .rest
-                .from(caller, "chat_messages")
+                .from(&caller, "chat_messages")
                 .select(MESSAGE_COLUMNS)
                 .eq("session_id", chat_id)
                 .order("seq.asc.nullsfirst,created_at.asc,id.asc")
@@ -534,7 +534,7 @@ impl Store for SupabaseStore {
         let query = self
             .inner
             .rest
-            .from(Caller::for_user(user), "chat_sessions")
+            .from(&Caller::for_user(user), "chat_sessions")
             .select("id")
             .eq("id", chat_id)
             .eq("user_id", &user.id)
@@ -554,7 +554,7 @@ impl Store for SupabaseStore {
         let query = self
             .inner
             .rest
-            .from(Caller::for_user(user), "chat_sessions")
+            .from(&Caller::for_user(user), "chat_sessions")
             .select("id")
             .eq("id", chat_id)
             .eq("user_id", &user.id)
@@ -576,7 +576,7 @@ impl Store for SupabaseStore {
             let user = User::with_id(entry.user_id.clone());
             match self
                 .inner
-                .get_chat(Caller::Service, &user, &entry.chat_id)
+                .get_chat(&Caller::Service, &user, &entry.chat_id)
                 .await
             {
                 Ok(Some(chat)) if chat.is_active => chats.push(chat),
@@ -607,7 +607,7 @@ impl Store for SupabaseStore {
             let query = self
                 .inner
                 .rest
-                .from(Caller::Service, "chat_sessions")
+                .from(&Caller::Service, "chat_sessions")
                 .select("id")
                 .eq("id", &entry.chat_id)
                 .eq("user_id", &entry.user_id)
@@ -686,14 +686,14 @@ impl Store for SupabaseStore {
             return Ok(Vec::new());
         }
         let caller = Caller::for_user(user);
-        let Some(chat) = self.inner.get_chat(caller, user, chat_id).await? else {
+        let Some(chat) = self.inner.get_chat(&caller, user, chat_id).await? else {
             return Ok(Vec::new());
         };
         let session_id = chat.agent_session_id.clone().unwrap_or(chat.id.clone());
         let query = self
             .inner
             .rest
-            .from(caller, "chat_messages")
+            .from(&caller, "chat_messages")
             .select(MESSAGE_COLUMNS)
             .eq("session_id", chat_id)
             .gt("seq", since.min(i64::MAX as u64).to_string())
@@ -716,13 +716,13 @@ impl Store for SupabaseStore {
 
     async fn last_seq(&self, user: &User, chat_id: &str) -> StoreResult<u64> {
         let caller = Caller::for_user(user);
-        if self.inner.get_chat(caller, user, chat_id).await?.is_none() {
+        if self.inner.get_chat(&caller, user, chat_id).await?.is_none() {
             return Ok(0);
         }
         let query = self
             .inner
             .rest
-            .from(caller, "chat_messages")
+            .from(&caller, "chat_messages")
             .select("seq")
             .eq("session_id", chat_id)
             .not("is", "seq", "null")
@@ -762,7 +762,7 @@ impl Store for SupabaseStore {
         let query = self
             .inner
             .rest
-            .from(Caller::for_user(user), "integrations")
+            .from(&Caller::for_user(user), "integrations")
             .select("id")
             .upsert(body)
             .on_conflict("user_id,provider");
@@ -785,7 +785,7 @@ impl Store for SupabaseStore {
         let query = self
             .inner
             .rest
-            .from(Caller::for_user(user), "integrations")
+            .from(&Caller::for_user(user), "integrations")
             .select(INTEGRATION_COLUMNS)
             .eq("user_id", &user.id)
             .eq("provider", provider)
@@ -801,7 +801,7 @@ impl Store for SupabaseStore {
         let query = self
             .inner
             .rest
-            .from(Caller::for_user(user), "integrations")
+            .from(&Caller::for_user(user), "integrations")
             .select(INTEGRATION_COLUMNS)
             .eq("user_id", &user.id)
             .order("created_at.asc,id.asc");
@@ -816,7 +816,7 @@ impl Store for SupabaseStore {
         let query = self
             .inner
             .rest
-            .from(Caller::for_user(user), "integrations")
+            .from(&Caller::for_user(user), "integrations")
             .select("id")
             .eq("user_id", &user.id)
             .eq("provider", provider)
@@ -829,7 +829,7 @@ impl Store for SupabaseStore {
         let query = self
             .inner
             .rest
-            .from(Caller::Service, "chat_sessions")
+            .from(&Caller::Service, "chat_sessions")
             .select("id")
             .limit(1);
         self.inner.rest.send(query, None).await?;

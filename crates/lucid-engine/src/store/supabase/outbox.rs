@@ -267,6 +267,7 @@ mod tests {
             id: "u1".into(),
             email: None,
             raw_jwt: Some("secret-token".into()),
+            token_source: None,
         };
         let a = outbox.write(&user, "c1", vec![json!({"seq": 1})]).unwrap();
         let b = outbox

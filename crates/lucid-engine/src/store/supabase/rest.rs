@@ -7,6 +7,7 @@
 //! session that outlived its user's token, the outbox replayed after a restart, and start-up
 //! recovery. The callers then always filter on `user_id` themselves.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use postgrest::{Builder, Postgrest};
@@ -21,23 +22,29 @@ use crate::store::StoreError;
 const EXPIRY_MARGIN_SECS: i64 = 30;
 
 /// Who a request is made as.
-#[derive(Clone, Copy)]
-pub enum Caller<'a> {
+#[derive(Clone)]
+pub enum Caller {
     /// A signed-in user's Supabase access token (row-level security applies).
-    User(&'a str),
+    User(Arc<str>),
     /// The service key (bypasses row-level security; callers filter on `user_id`).
     Service,
 }
 
-impl<'a> Caller<'a> {
-    /// The user's own token while it is valid, else the service key.
-    pub fn for_user(user: &'a User) -> Caller<'a> {
-        match user.raw_jwt.as_deref() {
-            Some(token) if !token_expired(token, chrono::Utc::now().timestamp()) => {
-                Caller::User(token)
-            }
-            _ => Caller::Service,
-        }
+impl Caller {
+    /// The user's own token while one is valid (a fresh one from the user's token source
+    /// first, then the token they came with), else the service key.
+    pub fn for_user(user: &User) -> Caller {
+        let now = chrono::Utc::now().timestamp();
+        user.token_source
+            .as_ref()
+            .and_then(|source| source.current())
+            .filter(|token| !token_expired(token, now))
+            .or_else(|| {
+                user.raw_jwt
+                    .clone()
+                    .filter(|token| !token_expired(token, now))
+            })
+            .map_or(Caller::Service, |token| Caller::User(token.into()))
     }
 
     pub fn is_service(&self) -> bool {
@@ -166,9 +173,9 @@ impl Rest {
     }
 
     /// A query on `table` made as `caller`.
-    pub fn from(&self, caller: Caller<'_>, table: &str) -> Builder {
+    pub fn from(&self, caller: &Caller, table: &str) -> Builder {
         match caller {
-            Caller::User(token) => self.as_user.from(table).auth(token),
+            Caller::User(token) => self.as_user.from(table).auth(&**token),
             Caller::Service => self.as_service.from(table),
         }
     }
@@ -291,6 +298,33 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_token_from_the_users_token_source_comes_first() {
+        let far = chrono::Utc::now().timestamp() + 3600;
+        let fresh = token_with(&format!(r#"{{"exp":{far},"n":"fresh"}}"#));
+        let started_with = token_with(&format!(r#"{{"exp":{far},"n":"start"}}"#));
+        let source_token = std::sync::Arc::new(std::sync::Mutex::new(Some(fresh.clone())));
+        let s = source_token.clone();
+        let mut user = User::with_id("u");
+        user.raw_jwt = Some(token_with(r#"{"exp":1}"#));
+        user.token_source = Some(crate::auth::TokenSource::new(move || {
+            s.lock().unwrap().clone()
+        }));
+        let token_of = |user: &User| match Caller::for_user(user) {
+            Caller::User(t) => Some(t.to_string()),
+            Caller::Service => None,
+        };
+        // The token the session started with expired; the source's is used.
+        assert_eq!(token_of(&user), Some(fresh));
+        // The source has none (signed out) or an expired one: the start token while valid,
+        // else the service key.
+        *source_token.lock().unwrap() = Some(token_with(r#"{"exp":1}"#));
+        assert_eq!(token_of(&user), None);
+        *source_token.lock().unwrap() = None;
+        user.raw_jwt = Some(started_with.clone());
+        assert_eq!(token_of(&user), Some(started_with));
+    }
+
+    #[test]
     fn user_requests_carry_the_anon_key_and_service_requests_the_service_key() {
         let rest = Rest::new(
             "http://127.0.0.1:9/",
@@ -299,7 +333,7 @@ mod tests {
             Duration::from_secs(1),
         );
         let user = rest
-            .from(Caller::User("user-jwt"), "chat_sessions")
+            .from(&Caller::User("user-jwt".into()), "chat_sessions")
             .select("id")
             .eq("user_id", "u")
             .build()
@@ -312,7 +346,7 @@ mod tests {
             "http://127.0.0.1:9/rest/v1/chat_sessions?select=id&user_id=eq.u"
         );
         let service = rest
-            .from(Caller::Service, "chat_sessions")
+            .from(&Caller::Service, "chat_sessions")
             .build()
             .build()
             .unwrap();
