@@ -13,6 +13,7 @@ pub mod quit;
 pub mod secrets;
 pub mod settings;
 pub mod state;
+pub mod window_work;
 
 pub use lucid_engine as engine;
 

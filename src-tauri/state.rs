@@ -15,6 +15,7 @@ use crate::error::{CommandError, CommandResult};
 use crate::http_api::RunningApi;
 use crate::secrets::Secrets;
 use crate::settings::{Settings, ENCRYPTION_KEY, JWT_SECRET, PROVIDER_KEYS};
+use crate::window_work::WindowWork;
 
 /// Where the app keeps its files.
 #[derive(Debug, Clone)]
@@ -36,7 +37,7 @@ pub struct Shell {
     /// The settings the engine was built with.
     pub applied: Settings,
     pub http_api: tokio::sync::Mutex<Option<RunningApi>>,
-    subscriptions: Arc<Subscriptions>,
+    work: Arc<WindowWork>,
     next_subscription: AtomicU64,
 }
 
@@ -51,10 +52,10 @@ impl Shell {
         let settings = Settings::load(&paths.settings_file).map_err(|e| e.to_string())?;
         let config = engine_config(&settings, &secrets, &paths, env)?;
         let engine = Engine::start(config).await.map_err(|e| e.message)?;
-        let subscriptions = Arc::new(Subscriptions::default());
+        let work = WindowWork::new(Arc::clone(&engine));
         let identity = match crate::account::session_keeper(&engine, secrets.clone()) {
             Some(keeper) => {
-                end_the_work_of_users_who_leave(&keeper, &engine, &subscriptions);
+                work.follow(&keeper);
                 Identity::Supabase(keeper)
             }
             None => Identity::Local(User::with_id(lucid_engine::engine::LOCAL_USER_ID)),
@@ -67,7 +68,7 @@ impl Shell {
             applied: settings.clone(),
             settings: Mutex::new(settings),
             http_api: tokio::sync::Mutex::new(None),
-            subscriptions,
+            work,
             next_subscription: AtomicU64::new(1),
         })
     }
@@ -128,89 +129,36 @@ impl Shell {
     /// Remembers a subscription task of `user_id`'s so that it can be ended; returns its id.
     pub fn add_subscription(&self, user_id: &str, task: tokio::task::AbortHandle) -> u64 {
         let id = self.next_subscription.fetch_add(1, Ordering::Relaxed);
-        self.subscriptions.add(id, user_id, task);
+        self.work.add_subscription(id, user_id, task);
         id
     }
 
     pub fn end_subscription(&self, id: u64) -> bool {
-        self.subscriptions.end(id)
+        self.work.end_subscription(id)
     }
 
     /// Number of event subscriptions still running.
     pub fn live_subscriptions(&self) -> usize {
-        self.subscriptions.live()
-    }
-}
-
-type SubscriptionMap = HashMap<u64, (String, tokio::task::AbortHandle)>;
-
-/// The window's event subscriptions, by id, with the user each streams for.
-#[derive(Default)]
-struct Subscriptions(Mutex<SubscriptionMap>);
-
-impl Subscriptions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SubscriptionMap> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.work.live_subscriptions()
     }
 
-    fn add(&self, id: u64, user_id: &str, task: tokio::task::AbortHandle) {
-        let mut subs = self.lock();
-        subs.retain(|_, (_, t)| !t.is_finished());
-        subs.insert(id, (user_id.to_string(), task));
-    }
-
-    fn end(&self, id: u64) -> bool {
-        match self.lock().remove(&id) {
-            Some((_, task)) => {
-                task.abort();
-                true
-            }
-            None => false,
+    /// After a command started work for `user` (a session, a follow-up, an event stream): if
+    /// that user is no longer the signed-in one (they signed out while the command ran), the
+    /// work is stopped again and the command answers as if signed out.
+    pub async fn still_signed_in(&self, user: &User) -> CommandResult<()> {
+        let Identity::Supabase(keeper) = &self.identity else {
+            return Ok(());
+        };
+        let current = keeper.current_user().map(|u| u.id);
+        if current.as_deref() == Some(user.id.as_str()) {
+            return Ok(());
         }
+        self.work.reconcile(current.as_deref()).await;
+        Err(CommandError::new(
+            ErrorKind::Unauthenticated,
+            "You were signed out; sign in to continue.",
+        ))
     }
-
-    fn end_all_of(&self, user_id: &str) {
-        self.lock().retain(|_, (owner, task)| {
-            if owner == user_id {
-                task.abort();
-            }
-            owner != user_id
-        });
-    }
-
-    fn live(&self) -> usize {
-        let mut subs = self.lock();
-        subs.retain(|_, (_, t)| !t.is_finished());
-        subs.len()
-    }
-}
-
-/// When the signed-in user signs out, their session ends, or another account signs in, the
-/// app stops working for the user who left: their running sessions are stopped (chats and
-/// workspaces stay, to be continued after signing in again) and the window's event streams of
-/// their sessions end.
-fn end_the_work_of_users_who_leave(
-    keeper: &SessionKeeper,
-    engine: &Arc<Engine>,
-    subscriptions: &Arc<Subscriptions>,
-) {
-    let mut changes = keeper.subscribe();
-    let engine = Arc::clone(engine);
-    let subscriptions = Arc::clone(subscriptions);
-    tokio::spawn(async move {
-        let mut signed_in = changes.borrow_and_update().as_ref().map(|u| u.id.clone());
-        while changes.changed().await.is_ok() {
-            let now = changes.borrow_and_update().as_ref().map(|u| u.id.clone());
-            if now == signed_in {
-                continue;
-            }
-            if let Some(left) = std::mem::replace(&mut signed_in, now) {
-                subscriptions.end_all_of(&left);
-                let stopped = engine.sessions().shutdown_user(&left).await;
-                tracing::info!(user = %left, stopped, "signed out: the user's sessions were stopped");
-            }
-        }
-    });
 }
 
 /// Who the app acts as.

@@ -372,7 +372,10 @@ fn in_supabase_mode_every_command_acts_as_the_signed_in_user() {
         let project = lucid_testkit::supabase::SupabaseProject::start_with_auth().await;
         let llm = ScriptedLlm::start(
             Format::Anthropic,
-            vec![Step::tool_call("finish", json!({"message": "done"}))],
+            vec![
+                Step::tool_call("finish", json!({"message": "done"})),
+                Step::tool_call("finish", json!({"message": "done again"})),
+            ],
         )
         .await;
         (project, llm, FakeGithub::start(GH_TOKEN, 3).await)
@@ -476,6 +479,38 @@ fn in_supabase_mode_every_command_acts_as_the_signed_in_user() {
     assert_eq!(again.id, signed_in.id);
     let chat = app.invoke("get_chat", json!({"chatId": chat_id})).unwrap();
     assert_eq!(chat["id"], chat_id.as_str(), "{chat}");
+
+    // Another account signs in on the same app: the first one's work stops, and the new
+    // user sees none of it.
+    let started = app
+        .invoke(
+            "start_session",
+            json!({"req": {"task": "grace's second task"}}),
+        )
+        .unwrap();
+    let second = started["sessionId"].as_str().unwrap().to_string();
+    assert_eq!(
+        wait_for_status(&app, &second, &["completed", "failed"]),
+        "completed"
+    );
+    assert_eq!(app.shell().engine.sessions().active_count(), 1);
+    let link = deep_link_back_from_sign_in(&app, "google");
+    let ada = tauri::async_runtime::block_on(account.complete(&link)).expect("signed in");
+    assert_ne!(ada.id, signed_in.id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while app.shell().engine.sessions().active_count() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replaced user's session still runs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let listed = app.invoke("list_chats", json!({})).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 0, "{listed}");
+    let err = app
+        .invoke("get_chat", json!({"chatId": chat_id}))
+        .unwrap_err();
+    assert_eq!(err["status"], 404, "{err}");
 }
 
 #[test]

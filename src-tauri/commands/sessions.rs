@@ -17,7 +17,9 @@ pub async fn start_session(
 ) -> CommandResult<StartedSession> {
     let user = shell.user().await?;
     let req = with_app_defaults(&shell, req)?;
-    Ok(shell.engine.sessions().start(&user, req).await?)
+    let started = shell.engine.sessions().start(&user, req).await?;
+    shell.still_signed_in(&user).await?;
+    Ok(started)
 }
 
 #[tauri::command]
@@ -45,11 +47,12 @@ pub async fn follow_up(
     content: String,
 ) -> CommandResult<()> {
     let user = shell.user().await?;
-    Ok(shell
+    shell
         .engine
         .sessions()
         .follow_up(&user, &session_id, &content)
-        .await?)
+        .await?;
+    shell.still_signed_in(&user).await
 }
 
 #[tauri::command]
@@ -82,7 +85,9 @@ pub async fn subscribe_session(
     let task = tokio::spawn(forward_events(attachment, move |v| {
         on_event.send(v).is_ok()
     }));
-    Ok(shell.add_subscription(&user.id, task.abort_handle()))
+    let id = shell.add_subscription(&user.id, task.abort_handle());
+    shell.still_signed_in(&user).await?;
+    Ok(id)
 }
 
 #[tauri::command]

@@ -467,11 +467,12 @@ async fn offline_the_keeper_keeps_using_a_valid_token_and_renews_once_back() {
     let session = signed_in(&fake, &sign_in, Provider::Google).await;
     keeper.install(session.clone()).await.unwrap();
 
-    // 30 s before expiry the refresh is due, but Supabase Auth is down: the token, still
-    // valid, is used; the next request within the back-off does not knock again.
+    // 45 s before expiry the refresh is due, but Supabase Auth is down: the token, still
+    // valid (also for the store, which wants 30 s left), is used; the next request within
+    // the back-off does not knock again.
     fake.set_unavailable(true);
     let to_expiry = session.expires_at - chrono::Utc::now().timestamp();
-    offset.store(to_expiry - 30, Ordering::SeqCst);
+    offset.store(to_expiry - 45, Ordering::SeqCst);
     assert_eq!(
         keeper.access_token().await.unwrap().as_deref(),
         Some(session.access_token.as_str())
@@ -541,9 +542,10 @@ async fn a_restore_that_found_supabase_down_is_retried_by_the_keeper() {
         "within the back-off nothing is tried"
     );
 
-    // Supabase Auth is back: the refresher's next tick after the back-off restores it.
+    // Supabase Auth is back, and the wall clock was set back an hour meanwhile (an offline
+    // machine gets the time right): the back-off does not stretch, the next tick restores.
     fake.set_unavailable(false);
-    offset.store(11, Ordering::SeqCst);
+    offset.store(-3600, Ordering::SeqCst);
     let mut changes = keeper.subscribe();
     keeper.tick().await.unwrap();
     assert!(!keeper.is_reconnecting());
@@ -554,11 +556,39 @@ async fn a_restore_that_found_supabase_down_is_retried_by_the_keeper() {
 }
 
 #[tokio::test]
+async fn a_restore_refused_for_another_reason_than_an_outage_offers_sign_in() {
+    let fake = FakeSupabaseAuth::start(ANON, SECRET).await;
+    let sign_in = SignIn::new(gotrue(&fake));
+    let vault = Arc::new(MemoryVault::default());
+    let token = signed_in(&fake, &sign_in, Provider::Google)
+        .await
+        .refresh_token;
+    vault.store(Some(&token)).unwrap();
+    // The app's anon key no longer matches the project.
+    let keeper = SessionKeeper::new(
+        GoTrueClient::new(fake.url(), "an-old-anon-key", reqwest::Client::new()),
+        vault.clone(),
+    );
+    let err = keeper.restore().await.unwrap_err();
+    assert!(matches!(err, KeeperError::Auth(_)), "{err}");
+    assert!(err.to_string().contains("Invalid API key"), "{err}");
+    assert!(!keeper.is_reconnecting(), "not an outage to wait out");
+    assert_eq!(keeper.access_token().await.unwrap(), None, "signed out");
+    assert_eq!(
+        vault.token(),
+        Some(token),
+        "kept for a start with the right key"
+    );
+}
+
+#[tokio::test]
 async fn signing_in_again_revokes_the_session_it_replaces() {
     let fake = FakeSupabaseAuth::start(ANON, SECRET).await;
     let sign_in = SignIn::new(gotrue(&fake));
     let vault = Arc::new(MemoryVault::default());
-    let keeper = SessionKeeper::new(gotrue(&fake), vault.clone());
+    let (offset, clock) = test_clock();
+    let keeper =
+        SessionKeeper::with_clock(gotrue(&fake), vault.clone(), clock, Duration::from_secs(60));
     let first = signed_in(&fake, &sign_in, Provider::Google).await;
     keeper.install(first.clone()).await.unwrap();
     let first_users_tokens = keeper.token_source_for(&first.user.id);
@@ -595,6 +625,15 @@ async fn signing_in_again_revokes_the_session_it_replaces() {
         vault.token().as_deref(),
         Some(second.refresh_token.as_str())
     );
+
+    // A replaced session whose access token expired meanwhile (the app was offline for
+    // hours) is refreshed once to be revoked.
+    let third = signed_in(&fake, &sign_in, Provider::Github).await;
+    offset.store(5 * 3600, Ordering::SeqCst);
+    let refreshes = fake.count("refresh_token");
+    keeper.install(third).await.unwrap();
+    assert_eq!(fake.count("refresh_token"), refreshes + 1);
+    assert_eq!(fake.live_sessions(), 1, "only the new session is left");
     keeper.sign_out().await.unwrap();
     assert_eq!(keeper.token_source_for(&second.user.id).current(), None);
 }

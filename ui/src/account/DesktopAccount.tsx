@@ -74,6 +74,9 @@ export function DesktopAccount({
           Lucid cannot reach your Supabase project right now. You are still signed in; Lucid keeps trying and
           opens as soon as it can.
         </p>
+        <button type="button" onClick={() => void api.signOut().finally(() => void refresh())}>
+          Forget this session and sign in again
+        </button>
       </main>
     );
   }

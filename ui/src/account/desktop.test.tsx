@@ -106,4 +106,17 @@ describe('desktop account', () => {
     s.set({ reconnecting: false, user: grace });
     expect(await screen.findByText('Grace Hopper')).toBeTruthy();
   });
+
+  it('while reconnecting the stored session can be forgotten to sign in again', async () => {
+    const s = shell({ mode: 'supabase', providers: ['gitlab'], user: null, reconnecting: true, lastError: null });
+    const signOut = s.api.signOut;
+    s.api.signOut = () => {
+      s.set({ reconnecting: false });
+      return signOut();
+    };
+    render(<DesktopAccount api={s.api}>{app}</DesktopAccount>);
+    fireEvent.click(await screen.findByRole('button', { name: 'Forget this session and sign in again' }));
+    expect(await screen.findByRole('button', { name: 'Continue with GitLab' })).toBeTruthy();
+    expect(s.calls.some((c) => c.cmd === 'sign_out')).toBe(true);
+  });
 });

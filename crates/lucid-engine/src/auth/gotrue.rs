@@ -46,6 +46,15 @@ impl GoTrueError {
         }
     }
 
+    /// True when trying again later can succeed: no answer, a server-side failure, rate
+    /// limiting, or an answer that is not Supabase Auth's (a proxy's error page).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            GoTrueError::Api { status, .. } => *status >= 500 || *status == 429,
+            GoTrueError::Unreachable(_) | GoTrueError::Unexpected(_) => true,
+        }
+    }
+
     /// True when Supabase Auth refused a refresh token for good (spent, revoked, session
     /// ended): the session is over and the user has to sign in again.
     pub fn ends_session(&self) -> bool {

@@ -25,6 +25,10 @@ pub use session_keeper::{SessionKeeper, SignedIn, TokenVault};
 pub use sign_in::{Callback, Provider, SignIn, SignInError, StartedSignIn};
 pub use supabase::{JwksPolicy, SupabaseTokenVerifier};
 
+/// An access token this close to its `exp` counts as expired: requests made with it may take
+/// a while, and Supabase must not see it expire in flight.
+pub const TOKEN_EXPIRY_MARGIN_SECS: i64 = 30;
+
 /// The authenticated caller. Every engine call takes one; ownership is checked against `id`.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct User {

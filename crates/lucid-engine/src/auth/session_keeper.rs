@@ -31,8 +31,9 @@ pub const CHECK_INTERVAL: Duration = Duration::from_secs(15);
 /// After Supabase Auth could not be reached, no new attempt before this much time has passed
 /// (commands meanwhile use the access token they have while it is valid).
 pub const RETRY_AFTER: Duration = Duration::from_secs(10);
-/// A cached access token this close to its expiry is no longer handed out.
-const STILL_VALID_MARGIN: i64 = 5;
+/// A cached access token this close to its expiry is no longer handed out (the store would
+/// not use it either).
+const STILL_VALID_MARGIN: i64 = super::TOKEN_EXPIRY_MARGIN_SECS;
 
 /// What went wrong keeping the session.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -170,17 +171,33 @@ impl SessionKeeper {
             previous
         };
         if let Some(old) = previous {
-            if let Err(e) = self
-                .gotrue
-                .logout(&old.access_token, LogoutScope::Local)
-                .await
-            {
-                if !e.ends_session() {
-                    tracing::warn!(error = %e, "the previous session could not be revoked");
-                }
-            }
+            self.revoke(old).await;
         }
         Ok(user)
+    }
+
+    /// Revokes a session this keeper no longer keeps (best effort). Logging out needs a valid
+    /// access token: an expired one is refreshed first (with the session's own refresh token,
+    /// which nothing else uses any more).
+    async fn revoke(&self, old: AuthSession) {
+        let now = (self.clock)();
+        let access_token = if now + STILL_VALID_MARGIN < old.expires_at {
+            Ok(old.access_token)
+        } else {
+            self.gotrue
+                .refresh(&old.refresh_token)
+                .await
+                .map(|fresh| fresh.access_token)
+        };
+        let result = match access_token {
+            Ok(token) => self.gotrue.logout(&token, LogoutScope::Local).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            if !e.ends_session() {
+                tracing::warn!(error = %e, "the replaced session could not be revoked");
+            }
+        }
     }
 
     /// At start-up: signs in again with the stored refresh token, if there is one. A token
@@ -207,7 +224,7 @@ impl SessionKeeper {
     pub async fn signed_in(&self) -> Result<Option<SignedIn>, KeeperError> {
         let mut kept = self.kept.lock().await;
         if kept.session.is_none() && kept.restore_pending {
-            if (self.clock)() < kept.retry_at {
+            if self.backing_off(&kept) {
                 return Err(KeeperError::Unavailable(kept.last_failure.clone()));
             }
             self.restore_locked(&mut kept).await?;
@@ -224,7 +241,7 @@ impl SessionKeeper {
     pub async fn tick(&self) -> Result<(), KeeperError> {
         let mut kept = self.kept.lock().await;
         if kept.session.is_none() && kept.restore_pending {
-            if (self.clock)() >= kept.retry_at {
+            if !self.backing_off(&kept) {
                 self.restore_locked(&mut kept).await?;
             }
             return Ok(());
@@ -237,14 +254,28 @@ impl SessionKeeper {
         let Some(signed_in) = self.signed_in().await? else {
             return Ok(None);
         };
-        match self.gotrue.user(&signed_in.access_token).await {
-            Ok(user) => {
+        let answer = self.gotrue.user(&signed_in.access_token).await;
+        // Meanwhile the session may have been replaced (sign-out, another sign-in, a
+        // refresh): the answer is about the session that was asked about, nothing else.
+        let mut kept = self.kept.lock().await;
+        let same_session = kept
+            .session
+            .as_ref()
+            .is_some_and(|s| s.user.id == signed_in.user.id);
+        match answer {
+            Ok(user) if same_session && user.id == signed_in.user.id => {
                 self.set_user(Some(user.clone()));
                 Ok(Some(user))
             }
+            Ok(user) => Ok(Some(user)),
             Err(e) if e.ends_session() => {
-                let mut kept = self.kept.lock().await;
-                self.forget(&mut kept);
+                let still_that_token = kept
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.access_token == signed_in.access_token);
+                if still_that_token {
+                    self.forget(&mut kept);
+                }
                 Err(KeeperError::SessionEnded(e.to_string()))
             }
             Err(e) => Err(KeeperError::Auth(e)),
@@ -294,9 +325,11 @@ impl SessionKeeper {
         };
         match self.gotrue.refresh(&token).await {
             Ok(session) => {
-                self.vault
-                    .store(Some(&session.refresh_token))
-                    .map_err(KeeperError::Vault)?;
+                // The stored token is spent now: keep the new session even if the keyring
+                // refuses it (see `refresh_if_due`).
+                if let Err(e) = self.vault.store(Some(&session.refresh_token)) {
+                    tracing::warn!(error = %e, "the restored session could not be kept in the keyring; it stays signed in until the app quits");
+                }
                 let user = session.user.clone();
                 kept.session = Some(session);
                 kept.retry_at = 0;
@@ -309,9 +342,15 @@ impl SessionKeeper {
                 self.forget(kept);
                 Ok(None)
             }
-            Err(e) => {
+            Err(e) if e.is_transient() => {
                 self.set_restore_pending(kept, true);
                 Err(self.unavailable(kept, e))
+            }
+            Err(e) => {
+                // Refused for another reason (e.g. the project's anon key changed): not an
+                // outage to wait out. The token stays for the next start; sign-in is offered.
+                self.set_restore_pending(kept, false);
+                Err(KeeperError::Auth(e))
             }
         }
     }
@@ -325,7 +364,7 @@ impl SessionKeeper {
             return Ok(());
         }
         let still_valid = now + STILL_VALID_MARGIN < session.expires_at;
-        if now < kept.retry_at {
+        if self.backing_off(kept) {
             return if still_valid {
                 Ok(())
             } else {
@@ -352,7 +391,14 @@ impl SessionKeeper {
                 Err(KeeperError::SessionEnded(message))
             }
             Err(e) => {
-                let err = self.unavailable(kept, e);
+                // Not an outage (e.g. the anon key changed) backs off all the same, and says
+                // what Supabase Auth said.
+                let err = if e.is_transient() {
+                    self.unavailable(kept, e)
+                } else {
+                    self.note_failure(kept, &e);
+                    KeeperError::Auth(e)
+                };
                 if still_valid {
                     tracing::warn!(error = %err, "the session could not be renewed yet; the current access token is still valid");
                     Ok(())
@@ -363,11 +409,22 @@ impl SessionKeeper {
         }
     }
 
+    /// Whether the last failure was too recent to try again. A wall clock that jumped back
+    /// (set right after starting offline) does not stretch the wait beyond one back-off.
+    fn backing_off(&self, kept: &Kept) -> bool {
+        let wait = kept.retry_at - (self.clock)();
+        wait > 0 && wait <= RETRY_AFTER.as_secs() as i64
+    }
+
     /// Remembers a failure to reach Supabase Auth and when to try again.
     fn unavailable(&self, kept: &mut Kept, e: GoTrueError) -> KeeperError {
+        self.note_failure(kept, &e);
+        KeeperError::Unavailable(kept.last_failure.clone())
+    }
+
+    fn note_failure(&self, kept: &mut Kept, e: &GoTrueError) {
         kept.retry_at = (self.clock)() + RETRY_AFTER.as_secs() as i64;
         kept.last_failure = e.to_string();
-        KeeperError::Unavailable(kept.last_failure.clone())
     }
 
     fn forget(&self, kept: &mut Kept) {

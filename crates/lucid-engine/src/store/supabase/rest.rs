@@ -18,9 +18,6 @@ use serde_json::Value;
 use crate::auth::User;
 use crate::store::StoreError;
 
-/// A user token this close to its `exp` is treated as expired (the request may take a while).
-const EXPIRY_MARGIN_SECS: i64 = 30;
-
 /// Who a request is made as.
 #[derive(Clone)]
 pub enum Caller {
@@ -71,7 +68,7 @@ pub fn token_expired(token: &str, now: i64) -> bool {
         .and_then(|bytes| serde_json::from_slice::<Exp>(&bytes).ok())
         .and_then(|claims| claims.exp);
     match exp {
-        Some(exp) => exp - EXPIRY_MARGIN_SECS <= now,
+        Some(exp) => exp - crate::auth::TOKEN_EXPIRY_MARGIN_SECS <= now,
         None => true,
     }
 }
