@@ -300,7 +300,9 @@ async fn a_pr_from_a_session_pushes_the_agents_work_and_opens_the_pr() {
         .unwrap();
     assert_eq!(saved.username, "octocat");
 
-    let repo_url = git.url_for(REPO);
+    // The repository lives at the forge's own address, as on GitHub.
+    gh.serve_git_from(&git);
+    let repo_url = gh.git_url_for(REPO);
     let (started, events) = run_session(
         &h,
         &user,

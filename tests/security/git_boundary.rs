@@ -127,12 +127,14 @@ sleep 0.2; echo planted"#
     let h = Harness::start(Some(&llm), &[("LUCID_GITHUB_API_URL", &gh_url)]).await;
     let user = User::with_id("security-reflog");
     save_github(&h, &user).await;
+    // The repository lives at the forge's own address, as on GitHub.
+    gh.serve_git_from(&git);
     let (started, events) = run_session(
         &h,
         &user,
         StartSession {
             task: "work".into(),
-            repo_url: Some(git.url_for(REPO)),
+            repo_url: Some(gh.git_url_for(REPO)),
             ..Default::default()
         },
     )
@@ -154,7 +156,7 @@ sleep 0.2; echo planted"#
             .create_pr(
                 &user,
                 "github",
-                pr_request(&started.session_id, &git.url_for(REPO)),
+                pr_request(&started.session_id, &gh.git_url_for(REPO)),
             )
             .await;
         match (round, created) {
@@ -297,19 +299,25 @@ async fn a_pull_request_never_pushes_to_a_host_path() {
     assert!(gh.requests().iter().all(|r| !r.path.ends_with("/pulls")));
 }
 
-/// A session cloned (with a token given for it) from a host that no integration belongs to:
+/// A session cloned (with a token given for it) from a host that no integration belongs to
+/// (another host name, or the integration's host on another port, i.e. another service):
 /// opening a pull request with the GitHub integration must not send the GitHub token there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_is_never_pushed_to_a_host_it_does_not_belong_to() {
     let git = git_server().await;
     let gh = FakeGithub::start(GIT_TOKEN, 3).await;
+    let edit = |name: &str| {
+        Step::tool_call(
+            "str_replace_editor",
+            json!({"command": "create", "path": format!("/workspace/{name}"), "file_text": "b\n"}),
+        )
+    };
     let llm = ScriptedLlm::start(
         Format::Anthropic,
         vec![
-            Step::tool_call(
-                "str_replace_editor",
-                json!({"command": "create", "path": "/workspace/b.txt", "file_text": "b\n"}),
-            ),
+            edit("b.txt"),
+            Step::tool_call("finish", json!({"message": "done"})),
+            edit("c.txt"),
             Step::tool_call("finish", json!({"message": "done"})),
         ],
     )
@@ -318,51 +326,75 @@ async fn a_token_is_never_pushed_to_a_host_it_does_not_belong_to() {
     let h = Harness::start(Some(&llm), &[("LUCID_GITHUB_API_URL", &gh_url)]).await;
     let user = User::with_id("security-foreign-host");
     save_github(&h, &user).await;
-    // The GitHub integration lives on 127.0.0.1; this repository is named by another host.
-    let foreign = git.url_for(REPO).replace("127.0.0.1", "localhost");
-    assert_ne!(foreign, git.url_for(REPO));
-    let (started, events) = run_session(
+    // The GitHub integration lives on 127.0.0.1:<the fake's port>. One repository is named by
+    // another host, the other sits on the same host but another port.
+    let other_host = git.url_for(REPO).replace("127.0.0.1", "localhost");
+    let other_port = git.url_for(REPO);
+    assert!(!other_port.starts_with(&gh.base_url()));
+    for foreign in [other_host, other_port] {
+        let (started, events) = run_session(
+            &h,
+            &user,
+            StartSession {
+                task: "work".into(),
+                repo_url: Some(foreign.clone()),
+                git_token: Some(GIT_TOKEN.into()),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(
+            final_status(&events),
+            SessionStatus::Completed,
+            "{foreign}: {events:#?}"
+        );
+        let seen_before = git.requests().len();
+
+        let err = h
+            .engine
+            .create_pr(&user, "github", pr_request(&started.session_id, ""))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadRequest, "{foreign}: {err:?}");
+        assert!(err.message.contains("does not belong"), "{err:?}");
+        assert!(!err.message.contains(GIT_TOKEN));
+        assert_eq!(
+            git.requests().len(),
+            seen_before,
+            "something was sent to {foreign}"
+        );
+        // Naming another repository than the session's is refused too.
+        let err = h
+            .engine
+            .create_pr(
+                &user,
+                "github",
+                pr_request(&started.session_id, &gh.base_url()),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadRequest, "{err:?}");
+        assert_eq!(git.requests().len(), seen_before);
+    }
+    assert!(gh.requests().iter().all(|r| !r.path.ends_with("/pulls")));
+    // Without a token given for it, a repository on another port is cloned without the
+    // integration's token: the server saw no credentials at all.
+    let seen_before = git.requests().len();
+    let (_, events) = run_session(
         &h,
         &user,
         StartSession {
             task: "work".into(),
-            repo_url: Some(foreign.clone()),
-            git_token: Some(GIT_TOKEN.into()),
+            repo_url: Some(git.url_for(REPO)),
             ..Default::default()
         },
     )
     .await;
-    assert_eq!(
-        final_status(&events),
-        SessionStatus::Completed,
-        "{events:#?}"
+    assert_eq!(final_status(&events), SessionStatus::Failed, "{events:#?}");
+    let clone = &git.requests()[seen_before..];
+    assert!(!clone.is_empty(), "the clone never knocked");
+    assert!(
+        clone.iter().all(|r| r.authorization.is_none()),
+        "credentials went to another port: {clone:?}"
     );
-    let seen_before = git.requests().len();
-
-    let err = h
-        .engine
-        .create_pr(&user, "github", pr_request(&started.session_id, ""))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind, ErrorKind::BadRequest, "{err:?}");
-    assert!(err.message.contains("does not belong"), "{err:?}");
-    assert!(!err.message.contains(GIT_TOKEN));
-    assert_eq!(
-        git.requests().len(),
-        seen_before,
-        "something was sent to the foreign host"
-    );
-    // Naming another repository than the session's is refused too.
-    let err = h
-        .engine
-        .create_pr(
-            &user,
-            "github",
-            pr_request(&started.session_id, &gh.base_url()),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind, ErrorKind::BadRequest, "{err:?}");
-    assert_eq!(git.requests().len(), seen_before);
-    assert!(gh.requests().iter().all(|r| !r.path.ends_with("/pulls")));
 }

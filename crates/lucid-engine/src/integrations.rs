@@ -494,8 +494,9 @@ impl Integrations {
 
     /// The stored integration ("github"/"gitlab") whose host matches a repository URL's host,
     /// if any. GitHub matches `github.com` and the host of the configured GitHub API
-    /// (`api.` removed); GitLab matches the host of the stored instance URL. A match on host
-    /// and port wins over a match on host alone.
+    /// (`api.` removed); GitLab matches the host of the stored instance URL. http(s) URLs
+    /// must match host and port; an ssh URL (only to find the integration, git never uses
+    /// it) matches on host, below an exact match.
     pub async fn credentials_for_repo_url(
         &self,
         user: &User,
@@ -804,7 +805,9 @@ fn crypto_error(provider: Provider, e: CryptoError) -> EngineError {
     }
 }
 
-/// 2 = same host and port, 1 = same host, 0 = different host.
+/// 2 = same host and port; 1 = same host of an ssh URL (its port says nothing about the
+/// forge's web port; host-side git never uses ssh, so no token travels that way); 0 = another
+/// host, or the same host on another port (another service: a token never goes there).
 fn host_score(repo: &RepoUrl, base_url: &str) -> u8 {
     let Ok(base) = url::Url::parse(base_url) else {
         return 0;
@@ -821,10 +824,10 @@ fn host_score(repo: &RepoUrl, base_url: &str) -> u8 {
         "http" => Some(repo.port().unwrap_or(80)),
         _ => None,
     };
-    if repo_port.is_some() && repo_port == base.port_or_known_default() {
-        2
-    } else {
-        1
+    match repo_port {
+        Some(port) if Some(port) == base.port_or_known_default() => 2,
+        Some(_) => 0,
+        None => 1,
     }
 }
 
@@ -1877,6 +1880,17 @@ mod tests {
         assert_eq!(github_host_score(&ssh_public, "http://127.0.0.1:9/api"), 0);
         let ssh = RepoUrl::parse("git@ghe.example.com:team/app.git").unwrap();
         assert_eq!(github_host_score(&ssh, "https://ghe.example.com/api/v3"), 1);
+        // The same host on another port is another service: no match.
+        let other_port = RepoUrl::parse("https://ghe.example.com:8443/team/app.git").unwrap();
+        assert_eq!(
+            github_host_score(&other_port, "https://ghe.example.com/api/v3"),
+            0
+        );
+        let local = RepoUrl::parse("http://127.0.0.1:9000/team/app.git").unwrap();
+        assert_eq!(host_score(&local, "http://127.0.0.1:9001/gitlab"), 0);
+        assert_eq!(host_score(&local, "http://127.0.0.1:9000/gitlab"), 2);
+        let default_port = RepoUrl::parse("https://gitlab.example.com:443/g/p").unwrap();
+        assert_eq!(host_score(&default_port, "https://gitlab.example.com"), 2);
     }
 
     #[test]

@@ -207,13 +207,15 @@ async fn main() {
     let github = FakeGithub::start(GITHUB_TOKEN, 5).await;
     // A self-hosted GitLab behind a reverse proxy path.
     let gitlab = FakeGitlab::start_at(GITLAB_TOKEN, 3, "/gitlab").await;
-    // `octocat/repo-001` really exists (on a local git server accepting the GitHub token), so
-    // a session on it can clone, and its pull request can push.
+    // `octocat/repo-001` really exists (on a local git server accepting the GitHub token,
+    // served at the fake GitHub's own address as on GitHub), so a session on it can clone,
+    // and its pull request can push.
     let git = GitServer::start(lucid_engine::git::TOKEN_ONLY_USERNAME, GITHUB_TOKEN)
         .await
         .expect("git server");
     create_nested_repo(&git, &github.repo_full_name(1)).await;
-    github.set_clone_base(&git.base_url());
+    github.serve_git_from(&git);
+    github.set_clone_base(&github.base_url());
     let dirs = tempfile::tempdir().expect("temp dir");
     let data = dirs.path().join("data");
     let home = dirs.path().join("home");

@@ -88,6 +88,8 @@ struct Inner {
     created: Vec<Value>,
     /// Base of GitHub repositories' `clone_url` (default `https://github.com`).
     clone_base: Option<String>,
+    /// Where git (smart HTTP) requests to this fake are forwarded (a test git server).
+    git_backend: Option<String>,
 }
 
 struct Shared {
@@ -96,6 +98,9 @@ struct Shared {
     base_url: String,
     /// The primary user's name: owner of every fixture repository.
     owner: String,
+    /// The path prefix of the whole fake (GitLab on a sub-path), `""` at the root.
+    prefix: String,
+    http: reqwest::Client,
     inner: Mutex<Inner>,
 }
 
@@ -135,6 +140,11 @@ impl Server {
             flavor,
             base_url: format!("http://{addr}{prefix}"),
             owner: owner.to_string(),
+            prefix: prefix.to_string(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("an HTTP client"),
             inner: Mutex::new(Inner {
                 requests: Vec::new(),
                 tokens: HashMap::from([(valid_token.to_string(), owner.to_string())]),
@@ -144,6 +154,7 @@ impl Server {
                 failure: None,
                 created: Vec::new(),
                 clone_base: None,
+                git_backend: None,
             }),
         });
         let router = match flavor {
@@ -153,6 +164,8 @@ impl Server {
                 .fallback(gitlab_not_found),
         }
         .layer(middleware::from_fn_with_state(shared.clone(), record))
+        // Outermost: git traffic is forwarded before it is recorded as an API request.
+        .layer(middleware::from_fn_with_state(shared.clone(), forward_git))
         .with_state(shared.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -235,6 +248,18 @@ macro_rules! fake_api {
                 self.server.shared.lock().clone_base = Some(base.trim_end_matches('/').to_string());
             }
 
+            /// Serves git (smart HTTP) for repositories at this fake's own address, as a forge
+            /// does: `{base_url}/{name}.git` is forwarded to `git`. A token saved for this
+            /// forge then matches clone URLs by host *and* port, as it must.
+            pub fn serve_git_from(&self, git: &crate::git_server::GitServer) {
+                self.server.shared.lock().git_backend = Some(git.base_url());
+            }
+
+            /// The clone URL of repository `name` at this fake (see `serve_git_from`).
+            pub fn git_url_for(&self, name: &str) -> String {
+                format!("{}/{name}.git", self.base_url())
+            }
+
             /// Bodies of the PRs/MRs created so far (as the forge answered them).
             pub fn created(&self) -> Vec<Value> {
                 self.server.shared.lock().created.clone()
@@ -300,6 +325,58 @@ fake_api!(FakeGitlab);
 
 // ---------------------------------------------------------------------------------------------
 // Recording and failure injection
+
+/// Forwards git's smart-HTTP requests (`…/<repo>.git/info/refs`, `git-upload-pack`,
+/// `git-receive-pack`) to the git server set with `serve_git_from`, headers (credentials
+/// included) and body as they came; everything else goes on to the API.
+async fn forward_git(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let is_git = [
+        ".git/info/refs",
+        ".git/git-upload-pack",
+        ".git/git-receive-pack",
+    ]
+    .iter()
+    .any(|end| path.ends_with(end));
+    let backend = shared.lock().git_backend.clone();
+    let Some(backend) = backend.filter(|_| is_git) else {
+        return next.run(req).await;
+    };
+    let rest = path.strip_prefix(shared.prefix.as_str()).unwrap_or(path);
+    let url = match req.uri().query() {
+        Some(query) => format!("{backend}{rest}?{query}"),
+        None => format!("{backend}{rest}"),
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 256 << 20).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let hop_by_hop = |name: &str| {
+        matches!(
+            name,
+            "host" | "content-length" | "connection" | "transfer-encoding"
+        )
+    };
+    let mut forwarded = shared.http.request(parts.method, &url).body(bytes);
+    for (name, value) in &parts.headers {
+        if !hop_by_hop(name.as_str()) {
+            forwarded = forwarded.header(name, value);
+        }
+    }
+    let Ok(answer) = forwarded.send().await else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    let mut response = Response::builder().status(answer.status());
+    for (name, value) in answer.headers() {
+        if !hop_by_hop(name.as_str()) {
+            response = response.header(name, value);
+        }
+    }
+    let body = answer.bytes().await.unwrap_or_default();
+    response
+        .body(Body::from(body))
+        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+}
 
 async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
