@@ -127,6 +127,9 @@ pub struct Config {
     /// Context window (tokens) to assume instead of the model's known one
     /// (`LUCID_CONTEXT_WINDOW`; for unknown or local models).
     pub context_window: Option<u64>,
+    /// Reasoning tokens the agent's model may spend before each answer (`LUCID_THINKING_BUDGET`,
+    /// at least 1024; unset or 0: the model's default, no extended thinking).
+    pub thinking_budget: Option<u32>,
     pub sandbox: SandboxConfig,
     pub workspace_base: PathBuf,
     pub allowed_origins: Vec<String>,
@@ -324,6 +327,17 @@ impl Config {
             context_window: match get("LUCID_CONTEXT_WINDOW").filter(|v| !v.trim().is_empty()) {
                 None => None,
                 Some(_) => Some(parse_num::<u64>(&get, "LUCID_CONTEXT_WINDOW", 0)?.max(1_000)),
+            },
+            thinking_budget: match parse_num::<u32>(&get, "LUCID_THINKING_BUDGET", 0)? {
+                0 => None,
+                budget if budget < 1024 => {
+                    return Err(ConfigError::InvalidValue {
+                        name: "LUCID_THINKING_BUDGET",
+                        value: budget.to_string(),
+                        reason: "at least 1024 tokens (or 0 to turn thinking off)".into(),
+                    })
+                }
+                budget => Some(budget),
             },
             sandbox: SandboxConfig {
                 mode: sandbox_mode,
@@ -687,6 +701,22 @@ mod tests {
 
     #[test]
     fn session_budget_is_an_optional_positive_amount() {
+        assert_eq!(cfg(&[]).unwrap().thinking_budget, None);
+        assert_eq!(
+            cfg(&[("LUCID_THINKING_BUDGET", "0")])
+                .unwrap()
+                .thinking_budget,
+            None
+        );
+        assert_eq!(
+            cfg(&[("LUCID_THINKING_BUDGET", "8000")])
+                .unwrap()
+                .thinking_budget,
+            Some(8000)
+        );
+        for bad in ["500", "lots", "-1"] {
+            assert!(cfg(&[("LUCID_THINKING_BUDGET", bad)]).is_err(), "{bad}");
+        }
         assert_eq!(cfg(&[]).unwrap().session_budget_usd, None);
         assert_eq!(
             cfg(&[("LUCID_SESSION_BUDGET_USD", "2.5")])

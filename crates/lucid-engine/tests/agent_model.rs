@@ -3,7 +3,8 @@
 //! streamed text reaches live subscribers (the stream the WebSocket handler forwards) before
 //! the message is stored, and is never stored itself; stop ends a streaming turn within 2 s; a
 //! stream cut mid-way is retried; the session's cost follows each provider's cache pricing
-//! and a cost budget stops the agent.
+//! and a cost budget stops the agent; extended thinking streams and its signed blocks go back
+//! with their turn.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -730,6 +731,95 @@ async fn a_long_session_stays_within_a_small_window_by_condensing_in_steps() {
         prompt_bytes.iter().max().unwrap(),
         elapsed.as_secs_f64()
     );
+    h.engine
+        .sessions()
+        .destroy(&h.user, &session_id)
+        .await
+        .unwrap();
+    h.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_thinking_streams_and_its_blocks_go_back_with_their_turn() {
+    // The scripted Anthropic server refuses, as the API does, a request with thinking whose
+    // last tool-calling turn lacks its signed thinking block.
+    let llm = ScriptedLlm::start(
+        Format::Anthropic,
+        vec![
+            Step::tool_call("execute_bash", json!({"command": "echo hi"}))
+                .thinking("I should look at the workspace first."),
+            Step::tool_call("finish", json!({"message": "done"})).thinking("That is all."),
+            Step::text("Nothing else to do.").thinking("A follow-up."),
+        ],
+    )
+    .await;
+    let h = Harness::start(
+        &llm,
+        "claude-sonnet-4-5",
+        &[("LUCID_THINKING_BUDGET", "2048")],
+    )
+    .await;
+    let (session_id, mut live) = h.start_task("look around").await;
+    let items = until_turn_ends(&mut live).await;
+    assert_eq!(
+        final_status(&items).0,
+        SessionStatus::Completed,
+        "{items:#?}"
+    );
+    let thought: String = items
+        .iter()
+        .filter_map(|(_, i)| match i {
+            LiveItem::Transient(t) => match &t.kind {
+                TransientKind::ThinkingDelta { text } => Some(text.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(
+        thought.contains("I should look at the workspace first."),
+        "{thought}"
+    );
+
+    h.engine
+        .sessions()
+        .follow_up(&h.user, &session_id, "anything else?")
+        .await
+        .unwrap();
+    let items = until_turn_ends(&mut live).await;
+    assert_eq!(
+        final_status(&items).0,
+        SessionStatus::Completed,
+        "{items:#?}"
+    );
+
+    let requests = llm.requests();
+    assert_eq!(requests.len(), 3, "no request was refused");
+    for request in &requests {
+        assert_eq!(
+            request["thinking"],
+            json!({"type": "enabled", "budget_tokens": 2048})
+        );
+        assert_eq!(request["max_tokens"], json!(8192 + 2048));
+    }
+    // Each tool-calling turn goes back starting with its own signed thinking block.
+    let turns = requests[2]["messages"].as_array().unwrap();
+    let assistant: Vec<&serde_json::Value> =
+        turns.iter().filter(|m| m["role"] == "assistant").collect();
+    assert_eq!(assistant.len(), 2, "{turns:#?}");
+    for (turn, thinking) in assistant
+        .iter()
+        .zip(["I should look at the workspace first.", "That is all."])
+    {
+        let first = &turn["content"][0];
+        assert_eq!(first["type"], "thinking", "{turn}");
+        assert_eq!(first["thinking"], thinking);
+        assert!(first["signature"].as_str().is_some_and(|s| !s.is_empty()));
+    }
+    // Thinking streams live but is not stored as the answer.
+    let kept = format!("{:?}", stored(&items));
+    assert!(kept.contains("Nothing else to do."), "{kept}");
+    assert!(!kept.contains("A follow-up."), "{kept}");
     h.engine
         .sessions()
         .destroy(&h.user, &session_id)

@@ -63,6 +63,7 @@ fn first_request(model: &str) -> LlmRequest {
         tools: tools(),
         max_tokens: 512,
         cache_prompt: true,
+        thinking_budget: None,
     }
 }
 

@@ -17,6 +17,11 @@
 //! deltas as DeepSeek/vLLM send them; Gemini parts with `"thought": true`). [`Step::paced`] waits between
 //! events; [`Step::cut_after`] breaks the connection after some events (a stream cut mid-way).
 //!
+//! Anthropic requests that ask for extended thinking are held to the Messages API's rules
+//! (budget at least 1024 and below `max_tokens`; the last tool-calling assistant turn starts
+//! with its thinking block; thinking blocks keep the signature they were given) and refused
+//! with a 400 like the API's, consuming no step.
+//!
 //! Every request is recorded (path with query, headers, JSON body) before it is answered. With
 //! [`ScriptedLlm::start_with_key`] a wrong or missing key gets the provider's real
 //! authentication error and does not consume a step. When the script is exhausted the server
@@ -481,6 +486,11 @@ async fn handle(
             return auth_failure(format);
         }
     }
+    if format == Format::Anthropic {
+        if let Err(message) = check_anthropic_thinking(&body_json) {
+            return json_response(400, &error_body(format, 400, &message), &[]);
+        }
+    }
 
     if is_title {
         let step = lock(&shared).title_answer.clone();
@@ -602,6 +612,63 @@ fn route(format: Format, method: &Method, path: &str, body: &Value) -> Option<(S
             (!model.is_empty()).then(|| (model.to_string(), streaming))
         }
     }
+}
+
+/// Anthropic's rules for extended thinking, as the Messages API enforces them (a refused
+/// request consumes no step): `budget_tokens` at least 1024 and below `max_tokens`; when the
+/// last assistant turn called tools, it starts with its thinking block(s); a thinking block
+/// sent back carries the signature it was given.
+fn check_anthropic_thinking(body: &Value) -> Result<(), String> {
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (i, message) in messages.iter().enumerate() {
+        for (j, block) in message["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if block["type"] == "thinking" && block["signature"] != SCRIPTED_SIGNATURE {
+                return Err(format!(
+                    "messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+                ));
+            }
+        }
+    }
+    let Some(thinking) = body.get("thinking").filter(|t| t["type"] == "enabled") else {
+        return Ok(());
+    };
+    let budget = thinking["budget_tokens"].as_u64().unwrap_or(0);
+    if budget < 1024 {
+        return Err(
+            "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024".into(),
+        );
+    }
+    if budget >= body["max_tokens"].as_u64().unwrap_or(0) {
+        return Err("`max_tokens` must be greater than `thinking.budget_tokens`".into());
+    }
+    let last_assistant = messages
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, m)| m["role"] == "assistant");
+    if let Some((i, message)) = last_assistant {
+        let blocks = message["content"].as_array().cloned().unwrap_or_default();
+        let calls_tools = blocks.iter().any(|b| b["type"] == "tool_use");
+        let first = blocks
+            .first()
+            .map(|b| b["type"].clone())
+            .unwrap_or(Value::Null);
+        if calls_tools && first != "thinking" && first != "redacted_thinking" {
+            return Err(format!(
+                "messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found {first}. When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from previous turns. To avoid this requirement, disable `thinking`."
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn presented_key(format: Format, headers: &HeaderMap) -> Option<String> {

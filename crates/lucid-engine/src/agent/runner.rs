@@ -64,6 +64,8 @@ pub struct AgentLimits {
     pub cost_budget_usd: Option<f64>,
     /// Context window in tokens instead of the model's known one (`LUCID_CONTEXT_WINDOW`).
     pub context_window: Option<u64>,
+    /// Reasoning tokens the model may use before each answer (`LUCID_THINKING_BUDGET`).
+    pub thinking_budget: Option<u32>,
 }
 
 impl Default for AgentLimits {
@@ -75,6 +77,7 @@ impl Default for AgentLimits {
             token_budget: None,
             cost_budget_usd: None,
             context_window: None,
+            thinking_budget: None,
         }
     }
 }
@@ -153,7 +156,13 @@ impl Agent {
             );
         }
         Self {
-            context: ContextBudget::new(window, limits.max_tokens),
+            // The answer's reserve includes the reasoning the model may write first.
+            context: ContextBudget::new(
+                window,
+                limits
+                    .max_tokens
+                    .saturating_add(limits.thinking_budget.unwrap_or(0)),
+            ),
             reported: None,
             llm,
             model,
@@ -269,6 +278,7 @@ impl Agent {
                 tools: tools::all_specs(),
                 max_tokens: self.limits.max_tokens,
                 cache_prompt: true,
+                thinking_budget: self.limits.thinking_budget,
             };
             let on_delta = |delta: StreamDelta| {
                 sink.transient(match delta {
@@ -464,6 +474,7 @@ impl Agent {
             tools: Vec::new(),
             max_tokens: self.context.summary_max_tokens(),
             cache_prompt: false,
+            thinking_budget: None,
         };
         let answer = tokio::select! {
             biased;

@@ -9,6 +9,16 @@
 //! `content_block_stop`, `message_delta` (stop reason, cumulative usage), `message_stop`; `ping`
 //! anywhere; `error` (e.g. `overloaded_error`, retried). The events are assembled into the body
 //! a non-streaming request would have returned and read by the same parser.
+//!
+//! Extended thinking (`LlmRequest::thinking_budget`): the request asks for `thinking` with that
+//! budget on top of `max_tokens`. The API requires the thinking blocks of the assistant turn
+//! whose tool calls are being answered to come back unchanged (with their signatures): the
+//! client remembers them by the turn's first tool call id and sends them with that turn. A
+//! turn it has no blocks for (a session continued after a restart) is answered without
+//! thinking for that one request, never with a request the API would refuse.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use reqwest::header::HeaderValue;
@@ -29,6 +39,43 @@ pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 pub const API_VERSION: &str = "2023-06-01";
 /// Sent in place of an empty tool result.
 const EMPTY_RESULT: &str = "(no output)";
+/// How many assistant turns' thinking blocks a client remembers.
+const MAX_REMEMBERED_TURNS: usize = 256;
+
+/// Thinking blocks of assistant turns, by the turn's first tool call id; oldest dropped first.
+#[derive(Default)]
+pub struct ReasoningCache {
+    by_call: HashMap<String, Vec<Value>>,
+    order: VecDeque<String>,
+}
+
+impl ReasoningCache {
+    /// Remembers the reasoning of a turn that called tools.
+    pub fn remember(&mut self, response: &LlmResponse) {
+        let Some(first) = response.tool_calls.first() else {
+            return;
+        };
+        if response.reasoning.is_empty() {
+            return;
+        }
+        if self
+            .by_call
+            .insert(first.id.clone(), response.reasoning.clone())
+            .is_none()
+        {
+            self.order.push_back(first.id.clone());
+        }
+        while self.order.len() > MAX_REMEMBERED_TURNS {
+            if let Some(old) = self.order.pop_front() {
+                self.by_call.remove(&old);
+            }
+        }
+    }
+
+    fn of(&self, tool_calls: &[ToolCall]) -> Option<&Vec<Value>> {
+        tool_calls.first().and_then(|c| self.by_call.get(&c.id))
+    }
+}
 
 /// A client for the Anthropic Messages API.
 pub struct AnthropicClient {
@@ -37,6 +84,7 @@ pub struct AnthropicClient {
     api_key: HeaderValue,
     api_key_text: String,
     retry: RetryPolicy,
+    reasoning: Mutex<ReasoningCache>,
 }
 
 impl std::fmt::Debug for AnthropicClient {
@@ -58,6 +106,7 @@ impl AnthropicClient {
             api_key: secret_header(PROVIDER, api_key)?,
             api_key_text: api_key.to_string(),
             retry: RetryPolicy::default(),
+            reasoning: Mutex::new(ReasoningCache::default()),
         })
     }
 
@@ -67,11 +116,36 @@ impl AnthropicClient {
         self
     }
 
-    /// The JSON body sent for `request`.
+    /// The JSON body sent for `request` by a client that remembers no thinking blocks.
     pub fn request_body(request: &LlmRequest) -> Value {
+        Self::request_body_with(request, &ReasoningCache::default())
+    }
+
+    /// The JSON body sent for `request`, with the thinking blocks `reasoning` remembers.
+    pub fn request_body_with(request: &LlmRequest, reasoning: &ReasoningCache) -> Value {
+        let thinking = request
+            .thinking_budget
+            .filter(|_| can_think(&request.messages, reasoning));
         let mut body = Map::new();
         body.insert("model".into(), json!(request.model));
-        body.insert("max_tokens".into(), json!(request.max_tokens.max(1)));
+        let max_tokens = request.max_tokens.max(1);
+        match thinking {
+            Some(budget) => {
+                // The budget counts toward `max_tokens`, and must be at least 1024.
+                let budget = budget.max(1024);
+                body.insert(
+                    "max_tokens".into(),
+                    json!(max_tokens.saturating_add(budget)),
+                );
+                body.insert(
+                    "thinking".into(),
+                    json!({"type": "enabled", "budget_tokens": budget}),
+                );
+            }
+            None => {
+                body.insert("max_tokens".into(), json!(max_tokens));
+            }
+        }
         let cache = request.cache_prompt;
         if !request.system.is_empty() {
             let mut system = json!({"type": "text", "text": request.system});
@@ -80,9 +154,10 @@ impl AnthropicClient {
             }
             body.insert("system".into(), json!([system]));
         }
+        let reasoning = thinking.map(|_| reasoning);
         body.insert(
             "messages".into(),
-            Value::Array(messages(&request.messages, cache)),
+            Value::Array(messages(&request.messages, cache, reasoning)),
         );
         if !request.tools.is_empty() {
             body.insert("tools".into(), Value::Array(tools(&request.tools, cache)));
@@ -108,8 +183,19 @@ impl AnthropicClient {
 
         let mut texts = Vec::new();
         let mut tool_calls = Vec::new();
+        let mut reasoning = Vec::new();
         for block in content {
             match block.get("type").and_then(Value::as_str) {
+                // Kept exactly as sent: the API checks them when they come back.
+                Some("thinking") => reasoning.push(json!({
+                    "type": "thinking",
+                    "thinking": block.get("thinking").cloned().unwrap_or(json!("")),
+                    "signature": block.get("signature").cloned().unwrap_or(json!("")),
+                })),
+                Some("redacted_thinking") => reasoning.push(json!({
+                    "type": "redacted_thinking",
+                    "data": block.get("data").cloned().unwrap_or(json!("")),
+                })),
                 Some("text") => {
                     if let Some(text) = block.get("text").and_then(Value::as_str) {
                         if !text.is_empty() {
@@ -136,7 +222,7 @@ impl AnthropicClient {
                         arguments,
                     });
                 }
-                // Thinking, redacted thinking, server tool blocks: nothing the agent uses.
+                // Server tool blocks and types added later: nothing the agent uses.
                 _ => {}
             }
         }
@@ -149,6 +235,7 @@ impl AnthropicClient {
                 .get("stop_reason")
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            reasoning,
         })
     }
 }
@@ -160,7 +247,7 @@ impl LlmClient for AnthropicClient {
     }
 
     async fn complete(&self, request: &LlmRequest) -> Result<LlmResponse, LlmError> {
-        let body = Self::request_body(request);
+        let body = self.body(request);
         let url = format!("{}/v1/messages", self.base_url);
         let endpoint = Endpoint {
             provider: PROVIDER,
@@ -176,7 +263,9 @@ impl LlmClient for AnthropicClient {
                 .json(&body)
         })
         .await?;
-        Self::parse_response(&answer)
+        let response = Self::parse_response(&answer)?;
+        self.remember(&response);
+        Ok(response)
     }
 
     async fn stream(
@@ -184,7 +273,7 @@ impl LlmClient for AnthropicClient {
         request: &LlmRequest,
         on_delta: &(dyn Fn(StreamDelta) + Send + Sync),
     ) -> Result<LlmResponse, LlmError> {
-        let mut body = Self::request_body(request);
+        let mut body = self.body(request);
         body["stream"] = json!(true);
         let url = format!("{}/v1/messages", self.base_url);
         let endpoint = Endpoint {
@@ -207,6 +296,37 @@ impl LlmClient for AnthropicClient {
             on_delta,
         )
         .await
+        .inspect(|response| self.remember(response))
+    }
+}
+
+impl AnthropicClient {
+    fn body(&self, request: &LlmRequest) -> Value {
+        let reasoning = self.reasoning.lock().unwrap_or_else(|e| e.into_inner());
+        Self::request_body_with(request, &reasoning)
+    }
+
+    fn remember(&self, response: &LlmResponse) {
+        self.reasoning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remember(response);
+    }
+}
+
+/// Whether a request may ask for thinking: the API wants the thinking blocks of the last
+/// assistant turn back when that turn called tools; without them (unknown to this client),
+/// this request goes without thinking.
+fn can_think(conversation: &[Message], reasoning: &ReasoningCache) -> bool {
+    match conversation
+        .iter()
+        .rev()
+        .find(|m| matches!(m, Message::Assistant { .. }))
+    {
+        Some(Message::Assistant { tool_calls, .. }) if !tool_calls.is_empty() => {
+            reasoning.of(tool_calls).is_some()
+        }
+        _ => true,
     }
 }
 
@@ -458,13 +578,22 @@ fn input_schema(parameters: &Value) -> Value {
 /// Converts the conversation to Messages API turns: consecutive turns of the same role are
 /// merged (so consecutive tool results form one user turn), and the last block of the last
 /// user turn carries a cache marker.
-fn messages(conversation: &[Message], cache: bool) -> Vec<Value> {
+/// The conversation as Messages API turns; with `reasoning` (thinking enabled), assistant
+/// turns that called tools start with their remembered thinking blocks.
+fn messages(
+    conversation: &[Message],
+    cache: bool,
+    reasoning: Option<&ReasoningCache>,
+) -> Vec<Value> {
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for message in conversation {
         let (role, blocks) = match message {
             Message::User { content } => ("user", vec![json!({"type": "text", "text": content})]),
             Message::Assistant { text, tool_calls } => {
-                let mut blocks = Vec::new();
+                let mut blocks: Vec<Value> = reasoning
+                    .and_then(|r| r.of(tool_calls))
+                    .cloned()
+                    .unwrap_or_default();
                 if let Some(text) = text.as_deref().filter(|t| !t.trim().is_empty()) {
                     blocks.push(json!({"type": "text", "text": text}));
                 }
@@ -567,6 +696,7 @@ mod tests {
             ],
             max_tokens: 1024,
             cache_prompt: true,
+            thinking_budget: None,
         }
     }
 
@@ -692,6 +822,109 @@ mod tests {
                 cache_write_tokens: 200,
             }
         );
+    }
+
+    fn tool_turn(id: &str) -> Vec<Message> {
+        vec![
+            Message::User {
+                content: "fix it".into(),
+            },
+            Message::Assistant {
+                text: None,
+                tool_calls: vec![ToolCall {
+                    id: id.into(),
+                    name: "execute_bash".into(),
+                    arguments: json!({"command": "ls"}),
+                }],
+            },
+            Message::Tool {
+                call_id: id.into(),
+                name: "execute_bash".into(),
+                content: "a.txt".into(),
+                is_error: false,
+            },
+        ]
+    }
+
+    #[test]
+    fn thinking_blocks_are_kept_and_go_back_with_their_turn() {
+        let answer = AnthropicClient::parse_response(&json!({
+            "content": [
+                {"type": "thinking", "thinking": "look first", "signature": "sig-1"},
+                {"type": "redacted_thinking", "data": "opaque"},
+                {"type": "tool_use", "id": "toolu_7", "name": "execute_bash", "input": {"command": "ls"}},
+            ],
+            "stop_reason": "tool_use",
+        }))
+        .unwrap();
+        assert_eq!(
+            answer.reasoning,
+            vec![
+                json!({"type": "thinking", "thinking": "look first", "signature": "sig-1"}),
+                json!({"type": "redacted_thinking", "data": "opaque"}),
+            ]
+        );
+        let mut cache = ReasoningCache::default();
+        cache.remember(&answer);
+        let mut req = request(tool_turn("toolu_7"));
+        req.thinking_budget = Some(4000);
+        let body = AnthropicClient::request_body_with(&req, &cache);
+        assert_eq!(
+            body["thinking"],
+            json!({"type": "enabled", "budget_tokens": 4000})
+        );
+        assert_eq!(body["max_tokens"], json!(1024 + 4000));
+        let assistant = &body["messages"][1];
+        assert_eq!(assistant["role"], "assistant");
+        assert_eq!(assistant["content"][0], answer.reasoning[0]);
+        assert_eq!(assistant["content"][1], answer.reasoning[1]);
+        assert_eq!(assistant["content"][2]["type"], "tool_use");
+
+        // A tool turn this client has no thinking for (a continued session): no thinking for
+        // this request, and no blocks.
+        let body = AnthropicClient::request_body_with(&request(tool_turn("toolu_other")), &cache);
+        assert!(body.get("thinking").is_none());
+        let mut req = request(tool_turn("toolu_other"));
+        req.thinking_budget = Some(4000);
+        let body = AnthropicClient::request_body_with(&req, &cache);
+        assert!(body.get("thinking").is_none(), "{body}");
+        assert_eq!(body["max_tokens"], json!(1024));
+        assert_eq!(body["messages"][1]["content"][0]["type"], "tool_use");
+        // Thinking off: remembered blocks stay home.
+        let body = AnthropicClient::request_body_with(&request(tool_turn("toolu_7")), &cache);
+        assert!(body.get("thinking").is_none());
+        assert_eq!(body["messages"][1]["content"][0]["type"], "tool_use");
+        // A conversation whose last assistant turn answered in text may think.
+        let mut req = request(vec![Message::User {
+            content: "hi".into(),
+        }]);
+        req.thinking_budget = Some(500);
+        let body = AnthropicClient::request_body_with(&req, &ReasoningCache::default());
+        assert_eq!(
+            body["thinking"]["budget_tokens"],
+            json!(1024),
+            "the API's minimum"
+        );
+    }
+
+    #[test]
+    fn the_reasoning_cache_is_bounded() {
+        let mut cache = ReasoningCache::default();
+        for i in 0..MAX_REMEMBERED_TURNS + 20 {
+            cache.remember(&LlmResponse {
+                text: None,
+                tool_calls: vec![ToolCall {
+                    id: format!("toolu_{i}"),
+                    name: "x".into(),
+                    arguments: json!({}),
+                }],
+                usage: Usage::default(),
+                stop_reason: None,
+                reasoning: vec![json!({"type": "redacted_thinking", "data": "d"})],
+            });
+        }
+        assert_eq!(cache.by_call.len(), MAX_REMEMBERED_TURNS);
+        assert!(!cache.by_call.contains_key("toolu_0"));
     }
 
     #[test]

@@ -400,11 +400,24 @@ fn request_body(request: &LlmRequest, signatures: &HashMap<String, String>) -> V
                 .collect(),
         ),
     );
-    body.insert(
-        "generationConfig".into(),
-        json!({"maxOutputTokens": request.max_tokens.max(1)}),
-    );
+    let max_tokens = request.max_tokens.max(1);
+    let generation = match request.thinking_budget.filter(|_| thinks(&request.model)) {
+        // Thinking counts toward `maxOutputTokens`; thought summaries stream as thinking.
+        Some(budget) => json!({
+            "maxOutputTokens": max_tokens.saturating_add(budget),
+            "thinkingConfig": {"thinkingBudget": budget, "includeThoughts": true},
+        }),
+        None => json!({"maxOutputTokens": max_tokens}),
+    };
+    body.insert("generationConfig".into(), generation);
     Value::Object(body)
+}
+
+/// Whether `model` takes a thinking configuration (Gemini 2.5 and later; 1.x and 2.0 refuse
+/// one).
+fn thinks(model: &str) -> bool {
+    let name = model.trim_start_matches("models/");
+    !(name.starts_with("gemini-1") || name.starts_with("gemini-2.0"))
 }
 
 fn declarations(tools: &[ToolSpec]) -> Vec<Value> {
@@ -667,6 +680,7 @@ fn parse_response(body: &Value) -> Result<(LlmResponse, Signatures), LlmError> {
             tool_calls,
             usage,
             stop_reason: finish.map(str::to_string),
+            reasoning: Vec::new(),
         },
         signatures,
     ))
@@ -743,6 +757,38 @@ mod tests {
     }
 
     #[test]
+    fn a_thinking_budget_asks_for_thought_summaries_on_models_that_think() {
+        let request = |model: &str, budget: Option<u32>| LlmRequest {
+            model: model.into(),
+            system: String::new(),
+            messages: vec![Message::User {
+                content: "hi".into(),
+            }],
+            tools: vec![],
+            max_tokens: 1000,
+            cache_prompt: false,
+            thinking_budget: budget,
+        };
+        let none = HashMap::new();
+        let body = request_body(&request("gemini-2.5-pro", Some(2048)), &none);
+        assert_eq!(
+            body["generationConfig"],
+            json!({"maxOutputTokens": 3048,
+                   "thinkingConfig": {"thinkingBudget": 2048, "includeThoughts": true}})
+        );
+        for model in ["gemini-2.0-flash", "models/gemini-1.5-pro"] {
+            let body = request_body(&request(model, Some(2048)), &none);
+            assert_eq!(
+                body["generationConfig"],
+                json!({"maxOutputTokens": 1000}),
+                "{model}"
+            );
+        }
+        let body = request_body(&request("gemini-2.5-pro", None), &none);
+        assert_eq!(body["generationConfig"], json!({"maxOutputTokens": 1000}));
+    }
+
+    #[test]
     fn body_pairs_calls_and_responses_and_keeps_real_ids_and_signatures() {
         let c = client();
         c.parse_response(
@@ -794,6 +840,7 @@ mod tests {
             }],
             max_tokens: 100,
             cache_prompt: true,
+            thinking_budget: None,
         };
         let body = c.request_body(&request);
         assert_eq!(

@@ -82,6 +82,10 @@ pub struct LlmRequest {
     /// (history summaries) leave it off: a cache write costs more than plain input and would
     /// never be read.
     pub cache_prompt: bool,
+    /// Let the model think before it answers, with up to this many tokens of reasoning on top
+    /// of `max_tokens` (Anthropic extended thinking, Gemini `thinkingBudget` with thought
+    /// summaries); `None` leaves it to the model's default.
+    pub thinking_budget: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +130,9 @@ pub struct LlmResponse {
     pub usage: Usage,
     /// Provider stop reason as reported (`end_turn`, `tool_use`, `STOP`, `stop`, ...).
     pub stop_reason: Option<String>,
+    /// The model's reasoning as the provider's own blocks, where they must go back with the
+    /// turn (Anthropic `thinking` blocks with their signatures, `redacted_thinking`).
+    pub reasoning: Vec<Value>,
 }
 
 #[derive(Debug, Error)]

@@ -174,6 +174,7 @@ impl OpenAiCompatClient {
                 .get("finish_reason")
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            reasoning: Vec::new(),
         })
     }
 }
@@ -538,6 +539,7 @@ mod tests {
             }],
             max_tokens: 50,
             cache_prompt: true,
+            thinking_budget: None,
         };
         assert_eq!(
             client.request_body(&request),
@@ -630,6 +632,7 @@ mod tests {
             tools: vec![],
             max_tokens: 10,
             cache_prompt: true,
+            thinking_budget: None,
         };
         let body = client.request_body(&request);
         assert_eq!(

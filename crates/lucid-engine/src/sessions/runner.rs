@@ -296,6 +296,7 @@ async fn prepare(
             turn_timeout: deps.config.conversation_timeout,
             cost_budget_usd: deps.config.session_budget_usd,
             context_window: deps.config.context_window,
+            thinking_budget: deps.config.thinking_budget,
             ..AgentLimits::default()
         },
     );

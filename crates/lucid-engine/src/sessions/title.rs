@@ -70,6 +70,7 @@ async fn run(job: TitleJob) -> Result<Option<String>, String> {
         tools: Vec::new(),
         max_tokens: MAX_TITLE_TOKENS,
         cache_prompt: false,
+        thinking_budget: None,
     };
     let response = tokio::time::timeout(TITLE_TIMEOUT, job.client.complete(&request))
         .await
