@@ -178,17 +178,17 @@ struct NewLive {
     repo_url: Option<String>,
     branch: Option<String>,
     workspace: PathBuf,
-    log: Arc<EventLog>,
 }
 
+/// A session just made live, with the ends its runner holds.
+type MadeLive = (
+    Arc<LiveSession>,
+    mpsc::UnboundedReceiver<Control>,
+    watch::Sender<bool>,
+);
+
 impl LiveSession {
-    fn new(
-        n: NewLive,
-    ) -> (
-        Arc<LiveSession>,
-        mpsc::UnboundedReceiver<Control>,
-        watch::Sender<bool>,
-    ) {
+    fn new(n: NewLive, log: Arc<EventLog>) -> MadeLive {
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
         let (status_tx, _) = watch::channel(SessionStatus::Initializing);
@@ -202,7 +202,7 @@ impl LiveSession {
             repo_url: n.repo_url,
             branch: n.branch,
             workspace: n.workspace,
-            log: n.log,
+            log,
             control: control_tx,
             turns: Mutex::new(TurnControl {
                 current: shutdown.child_token(),
@@ -384,29 +384,18 @@ impl Sessions {
                 model: model.model.clone(),
             });
         }
-        let log = EventLog::open(
-            Arc::clone(&self.deps.store),
-            user.clone(),
-            chat.id.clone(),
-            session_id.clone(),
-        )
-        .await?;
-        let (session, control_rx, done_tx) = LiveSession::new(NewLive {
-            id: session_id.clone(),
-            chat_id: chat.id.clone(),
-            user: user.clone(),
-            task: task.clone(),
-            created_at: chat.created_at,
-            repo_url: repo_url.map(str::to_string),
-            branch: branch.map(str::to_string),
-            workspace,
-            log,
-        });
-        self.deps
-            .live
-            .lock()
-            .expect("sessions poisoned")
-            .insert(session_id.clone(), Arc::clone(&session));
+        let (session, control_rx, done_tx) = self
+            .make_live(NewLive {
+                id: session_id.clone(),
+                chat_id: chat.id.clone(),
+                user: user.clone(),
+                task: task.clone(),
+                created_at: chat.created_at,
+                repo_url: repo_url.map(str::to_string),
+                branch: branch.map(str::to_string),
+                workspace,
+            })
+            .await?;
 
         let plan = runner::SessionPlan {
             task,
@@ -429,6 +418,25 @@ impl Sessions {
             session_id,
             chat_id: chat.id,
         })
+    }
+
+    /// Opens the session's event log (continuing it when the session has history), makes the
+    /// session live and puts it in the live map.
+    async fn make_live(&self, n: NewLive) -> EngineResult<MadeLive> {
+        let log = EventLog::open(
+            Arc::clone(&self.deps.store),
+            n.user.clone(),
+            n.chat_id.clone(),
+            n.id.clone(),
+        )
+        .await?;
+        let made = LiveSession::new(n, log);
+        self.deps
+            .live
+            .lock()
+            .expect("sessions poisoned")
+            .insert(made.0.id.clone(), Arc::clone(&made.0));
+        Ok(made)
     }
 
     /// Runs a live session until it ends, then gives its slot back and leaves the live map.
@@ -667,29 +675,18 @@ impl Sessions {
         let slot = self.reserve_slot(user).await?;
         let workspace =
             crate::workspace::session_workspace(&self.deps.workspace_base, &user.id, session_id)?;
-        let log = EventLog::open(
-            Arc::clone(&self.deps.store),
-            user.clone(),
-            chat.id.clone(),
-            session_id.to_string(),
-        )
-        .await?;
-        let (session, control_rx, done_tx) = LiveSession::new(NewLive {
-            id: session_id.to_string(),
-            chat_id: chat.id.clone(),
-            user: user.clone(),
-            task: chat.title.clone().unwrap_or_default(),
-            created_at: chat.created_at,
-            repo_url: chat.repo_url.clone(),
-            branch: chat.branch.clone(),
-            workspace,
-            log,
-        });
-        self.deps
-            .live
-            .lock()
-            .expect("sessions poisoned")
-            .insert(session_id.to_string(), Arc::clone(&session));
+        let (session, control_rx, done_tx) = self
+            .make_live(NewLive {
+                id: session_id.to_string(),
+                chat_id: chat.id.clone(),
+                user: user.clone(),
+                task: chat.title.clone().unwrap_or_default(),
+                created_at: chat.created_at,
+                repo_url: chat.repo_url.clone(),
+                branch: chat.branch.clone(),
+                workspace,
+            })
+            .await?;
         if let Err(e) = self.deps.store.set_chat_active(user, &chat.id, true).await {
             tracing::warn!(session = %session_id, error = %e, "could not mark the chat active");
         }
