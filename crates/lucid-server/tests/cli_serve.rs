@@ -355,6 +355,7 @@ async fn doctor_with_docker_and_a_provider_reports_ok() {
         "ok    database ",
         "ok    Docker ",
         "ok    sandbox image lucid-test-sandbox:latest present",
+        "ok    sandbox network none ready",
         "ok    anthropic configured",
         "ok    default provider: anthropic",
         "All good.",
@@ -364,4 +365,87 @@ async fn doctor_with_docker_and_a_provider_reports_ok() {
     assert!(!text.contains("FAIL"), "{text}");
     assert!(!text.contains(LLM_KEY), "{text}");
     assert_eq!(llm.request_count(), 0, "doctor does not call the LLM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_sandbox_network_without_changing_it() {
+    let docker = lucid_testkit::image::require_docker().await;
+    let llm = ScriptedLlm::start(Format::Anthropic, vec![]).await;
+    let dirs = TestDirs::new();
+    let base = lucid_env(&dirs, Some(&llm)).await;
+    let with = |network: Option<(&str, &str)>| {
+        let mut env: Vec<(String, String)> = base
+            .iter()
+            .filter(|(k, _)| k != "DOCKER_NETWORK")
+            .cloned()
+            .collect();
+        if let Some((k, v)) = network {
+            env.push((k.to_string(), v.to_string()));
+        }
+        env
+    };
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+
+    // A DOCKER_NETWORK that does not exist.
+    let missing = format!("lucid-doctor-missing-{suffix}");
+    let out = Lucid::run(
+        &["doctor"],
+        &with(Some(("DOCKER_NETWORK", &missing))),
+        &dirs,
+        SHORT,
+    )
+    .await;
+    assert_eq!(out.code(), Some(1), "{out:#?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "the network {missing} (DOCKER_NETWORK) does not exist"
+        )),
+        "{}",
+        out.stdout
+    );
+
+    // Lucid's own network, not there yet: created on first use, and doctor creates nothing.
+    let owned = format!("lucid-doctor-owned-{suffix}");
+    let out = Lucid::run(
+        &["doctor"],
+        &with(Some(("LUCID_SANDBOX_NETWORK", &owned))),
+        &dirs,
+        SHORT,
+    )
+    .await;
+    assert_eq!(out.code(), Some(0), "{out:#?}");
+    assert!(
+        out.stdout
+            .contains(&format!("sandbox network {owned} is created on first use")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        docker.inspect_network(&owned, None).await.is_err(),
+        "doctor created it"
+    );
+
+    // A network of that name that would let sandboxes reach each other is refused.
+    docker
+        .create_network(bollard::models::NetworkCreateRequest {
+            name: owned.clone(),
+            driver: Some("bridge".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let out = Lucid::run(
+        &["doctor"],
+        &with(Some(("LUCID_SANDBOX_NETWORK", &owned))),
+        &dirs,
+        SHORT,
+    )
+    .await;
+    let _ = docker.remove_network(&owned).await;
+    assert_eq!(out.code(), Some(1), "{out:#?}");
+    assert!(
+        out.stdout.contains("could reach each other"),
+        "{}",
+        out.stdout
+    );
 }

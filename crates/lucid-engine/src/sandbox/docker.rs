@@ -232,6 +232,43 @@ pub async fn ensure_network(docker: &Docker, name: &str) -> Result<(), SandboxEr
     )))
 }
 
+/// What `lucid doctor` finds about the network sandboxes would join (read-only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkCheck {
+    /// It exists and is fit for sandboxes.
+    Ready(String),
+    /// Lucid's own network does not exist yet: it is created on first use.
+    CreatedOnFirstUse(String),
+    /// `DOCKER_NETWORK=host`: sandboxes share this machine's network stack.
+    HostNetwork,
+    /// It cannot be used; the reason says what to do.
+    Unusable(String),
+}
+
+/// Checks the network sandboxes would join, changing nothing: `DOCKER_NETWORK` must exist;
+/// Lucid's own network must be absent (created on first use) or a bridge network without
+/// inter-container traffic.
+pub async fn check_network(docker: &Docker, config: &SandboxConfig) -> NetworkCheck {
+    let (name, owned) = match &config.network {
+        Some(name) if name == "host" => return NetworkCheck::HostNetwork,
+        Some(name) => (name.as_str(), false),
+        None => (config.owned_network.as_str(), true),
+    };
+    match docker.inspect_network(name, None).await {
+        Ok(network) if owned => match check_owned_network(name, &network) {
+            Ok(()) => NetworkCheck::Ready(name.to_string()),
+            Err(e) => NetworkCheck::Unusable(e.to_string()),
+        },
+        Ok(_) => NetworkCheck::Ready(name.to_string()),
+        Err(e) if is_status(&e, 404) && owned => NetworkCheck::CreatedOnFirstUse(name.to_string()),
+        Err(e) if is_status(&e, 404) => NetworkCheck::Unusable(format!(
+            "the network {name} (DOCKER_NETWORK) does not exist: create it (docker network \
+             create {name}) or unset DOCKER_NETWORK to let Lucid use its own"
+        )),
+        Err(e) => NetworkCheck::Unusable(format!("cannot inspect the network {name}: {e}")),
+    }
+}
+
 fn check_owned_network(
     name: &str,
     network: &bollard::models::NetworkInspect,

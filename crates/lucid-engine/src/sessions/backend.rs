@@ -16,9 +16,11 @@ use crate::sandbox::{Sandbox, SandboxError};
 pub struct DockerProbe {
     pub server_version: String,
     pub image_present: bool,
+    pub network: crate::sandbox::docker::NetworkCheck,
 }
 
-/// Checks that the daemon answers and whether the sandbox image is present (no side effects).
+/// Checks that the daemon answers, whether the sandbox image is present and whether the
+/// sandbox network is usable (no side effects).
 pub async fn probe_docker(
     config: &crate::config::SandboxConfig,
 ) -> Result<DockerProbe, SandboxError> {
@@ -29,9 +31,11 @@ pub async fn probe_docker(
         .await
         .map_err(|e| SandboxError::DockerUnavailable(e.to_string()))?;
     let image_present = docker.docker().inspect_image(&config.image).await.is_ok();
+    let network = crate::sandbox::docker::check_network(docker.docker(), config).await;
     Ok(DockerProbe {
         server_version: version.version.unwrap_or_default(),
         image_present,
+        network,
     })
 }
 

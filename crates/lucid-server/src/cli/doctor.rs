@@ -107,6 +107,21 @@ pub async fn doctor() -> anyhow::Result<i32> {
                         "it is pulled on first use; or `docker pull` it now, or set SANDBOX_IMAGE",
                     );
                 }
+                use lucid_engine::sandbox::docker::NetworkCheck;
+                match probe.network {
+                    NetworkCheck::Ready(name) => r.ok(&format!("sandbox network {name} ready")),
+                    NetworkCheck::CreatedOnFirstUse(name) => r.ok(&format!(
+                        "sandbox network {name} is created on first use (a bridge network without traffic between sandboxes)"
+                    )),
+                    NetworkCheck::HostNetwork => r.warn(
+                        "DOCKER_NETWORK=host: sandboxes share this machine's network, including services on 127.0.0.1",
+                        "unset DOCKER_NETWORK to give sandboxes Lucid's own network, or use `none` for no network",
+                    ),
+                    NetworkCheck::Unusable(reason) => r.fail(
+                        &format!("sandbox network: {reason}"),
+                        "fix the network as said, or choose another with DOCKER_NETWORK",
+                    ),
+                }
             }
             Err(e) => r.fail(
                 &format!("Docker is not reachable: {e}"),
