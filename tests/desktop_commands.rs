@@ -607,7 +607,19 @@ fn settings_keys_and_the_http_api_toggle() {
     assert!(view["httpApi"].is_null());
     assert_eq!(view["secretStore"], "memory");
 
-    // Keys: set and removed in the credential store; never shown back.
+    // Keys: set and removed in the credential store; never shown back. The engine status
+    // counts a provider configured as soon as its key is stored (sessions get it at once).
+    let google = |status: &Value| {
+        status["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "google")
+            .cloned()
+            .unwrap()
+    };
+    let status = app.invoke("engine_status", json!({})).unwrap();
+    assert_eq!(google(&status)["configured"], false, "{status}");
     let view = app
         .invoke(
             "set_provider_key",
@@ -615,6 +627,12 @@ fn settings_keys_and_the_http_api_toggle() {
         )
         .unwrap();
     assert_eq!(view["keysSet"], json!(["anthropic", "google"]));
+    let status = app.invoke("engine_status", json!({})).unwrap();
+    assert_eq!(google(&status)["configured"], true, "{status}");
+    assert!(google(&status)["model"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("gemini")));
+    assert!(!status.to_string().contains("AIza-fake-desktop-key"));
     assert!(!view.to_string().contains("AIza-fake-desktop-key"));
     let shell = app.shell();
     assert_eq!(
@@ -628,6 +646,8 @@ fn settings_keys_and_the_http_api_toggle() {
         )
         .unwrap();
     assert_eq!(view["keysSet"], json!(["anthropic"]));
+    let status = app.invoke("engine_status", json!({})).unwrap();
+    assert_eq!(google(&status)["configured"], false, "{status}");
     let err = app
         .invoke(
             "set_provider_key",

@@ -359,6 +359,15 @@ async fn the_app_runs_a_task_in_a_real_window() {
     let shot = artifacts.join("window-history.png");
     screenshot(&display, &shot);
 
+    // Settings inside the app offer the app's own settings: API keys and the rest.
+    let settings = d
+        .wait_for("a[href='/ui/settings']", Duration::from_secs(10))
+        .await;
+    d.click(&settings).await;
+    d.wait_for_text("API keys", Duration::from_secs(15)).await;
+    d.wait_for_text("Save settings", Duration::from_secs(5))
+        .await;
+
     // The screenshot shows a rendered window, not a blank one.
     let colours = Command::new("identify")
         .args(["-format", "%k", shot.to_str().unwrap()])

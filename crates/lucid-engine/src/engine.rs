@@ -484,6 +484,15 @@ impl Engine {
     /// The engine's state and what is wrong with the setup, with fixes (the same findings as
     /// `lucid doctor` for a running engine).
     pub async fn status(&self) -> EngineStatus {
+        self.status_with_keys(&|_| None).await
+    }
+
+    /// [`Engine::status`] for an app that holds provider keys itself (the desktop app's
+    /// credential store) and passes them with each session: `key_for(provider)`.
+    pub async fn status_with_keys(
+        &self,
+        key_for: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> EngineStatus {
         let mut problems = Vec::new();
         let mut problem = |what: String, fix: &str| {
             problems.push(StatusProblem {
@@ -534,8 +543,12 @@ impl Engine {
         }
         let providers: Vec<ProviderStatus> = ["anthropic", "google", "openai"]
             .into_iter()
-            .map(
-                |name| match crate::llm::provider::configured_model(&self.config, name) {
+            .map(|name| {
+                match crate::llm::provider::configured_model_with_key(
+                    &self.config,
+                    name,
+                    key_for(name).as_deref(),
+                ) {
                     Ok(model) => ProviderStatus {
                         name: name.into(),
                         configured: true,
@@ -548,8 +561,8 @@ impl Engine {
                         model: None,
                         problem: Some(e.to_string()),
                     },
-                },
-            )
+                }
+            })
             .collect();
         if !providers.iter().any(|p| p.configured) {
             problem(

@@ -1,6 +1,8 @@
 import { useTransport } from '../app/context';
 import { usePrefs, type Theme } from '../app/prefs';
 import { useAsync } from '../app/useAsync';
+import { insideDesktopApp } from '../transport/tauri';
+import { DesktopSettings } from './DesktopSettings';
 
 export function Settings() {
   const transport = useTransport();
@@ -56,6 +58,7 @@ export function Settings() {
           </dl>
         </>
       )}
+      {insideDesktopApp() && <DesktopSettings />}
       <h2>Preferences (this browser)</h2>
       <div className="row-fields">
         <div className="field">

@@ -179,7 +179,24 @@ fn prefixed_provider(model: &str) -> Option<&'static ProviderSpec> {
 /// Whether `provider` is usable from the configuration alone (no per-request key): the model
 /// it would use, or why not (`lucid doctor`). Same rules as [`resolve_provider`].
 pub fn configured_model(config: &Config, provider: &str) -> Result<String, LlmError> {
-    resolve_provider(config, Some(provider), None, None, reqwest::Client::new()).map(|m| m.model)
+    configured_model_with_key(config, provider, None)
+}
+
+/// [`configured_model`] when the caller holds the provider's key itself (the desktop app's
+/// credential store), as a session started with that key would get.
+pub fn configured_model_with_key(
+    config: &Config,
+    provider: &str,
+    api_key: Option<&str>,
+) -> Result<String, LlmError> {
+    resolve_provider(
+        config,
+        Some(provider),
+        None,
+        api_key,
+        reqwest::Client::new(),
+    )
+    .map(|m| m.model)
 }
 
 /// The model a request naming no provider and no model would use (`GET /` reports it);
