@@ -656,6 +656,28 @@ fn settings_keys_and_the_http_api_toggle() {
         .unwrap_err();
     assert_eq!(err["status"], 400);
 
+    // Settings the engine could not start with are refused, and the file stays as it was.
+    let before = std::fs::read_to_string(&app.shell().paths.settings_file).ok();
+    let bad = Settings {
+        sandbox_cpu_limit: Some("lots".into()),
+        ..Settings::default()
+    };
+    let err = app
+        .invoke("save_settings", json!({"settings": bad}))
+        .unwrap_err();
+    assert_eq!(err["status"], 400, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("SANDBOX_CPU_LIMIT"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&app.shell().paths.settings_file).ok(),
+        before
+    );
+
     // A sandbox image change is saved and needs a restart; the HTTP API starts at once.
     let mut settings = Settings {
         sandbox_image: Some("python:3.12-slim".into()),

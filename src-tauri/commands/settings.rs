@@ -40,6 +40,11 @@ pub async fn save_settings(
     shell: State<'_, Shell>,
     settings: Settings,
 ) -> CommandResult<SettingsView> {
+    // Settings the engine could not start with would keep the app from opening next time.
+    crate::state::engine_config(&settings, &shell.secrets, &shell.paths, |name| {
+        std::env::var(name).ok()
+    })
+    .map_err(|e| CommandError::new(ErrorKind::BadRequest, format!("Not saved: {e}")))?;
     settings
         .save(&shell.paths.settings_file)
         .map_err(|e| CommandError::new(ErrorKind::Internal, e.to_string()))?;

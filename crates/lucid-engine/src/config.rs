@@ -330,11 +330,13 @@ impl Config {
             },
             thinking_budget: match parse_num::<u32>(&get, "LUCID_THINKING_BUDGET", 0)? {
                 0 => None,
-                budget if budget < 1024 => {
+                budget if !(1024..=128_000).contains(&budget) => {
                     return Err(ConfigError::InvalidValue {
                         name: "LUCID_THINKING_BUDGET",
                         value: budget.to_string(),
-                        reason: "at least 1024 tokens (or 0 to turn thinking off)".into(),
+                        reason: "between 1024 and 128000 tokens (or 0 to turn thinking off); \
+                                 each model's own limit is applied on top"
+                            .into(),
                     })
                 }
                 budget => Some(budget),
@@ -714,7 +716,7 @@ mod tests {
                 .thinking_budget,
             Some(8000)
         );
-        for bad in ["500", "lots", "-1"] {
+        for bad in ["500", "lots", "-1", "500000"] {
             assert!(cfg(&[("LUCID_THINKING_BUDGET", bad)]).is_err(), "{bad}");
         }
         assert_eq!(cfg(&[]).unwrap().session_budget_usd, None);

@@ -18,8 +18,8 @@
 //! events; [`Step::cut_after`] breaks the connection after some events (a stream cut mid-way).
 //!
 //! Anthropic requests that ask for extended thinking are held to the Messages API's rules
-//! (budget at least 1024 and below `max_tokens`; the last tool-calling assistant turn starts
-//! with its thinking block; thinking blocks keep the signature they were given) and refused
+//! (budget at least 1024 and below `max_tokens`; the current turn's first tool-calling answer
+//! starts with its thinking block; thinking blocks keep the signature they were given) and refused
 //! with a 400 like the API's, consuming no step.
 //!
 //! Every request is recorded (path with query, headers, JSON body) before it is answered. With
@@ -615,8 +615,8 @@ fn route(format: Format, method: &Method, path: &str, body: &Value) -> Option<(S
 }
 
 /// Anthropic's rules for extended thinking, as the Messages API enforces them (a refused
-/// request consumes no step): `budget_tokens` at least 1024 and below `max_tokens`; when the
-/// last assistant turn called tools, it starts with its thinking block(s); a thinking block
+/// request consumes no step): `budget_tokens` at least 1024 and below `max_tokens`; the current
+/// turn's first tool-calling answer starts with its thinking block(s); a thinking block
 /// sent back carries the signature it was given.
 fn check_anthropic_thinking(body: &Value) -> Result<(), String> {
     let messages = body
@@ -650,19 +650,26 @@ fn check_anthropic_thinking(body: &Value) -> Result<(), String> {
     if budget >= body["max_tokens"].as_u64().unwrap_or(0) {
         return Err("`max_tokens` must be greater than `thinking.budget_tokens`".into());
     }
-    let last_assistant = messages
+    // The current assistant turn starts after the user's last own message (not a message of
+    // tool results); its first tool-calling answer must start with its thinking.
+    let is_tool_results = |m: &Value| {
+        m["content"].as_array().is_some_and(|blocks| {
+            !blocks.is_empty() && blocks.iter().all(|b| b["type"] == "tool_result")
+        })
+    };
+    let turn_start = messages
         .iter()
-        .enumerate()
-        .rev()
-        .find(|(_, m)| m["role"] == "assistant");
-    if let Some((i, message)) = last_assistant {
-        let blocks = message["content"].as_array().cloned().unwrap_or_default();
-        let calls_tools = blocks.iter().any(|b| b["type"] == "tool_use");
-        let first = blocks
-            .first()
-            .map(|b| b["type"].clone())
-            .unwrap_or(Value::Null);
-        if calls_tools && first != "thinking" && first != "redacted_thinking" {
+        .rposition(|m| m["role"] == "user" && !is_tool_results(m))
+        .map_or(0, |i| i + 1);
+    let first_tool_answer = messages.iter().enumerate().skip(turn_start).find(|(_, m)| {
+        m["role"] == "assistant"
+            && m["content"]
+                .as_array()
+                .is_some_and(|b| b.iter().any(|b| b["type"] == "tool_use"))
+    });
+    if let Some((i, message)) = first_tool_answer {
+        let first = message["content"][0]["type"].clone();
+        if first != "thinking" && first != "redacted_thinking" {
             return Err(format!(
                 "messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found {first}. When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from previous turns. To avoid this requirement, disable `thinking`."
             ));

@@ -9,7 +9,11 @@ import { invoke as __TAURI_INVOKE, Channel } from "@tauri-apps/api/core";
 export const commands = {
 	/**  The original's service information (`GET /`). */
 	serviceInfo: () => __TAURI_INVOKE<ServiceInfo>("service_info"),
-	/**  The engine's state and what is wrong with the setup, with fixes (`GET /api/v1/status`). */
+	/**
+	 *  The engine's state and what is wrong with the setup, with fixes (`GET /api/v1/status`).
+	 *  A provider whose key is in the app's credential store counts as configured: sessions get
+	 *  that key at once.
+	 */
 	engineStatus: () => __TAURI_INVOKE<EngineStatus_Serialize>("engine_status"),
 	startSession: (req: StartSession_Deserialize) => __TAURI_INVOKE<StartedSession>("start_session", { req }),
 	listSessions: () => __TAURI_INVOKE<SessionSummary_Serialize[]>("list_sessions"),

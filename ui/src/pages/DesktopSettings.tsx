@@ -45,9 +45,18 @@ const FIELDS: { section: string; fields: { key: TextField; label: string; placeh
   },
 ];
 
-export function DesktopSettings({ api = commands }: { api?: SettingsCommands }) {
+export function DesktopSettings({
+  api = commands,
+  onChange,
+}: {
+  api?: SettingsCommands;
+  /** Called after keys or settings changed (the page then refreshes the engine status). */
+  onChange?: () => void;
+}) {
   const [view, setView] = useState<SettingsView_Serialize | null>(null);
   const [form, setForm] = useState<Settings_Serialize | null>(null);
+  // The port as typed (it may be empty while being edited).
+  const [port, setPort] = useState('');
   const [keys, setKeys] = useState<Record<string, string>>({});
   const [error, setError] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
@@ -55,6 +64,7 @@ export function DesktopSettings({ api = commands }: { api?: SettingsCommands }) 
   const show = (v: SettingsView_Serialize) => {
     setView(v);
     setForm(v.settings);
+    setPort(String(v.settings.httpApi.port));
   };
 
   useEffect(() => {
@@ -72,25 +82,50 @@ export function DesktopSettings({ api = commands }: { api?: SettingsCommands }) 
         setView(v);
         setKeys((k) => ({ ...k, [provider]: '' }));
         setNotice(key ? `Key saved in ${store}; new sessions use it.` : 'Key removed.');
+        onChange?.();
       },
-      (e: unknown) => setError(errorText(e)),
+      (e: unknown) => {
+        setNotice(null);
+        setError(errorText(e));
+      },
     );
   };
+  const portNumber = Number(port);
+  const portValid = /^\d+$/.test(port.trim()) && portNumber >= 1 && portNumber <= 65535;
   const save = (e: FormEvent) => {
     e.preventDefault();
     setError(null);
-    const cleaned = { ...form };
+    if (!portValid) {
+      setNotice(null);
+      setError('The HTTP API port must be a number from 1 to 65535.');
+      return;
+    }
+    const cleaned = { ...form, httpApi: { ...form.httpApi, port: portNumber } };
     for (const { fields } of FIELDS) for (const { key } of fields) cleaned[key] = cleaned[key]?.trim() || null;
     cleaned.defaultProvider = cleaned.defaultProvider || null;
     api.saveSettings(cleaned).then(
       (v) => {
         show(v);
         setNotice(v.restartRequired ? 'Saved. Restart Lucid to apply the sandbox and base URL changes.' : 'Saved.');
+        onChange?.();
       },
-      (err: unknown) => setError(errorText(err)),
+      (err: unknown) => {
+        setNotice(null);
+        setError(errorText(err));
+      },
     );
   };
   const set = (key: TextField, value: string) => setForm({ ...form, [key]: value });
+  const copy = (text: string, what: string) => {
+    if (!navigator.clipboard) {
+      setError('The clipboard is not available here; select the text instead.');
+      return;
+    }
+    navigator.clipboard.writeText(text).then(
+      () => setNotice(`${what} copied.`),
+      () => setError('Could not copy to the clipboard.'),
+    );
+  };
 
   return (
     <div className="desktop-settings">
@@ -193,13 +228,10 @@ export function DesktopSettings({ api = commands }: { api?: SettingsCommands }) 
               <label htmlFor="set-api-port">Port</label>
               <input
                 id="set-api-port"
-                type="number"
-                min={1}
-                max={65535}
-                value={form.httpApi.port}
-                onChange={(e) =>
-                  setForm({ ...form, httpApi: { ...form.httpApi, port: Number(e.target.value) || 0 } })
-                }
+                inputMode="numeric"
+                aria-invalid={!portValid}
+                value={port}
+                onChange={(e) => setPort(e.target.value)}
               />
             </div>
           </div>
@@ -208,13 +240,13 @@ export function DesktopSettings({ api = commands }: { api?: SettingsCommands }) 
               <dt>URL</dt>
               <dd>
                 <code>{view.httpApi.url}</code>{' '}
-                <button type="button" onClick={() => void navigator.clipboard?.writeText(view.httpApi?.url ?? '')}>
+                <button type="button" onClick={() => copy(view.httpApi?.url ?? '', 'URL')}>
                   Copy URL
                 </button>
               </dd>
               <dt>Token</dt>
               <dd>
-                <button type="button" onClick={() => void navigator.clipboard?.writeText(view.httpApi?.token ?? '')}>
+                <button type="button" onClick={() => copy(view.httpApi?.token ?? '', 'Token')}>
                   Copy token
                 </button>
               </dd>

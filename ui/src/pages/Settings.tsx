@@ -58,7 +58,7 @@ export function Settings() {
           </dl>
         </>
       )}
-      {insideDesktopApp() && <DesktopSettings />}
+      {insideDesktopApp() && <DesktopSettings onChange={status.reload} />}
       <h2>Preferences (this browser)</h2>
       <div className="row-fields">
         <div className="field">

@@ -101,5 +101,23 @@ describe('desktop settings', () => {
     expect(screen.getByTestId('http-api').textContent).not.toContain('api-token-1234');
     fireEvent.click(screen.getByRole('button', { name: 'Copy token' }));
     expect(writeText).toHaveBeenCalledWith('api-token-1234');
+    expect(await screen.findByText('Token copied.')).toBeTruthy();
+  });
+
+  it('refuses a port that is not one and tells the page when something changed', async () => {
+    const s = shell();
+    const changed = vi.fn();
+    render(<DesktopSettings api={s.api} onChange={changed} />);
+    fireEvent.change(await screen.findByLabelText('Port'), { target: { value: '' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Save settings' }));
+    expect((await screen.findByRole('alert')).textContent).toContain('1 to 65535');
+    expect(s.saved).toHaveLength(0);
+    fireEvent.change(screen.getByLabelText('Port'), { target: { value: '8080' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Save settings' }));
+    await waitFor(() => expect(changed).toHaveBeenCalledTimes(1));
+    expect(s.saved[0]?.httpApi.port).toBe(8080);
+    fireEvent.change(screen.getByLabelText(/^OpenAI-compatible \(/), { target: { value: 'sk-local' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Save OpenAI-compatible key' }));
+    await waitFor(() => expect(changed).toHaveBeenCalledTimes(2));
   });
 });

@@ -123,16 +123,16 @@ impl AnthropicClient {
 
     /// The JSON body sent for `request`, with the thinking blocks `reasoning` remembers.
     pub fn request_body_with(request: &LlmRequest, reasoning: &ReasoningCache) -> Value {
+        let max_tokens = request.max_tokens.max(1);
         let thinking = request
             .thinking_budget
+            .and_then(|budget| thinking_budget_for(&request.model, max_tokens, budget))
             .filter(|_| can_think(&request.messages, reasoning));
         let mut body = Map::new();
         body.insert("model".into(), json!(request.model));
-        let max_tokens = request.max_tokens.max(1);
         match thinking {
             Some(budget) => {
-                // The budget counts toward `max_tokens`, and must be at least 1024.
-                let budget = budget.max(1024);
+                // The budget counts toward `max_tokens`.
                 body.insert(
                     "max_tokens".into(),
                     json!(max_tokens.saturating_add(budget)),
@@ -314,18 +314,51 @@ impl AnthropicClient {
     }
 }
 
-/// Whether a request may ask for thinking: the API wants the thinking blocks of the last
-/// assistant turn back when that turn called tools; without them (unknown to this client),
-/// this request goes without thinking.
-fn can_think(conversation: &[Message], reasoning: &ReasoningCache) -> bool {
-    match conversation
+/// The thinking budget to ask `model` for, if it takes extended thinking (`type: enabled`):
+/// at least the API's minimum of 1024, and cut so that `max_tokens` plus the budget stays
+/// within the model's output limit; `None` for models without it or without room.
+fn thinking_budget_for(model: &str, max_tokens: u32, budget: u32) -> Option<u32> {
+    let name = model.rsplit('/').next().unwrap_or(model);
+    let opus_4 = name.strip_prefix("claude-opus-4-").is_some_and(|rest| {
+        let first = rest.split('-').next().unwrap_or("");
+        // claude-opus-4-20250514, -4-0 and -4-1 (32k output), -4-5 and -4-6 (64k).
+        first.len() == 8 || matches!(first, "0" | "1" | "5" | "6")
+    });
+    let output_limit: u32 = if ["claude-opus-4-2", "claude-opus-4-0", "claude-opus-4-1"]
         .iter()
-        .rev()
-        .find(|m| matches!(m, Message::Assistant { .. }))
+        .any(|p| name.starts_with(p))
     {
-        Some(Message::Assistant { tool_calls, .. }) if !tool_calls.is_empty() => {
-            reasoning.of(tool_calls).is_some()
-        }
+        32_000
+    } else {
+        64_000
+    };
+    let thinks = opus_4
+        || ["claude-3-7-sonnet", "claude-sonnet-4", "claude-haiku-4"]
+            .iter()
+            .any(|p| name.starts_with(p));
+    if !thinks {
+        return None;
+    }
+    let budget = budget
+        .max(1024)
+        .min(output_limit.saturating_sub(max_tokens));
+    (budget >= 1024).then_some(budget)
+}
+
+/// Whether a request may ask for thinking. The API wants the current turn (everything since
+/// the user's last message) to start with the thinking blocks of its first tool-calling
+/// answer; without them (unknown to this client: a session continued after a restart, or a
+/// turn that began without thinking) the rest of the turn goes without thinking.
+fn can_think(conversation: &[Message], reasoning: &ReasoningCache) -> bool {
+    let turn_start = conversation
+        .iter()
+        .rposition(|m| matches!(m, Message::User { .. }))
+        .map_or(0, |i| i + 1);
+    match conversation[turn_start..]
+        .iter()
+        .find(|m| matches!(m, Message::Assistant { tool_calls, .. } if !tool_calls.is_empty()))
+    {
+        Some(Message::Assistant { tool_calls, .. }) => reasoning.of(tool_calls).is_some(),
         _ => true,
     }
 }
@@ -904,6 +937,53 @@ mod tests {
             body["thinking"]["budget_tokens"],
             json!(1024),
             "the API's minimum"
+        );
+    }
+
+    #[test]
+    fn thinking_is_asked_only_of_models_that_take_it_within_their_output_limit() {
+        assert_eq!(
+            thinking_budget_for("claude-sonnet-4-5", 8192, 4096),
+            Some(4096)
+        );
+        assert_eq!(
+            thinking_budget_for("claude-3-7-sonnet-latest", 8192, 500),
+            Some(1024)
+        );
+        assert_eq!(
+            thinking_budget_for("claude-haiku-4-5", 8192, 2048),
+            Some(2048)
+        );
+        // Output limits: 32k for Opus 4 and 4.1, 64k for the others.
+        assert_eq!(
+            thinking_budget_for("claude-opus-4-1-20250805", 8192, 30_000),
+            Some(23_808)
+        );
+        assert_eq!(
+            thinking_budget_for("claude-opus-4-20250514", 8192, 30_000),
+            Some(23_808)
+        );
+        assert_eq!(
+            thinking_budget_for("claude-opus-4-5", 8192, 100_000),
+            Some(55_808)
+        );
+        assert_eq!(
+            thinking_budget_for("anthropic/claude-sonnet-4-5", 8192, 2048),
+            Some(2048)
+        );
+        // Models without extended thinking, or unknown to this client, get none.
+        for model in [
+            "claude-3-5-sonnet-latest",
+            "claude-3-haiku-20240307",
+            "claude-opus-4-7",
+            "my-proxy-model",
+        ] {
+            assert_eq!(thinking_budget_for(model, 8192, 4096), None, "{model}");
+        }
+        assert_eq!(
+            thinking_budget_for("claude-opus-4-1", 31_500, 4096),
+            None,
+            "no room"
         );
     }
 

@@ -401,7 +401,10 @@ fn request_body(request: &LlmRequest, signatures: &HashMap<String, String>) -> V
         ),
     );
     let max_tokens = request.max_tokens.max(1);
-    let generation = match request.thinking_budget.filter(|_| thinks(&request.model)) {
+    let generation = match request
+        .thinking_budget
+        .and_then(|budget| thinking_budget_for(&request.model, budget))
+    {
         // Thinking counts toward `maxOutputTokens`; thought summaries stream as thinking.
         Some(budget) => json!({
             "maxOutputTokens": max_tokens.saturating_add(budget),
@@ -413,11 +416,20 @@ fn request_body(request: &LlmRequest, signatures: &HashMap<String, String>) -> V
     Value::Object(body)
 }
 
-/// Whether `model` takes a thinking configuration (Gemini 2.5 and later; 1.x and 2.0 refuse
-/// one).
-fn thinks(model: &str) -> bool {
+/// The thinking budget to ask `model` for: Gemini 2.5 and 3 text models take one (others,
+/// e.g. 2.0, Gemma, image and speech models, refuse it), at most 32768 tokens on Pro and 24576
+/// on Flash and Flash-Lite.
+fn thinking_budget_for(model: &str, budget: u32) -> Option<u32> {
     let name = model.trim_start_matches("models/");
-    !(name.starts_with("gemini-1") || name.starts_with("gemini-2.0"))
+    let family = name.starts_with("gemini-2.5") || name.starts_with("gemini-3");
+    let text_only = !["image", "tts", "audio", "live", "embedding"]
+        .iter()
+        .any(|kind| name.contains(kind));
+    if !(family && text_only) {
+        return None;
+    }
+    let limit = if name.contains("pro") { 32_768 } else { 24_576 };
+    Some(budget.min(limit))
 }
 
 fn declarations(tools: &[ToolSpec]) -> Vec<Value> {
@@ -776,7 +788,18 @@ mod tests {
             json!({"maxOutputTokens": 3048,
                    "thinkingConfig": {"thinkingBudget": 2048, "includeThoughts": true}})
         );
-        for model in ["gemini-2.0-flash", "models/gemini-1.5-pro"] {
+        let body = request_body(&request("gemini-2.5-flash", Some(100_000)), &none);
+        assert_eq!(
+            body["generationConfig"]["thinkingConfig"]["thinkingBudget"],
+            json!(24_576)
+        );
+        for model in [
+            "gemini-2.0-flash",
+            "models/gemini-1.5-pro",
+            "gemma-3-27b-it",
+            "gemini-2.5-flash-image",
+            "gemini-2.5-flash-preview-tts",
+        ] {
             let body = request_body(&request(model, Some(2048)), &none);
             assert_eq!(
                 body["generationConfig"],

@@ -251,6 +251,8 @@ pub enum NetworkCheck {
 pub async fn check_network(docker: &Docker, config: &SandboxConfig) -> NetworkCheck {
     let (name, owned) = match &config.network {
         Some(name) if name == "host" => return NetworkCheck::HostNetwork,
+        // Another container's network stack: it exists only while that container runs.
+        Some(name) if name.starts_with("container:") => return NetworkCheck::Ready(name.clone()),
         Some(name) => (name.as_str(), false),
         None => (config.owned_network.as_str(), true),
     };
