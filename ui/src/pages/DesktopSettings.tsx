@@ -81,7 +81,11 @@ export function DesktopSettings({
       (v) => {
         setView(v);
         setKeys((k) => ({ ...k, [provider]: '' }));
-        setNotice(key ? `Key saved in ${store}; new sessions use it.` : 'Key removed.');
+        setNotice(
+          key
+            ? `Key saved in ${store}; new sessions use it.`
+            : `Key removed from ${store}. Lucid stops using it after a restart (until then, sessions keep the key it started with).`,
+        );
         onChange?.();
       },
       (e: unknown) => {
