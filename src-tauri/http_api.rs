@@ -25,6 +25,9 @@ pub struct HttpApiInfo {
 pub struct RunningApi {
     pub info: HttpApiInfo,
     pub addr: SocketAddr,
+    /// The host and port it was asked for (`localhost`, port 0, …), to tell whether new
+    /// settings ask for something else.
+    pub requested: (String, u16),
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -63,6 +66,7 @@ impl RunningApi {
                 token,
             },
             addr,
+            requested: (host.to_string(), port),
             shutdown: Some(tx),
             task,
         })

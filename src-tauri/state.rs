@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use lucid_engine::auth::session_keeper::{KeeperError, SessionKeeper};
+use lucid_engine::config::KeyStore;
 use lucid_engine::{Config, Engine, ErrorKind, User};
 
 use crate::error::{CommandError, CommandResult};
@@ -170,20 +171,20 @@ enum Identity {
 }
 
 /// The engine configuration of the app: settings first, then the environment; provider keys
-/// from the environment or the credential store; the token encryption key and the local JWT
-/// secret from the environment or the credential store (generated there on first run).
+/// looked up in the credential store at each use, else from the environment (a key stored or
+/// removed in Settings applies to the next session); the token encryption key and the local
+/// JWT secret from the environment or the credential store (generated there on first run).
 pub fn engine_config(
     settings: &Settings,
     secrets: &Secrets,
     paths: &ShellPaths,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Config, String> {
-    let mut stored: HashMap<&str, String> = HashMap::new();
+    // The store must answer now: a broken one would otherwise only show as missing keys.
     for (_, var) in PROVIDER_KEYS {
-        if let Some(value) = secrets.get(var).map_err(|e| e.to_string())? {
-            stored.insert(var, value);
-        }
+        secrets.get(var).map_err(|e| e.to_string())?;
     }
+    let mut stored: HashMap<&str, String> = HashMap::new();
     for var in [ENCRYPTION_KEY, JWT_SECRET] {
         if env(var).is_none() {
             stored.insert(
@@ -201,6 +202,19 @@ pub fn engine_config(
             .engine_var(name)
             .or_else(|| env(name))
             .or_else(|| stored.get(name).cloned())
+    })
+    .map(|mut config| {
+        let secrets = secrets.clone();
+        config.key_store = Some(KeyStore::new(move |var| {
+            if !PROVIDER_KEYS.iter().any(|(_, known)| *known == var) {
+                return None;
+            }
+            secrets.get(var).unwrap_or_else(|e| {
+                tracing::warn!(key = var, error = %e, "provider key not readable");
+                None
+            })
+        }));
+        config
     })
     .map_err(|e| e.to_string())
 }

@@ -715,6 +715,40 @@ fn settings_keys_and_the_http_api_toggle() {
     assert_eq!(listed.as_u16(), 200);
     assert_eq!(unauthorised.as_u16(), 401);
 
+    // Saving the same address again (here a name and port 0) keeps the running API as it is.
+    settings.http_api.host = "localhost".into();
+    let view = app
+        .invoke("save_settings", json!({"settings": settings}))
+        .unwrap();
+    let url = view["httpApi"]["url"].as_str().unwrap().to_string();
+    let view = app
+        .invoke("save_settings", json!({"settings": settings}))
+        .unwrap();
+    assert_eq!(
+        view["httpApi"]["url"],
+        url.as_str(),
+        "restarted for nothing"
+    );
+
+    // A port that is taken: saved, said, and the page sees that no API runs.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    settings.http_api.host = "127.0.0.1".into();
+    settings.http_api.port = taken.local_addr().unwrap().port();
+    let err = app
+        .invoke("save_settings", json!({"settings": settings}))
+        .unwrap_err();
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Saved, but the HTTP API could not start"),
+        "{err}"
+    );
+    let view = app.invoke("get_settings", json!({})).unwrap();
+    assert!(view["httpApi"].is_null(), "{view}");
+    assert_eq!(view["settings"]["httpApi"]["port"], settings.http_api.port);
+    drop(taken);
+
     settings.http_api.enabled = false;
     let view = app
         .invoke("save_settings", json!({"settings": settings}))
@@ -726,6 +760,90 @@ fn settings_keys_and_the_http_api_toggle() {
         refused.is_err(),
         "the API still answers after being switched off"
     );
+}
+
+#[test]
+fn a_provider_key_set_or_removed_in_settings_applies_to_the_next_session_without_a_restart() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    const SECOND_KEY: &str = "sk-ant-second-desktop-key";
+    let (llm, gh) = tauri::async_runtime::block_on(async {
+        let finish = || Step::tool_call("finish", json!({"message": "done"}));
+        (
+            ScriptedLlm::start(Format::Anthropic, vec![finish(), finish()]).await,
+            FakeGithub::start(GH_TOKEN, 1).await,
+        )
+    });
+    let app = start_app(&llm, &gh);
+    let key_of = |task: &str| {
+        llm.recorded()
+            .into_iter()
+            .find(|r| r.body.to_string().contains(task))
+            .and_then(|r| r.header("x-api-key").map(str::to_string))
+    };
+    let run = |task: &str| {
+        let started = app
+            .invoke("start_session", json!({"req": {"task": task}}))
+            .unwrap();
+        let session_id = started["sessionId"].as_str().unwrap().to_string();
+        assert_eq!(
+            wait_for_status(&app, &session_id, &["completed", "failed"]),
+            "completed"
+        );
+    };
+
+    run("first task with the stored key");
+    assert_eq!(
+        key_of("first task with the stored key").as_deref(),
+        Some(common::LLM_KEY)
+    );
+
+    // Replaced: the next session uses the new key, no restart.
+    app.invoke(
+        "set_provider_key",
+        json!({"req": {"provider": "anthropic", "key": SECOND_KEY}}),
+    )
+    .unwrap();
+    run("second task with the replaced key");
+    assert_eq!(
+        key_of("second task with the replaced key").as_deref(),
+        Some(SECOND_KEY)
+    );
+
+    // Removed: no session starts with it any more, and the status says so.
+    app.invoke(
+        "set_provider_key",
+        json!({"req": {"provider": "anthropic", "key": ""}}),
+    )
+    .unwrap();
+    let asked = llm.request_count();
+    let err = app
+        .invoke(
+            "start_session",
+            json!({"req": {"task": "third task without a key"}}),
+        )
+        .unwrap_err();
+    assert_eq!(err["status"], 400, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("ANTHROPIC_API_KEY"),
+        "{err}"
+    );
+    assert_eq!(
+        llm.request_count(),
+        asked,
+        "the model was asked without a key"
+    );
+    let status = app.invoke("engine_status", json!({})).unwrap();
+    let anthropic = status["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "anthropic")
+        .cloned()
+        .unwrap();
+    assert_eq!(anthropic["configured"], false, "{status}");
 }
 
 /// Starts a session whose answer streams slowly, and waits until it is running.

@@ -130,8 +130,8 @@ pub async fn forward_events(attachment: Attachment, send: impl Fn(Value) -> bool
     drop(guard);
 }
 
-/// Fills what the request leaves open from the app's settings: the provider and model, and
-/// the provider's key from the credential store (keys set in Settings apply at once).
+/// Fills what the request leaves open from the app's settings: the provider and model (the
+/// provider's key comes from the engine's key store, i.e. the credential store, at each use).
 fn with_app_defaults(shell: &Shell, mut req: StartSession) -> CommandResult<StartSession> {
     let settings = shell.settings();
     let requested = req.model_provider.clone().filter(|p| !p.trim().is_empty());
@@ -140,16 +140,9 @@ fn with_app_defaults(shell: &Shell, mut req: StartSession) -> CommandResult<Star
         .or_else(|| settings.default_provider.clone())
         .unwrap_or_else(|| shell.engine.config().default_provider.clone());
     if requested.is_none() {
-        req.model_provider = Some(provider.clone());
+        req.model_provider = Some(provider);
         if req.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
             req.model = settings.default_model.clone();
-        }
-    }
-    if req.api_key.as_deref().is_none_or(|k| k.trim().is_empty()) {
-        if let Ok(spec) = lucid_engine::llm::provider::provider_spec(&provider) {
-            req.api_key = shell.secrets.get(spec.key_env).map_err(|e| {
-                crate::error::CommandError::new(lucid_engine::ErrorKind::Unavailable, e.to_string())
-            })?;
         }
     }
     Ok(req)

@@ -49,7 +49,12 @@ pub async fn save_settings(
         .save(&shell.paths.settings_file)
         .map_err(|e| CommandError::new(ErrorKind::Internal, e.to_string()))?;
     *shell.settings.lock().expect("settings poisoned") = settings.clone();
-    apply_http_api(&shell, &settings).await?;
+    apply_http_api(&shell, &settings)
+        .await
+        .map_err(|e| CommandError {
+            message: format!("Saved, but the HTTP API could not start: {}", e.message),
+            ..e
+        })?;
     view(&shell).await
 }
 
@@ -89,9 +94,9 @@ pub async fn set_provider_key(
 pub async fn apply_http_api(shell: &Shell, settings: &Settings) -> CommandResult<()> {
     let mut running = shell.http_api.lock().await;
     let wanted = &settings.http_api;
-    let matches = running.as_ref().is_some_and(|api| {
-        api.addr.port() == wanted.port && api.addr.ip().to_string() == wanted.host
-    });
+    let matches = running
+        .as_ref()
+        .is_some_and(|api| api.requested.0 == wanted.host && api.requested.1 == wanted.port);
     if wanted.enabled && matches {
         return Ok(());
     }

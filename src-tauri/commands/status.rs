@@ -14,14 +14,9 @@ pub async fn service_info(shell: State<'_, Shell>) -> CommandResult<ServiceInfo>
 }
 
 /// The engine's state and what is wrong with the setup, with fixes (`GET /api/v1/status`).
-/// A provider whose key is in the app's credential store counts as configured: sessions get
-/// that key at once.
+/// A provider whose key is in the app's credential store counts as configured.
 #[tauri::command]
 #[specta::specta]
 pub async fn engine_status(shell: State<'_, Shell>) -> CommandResult<EngineStatus> {
-    let key_for = |provider: &str| {
-        let spec = lucid_engine::llm::provider::provider_spec(provider).ok()?;
-        shell.secrets.get(spec.key_env).ok().flatten()
-    };
-    Ok(shell.engine.status_with_keys(&key_for).await)
+    Ok(shell.engine.status().await)
 }

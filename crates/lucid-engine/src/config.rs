@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -103,6 +104,10 @@ pub struct Config {
     pub anthropic_api_key: Option<String>,
     pub google_api_key: Option<String>,
     pub llm_api_key: Option<String>,
+    /// Provider keys kept outside the configuration (the desktop app's credential store),
+    /// looked up at each use before the `*_API_KEY` fields (a key set in the app wins over
+    /// the environment): a key stored or removed there applies to the next session at once.
+    pub key_store: Option<KeyStore>,
     pub anthropic_base_url: String,
     pub google_base_url: String,
     pub llm_base_url: Option<String>,
@@ -168,7 +173,47 @@ const SUPABASE_VARS: [&str; 4] = [
     "SUPABASE_SERVICE_KEY",
 ];
 
+/// Where provider keys are looked up by variable name (`ANTHROPIC_API_KEY`, …) at each use:
+/// see [`Config::key_store`].
+#[derive(Clone)]
+pub struct KeyStore(Arc<KeyLookup>);
+
+/// Looks a provider key up by its variable name.
+type KeyLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+impl KeyStore {
+    pub fn new(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        KeyStore(Arc::new(lookup))
+    }
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyStore")
+    }
+}
+
 impl Config {
+    /// The provider key named `var` (`ANTHROPIC_API_KEY`, `GOOGLE_API_KEY`, `LLM_API_KEY`):
+    /// the key store's current one, else the configured one; blank counts as none.
+    pub fn provider_key(&self, var: &str) -> Option<String> {
+        let configured = match var {
+            "ANTHROPIC_API_KEY" => self.anthropic_api_key.as_deref(),
+            "GOOGLE_API_KEY" => self.google_api_key.as_deref(),
+            "LLM_API_KEY" => self.llm_api_key.as_deref(),
+            _ => None,
+        };
+        let non_blank = |k: &str| {
+            let k = k.trim();
+            (!k.is_empty()).then(|| k.to_string())
+        };
+        let stored = self.key_store.as_ref().and_then(|store| (store.0)(var));
+        stored
+            .as_deref()
+            .and_then(non_blank)
+            .or_else(|| configured.and_then(non_blank))
+    }
+
     /// Loads `.env` (if present, never overriding the environment) and reads the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         let _ = dotenvy::dotenv();
@@ -300,6 +345,7 @@ impl Config {
             anthropic_api_key: get("ANTHROPIC_API_KEY"),
             google_api_key: get("GOOGLE_API_KEY"),
             llm_api_key: get("LLM_API_KEY"),
+            key_store: None,
             anthropic_base_url,
             google_base_url,
             llm_base_url,

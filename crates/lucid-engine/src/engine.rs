@@ -484,15 +484,6 @@ impl Engine {
     /// The engine's state and what is wrong with the setup, with fixes (the same findings as
     /// `lucid doctor` for a running engine).
     pub async fn status(&self) -> EngineStatus {
-        self.status_with_keys(&|_| None).await
-    }
-
-    /// [`Engine::status`] for an app that holds provider keys itself (the desktop app's
-    /// credential store) and passes them with each session: `key_for(provider)`.
-    pub async fn status_with_keys(
-        &self,
-        key_for: &(dyn Fn(&str) -> Option<String> + Sync),
-    ) -> EngineStatus {
         let mut problems = Vec::new();
         let mut problem = |what: String, fix: &str| {
             problems.push(StatusProblem {
@@ -543,12 +534,8 @@ impl Engine {
         }
         let providers: Vec<ProviderStatus> = ["anthropic", "google", "openai"]
             .into_iter()
-            .map(|name| {
-                match crate::llm::provider::configured_model_with_key(
-                    &self.config,
-                    name,
-                    key_for(name).as_deref(),
-                ) {
+            .map(
+                |name| match crate::llm::provider::configured_model(&self.config, name) {
                     Ok(model) => ProviderStatus {
                         name: name.into(),
                         configured: true,
@@ -561,8 +548,8 @@ impl Engine {
                         model: None,
                         problem: Some(e.to_string()),
                     },
-                }
-            })
+                },
+            )
             .collect();
         if !providers.iter().any(|p| p.configured) {
             problem(

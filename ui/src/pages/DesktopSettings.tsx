@@ -84,7 +84,7 @@ export function DesktopSettings({
         setNotice(
           key
             ? `Key saved in ${store}; new sessions use it.`
-            : `Key removed from ${store}. Lucid stops using it after a restart (until then, sessions keep the key it started with).`,
+            : `Key removed from ${store}; new sessions no longer use it.`,
         );
         onChange?.();
       },
@@ -116,6 +116,9 @@ export function DesktopSettings({
       (err: unknown) => {
         setNotice(null);
         setError(errorText(err));
+        // Saved with the HTTP API failing to start, perhaps: show what runs now, keeping what
+        // the user typed in the form.
+        api.getSettings().then(setView, () => undefined);
       },
     );
   };

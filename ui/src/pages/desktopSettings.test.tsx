@@ -68,6 +68,7 @@ describe('desktop settings', () => {
     fireEvent.click(screen.getByRole('button', { name: 'Remove Anthropic key' }));
     await waitFor(() => expect(screen.getByTestId('key-state-anthropic').textContent).toBe('(not set)'));
     expect(s.keys.has('anthropic')).toBe(false);
+    expect(screen.getByText(/new sessions no longer use it/)).toBeTruthy();
   });
 
   it('shows why a key was refused', async () => {
@@ -102,6 +103,30 @@ describe('desktop settings', () => {
     fireEvent.click(screen.getByRole('button', { name: 'Copy token' }));
     expect(writeText).toHaveBeenCalledWith('api-token-1234');
     expect(await screen.findByText('Token copied.')).toBeTruthy();
+  });
+
+  it('when the HTTP API cannot start, says so, shows that it is not running and keeps the form', async () => {
+    const s = shell();
+    const running: SettingsView_Serialize = {
+      ...(await s.api.getSettings()),
+      httpApi: { url: 'http://127.0.0.1:8000/', token: 'api-token-1234' },
+    };
+    let current = running;
+    const api: SettingsCommands = {
+      ...s.api,
+      getSettings: () => Promise.resolve(current),
+      saveSettings: () => {
+        current = { ...running, httpApi: null };
+        return Promise.reject({ status: 503, message: 'Saved, but the HTTP API could not start: address in use' });
+      },
+    };
+    render(<DesktopSettings api={api} />);
+    expect((await screen.findByTestId('http-api')).textContent).toContain('http://127.0.0.1:8000/');
+    fireEvent.change(screen.getByLabelText('Port'), { target: { value: '8081' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Save settings' }));
+    expect((await screen.findByRole('alert')).textContent).toContain('could not start');
+    await waitFor(() => expect(screen.queryByTestId('http-api')).toBeNull());
+    expect((screen.getByLabelText('Port') as HTMLInputElement).value).toBe('8081');
   });
 
   it('refuses a port that is not one and tells the page when something changed', async () => {

@@ -124,12 +124,14 @@ pub fn resolve_provider_with_policy(
     let requested = non_empty(provider).unwrap_or(&config.default_provider);
     let spec = provider_spec(requested)?;
     let model = resolve_model(config, spec, non_empty(model));
-    let key = non_empty(api_key).or_else(|| match spec.name {
-        "anthropic" => non_empty(config.anthropic_api_key.as_deref()),
-        "google" => non_empty(config.google_api_key.as_deref()),
-        _ => None,
-    });
-    let key = key.or_else(|| non_empty(config.llm_api_key.as_deref()));
+    let key = non_empty(api_key)
+        .map(str::to_string)
+        .or_else(|| match spec.name {
+            "anthropic" | "google" => config.provider_key(spec.key_env),
+            _ => None,
+        })
+        .or_else(|| config.provider_key("LLM_API_KEY"));
+    let key = key.as_deref();
     let missing = || LlmError::MissingKey {
         provider: spec.name,
         env: spec.key_env,
@@ -176,27 +178,11 @@ fn prefixed_provider(model: &str) -> Option<&'static ProviderSpec> {
     })
 }
 
-/// Whether `provider` is usable from the configuration alone (no per-request key): the model
-/// it would use, or why not (`lucid doctor`). Same rules as [`resolve_provider`].
+/// Whether `provider` is usable from the configuration (its keys and key store) alone, with
+/// no per-request key: the model it would use, or why not (`lucid doctor`, the engine's
+/// status). Same rules as [`resolve_provider`].
 pub fn configured_model(config: &Config, provider: &str) -> Result<String, LlmError> {
-    configured_model_with_key(config, provider, None)
-}
-
-/// [`configured_model`] when the caller holds the provider's key itself (the desktop app's
-/// credential store), as a session started with that key would get.
-pub fn configured_model_with_key(
-    config: &Config,
-    provider: &str,
-    api_key: Option<&str>,
-) -> Result<String, LlmError> {
-    resolve_provider(
-        config,
-        Some(provider),
-        None,
-        api_key,
-        reqwest::Client::new(),
-    )
-    .map(|m| m.model)
+    resolve_provider(config, Some(provider), None, None, reqwest::Client::new()).map(|m| m.model)
 }
 
 /// The model a request naming no provider and no model would use (`GET /` reports it);
@@ -288,6 +274,68 @@ mod tests {
         );
         let r = resolve(&c, Some(""), None, None).unwrap();
         assert_eq!(r.provider, "google");
+    }
+
+    #[test]
+    fn the_key_store_is_read_at_each_use_and_wins_over_the_environment() {
+        use std::sync::{Arc, Mutex};
+        let stored: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let mut c = config(&[("GOOGLE_API_KEY", "from-env")]);
+        let store = stored.clone();
+        c.key_store = Some(crate::config::KeyStore::new(move |var| {
+            store.lock().unwrap().get(var).cloned()
+        }));
+        // Nothing stored: the environment's key, and none for Anthropic.
+        assert_eq!(
+            c.provider_key("GOOGLE_API_KEY").as_deref(),
+            Some("from-env")
+        );
+        assert!(matches!(
+            resolve(&c, Some("anthropic"), None, None),
+            Err(LlmError::MissingKey {
+                env: "ANTHROPIC_API_KEY",
+                ..
+            })
+        ));
+        // Stored later: used at once, before the environment's.
+        stored
+            .lock()
+            .unwrap()
+            .insert("ANTHROPIC_API_KEY".into(), " sk-stored ".into());
+        stored
+            .lock()
+            .unwrap()
+            .insert("GOOGLE_API_KEY".into(), "from-store".into());
+        assert!(resolve(&c, Some("anthropic"), None, None).is_ok());
+        assert_eq!(
+            c.provider_key("ANTHROPIC_API_KEY").as_deref(),
+            Some("sk-stored")
+        );
+        assert_eq!(
+            c.provider_key("GOOGLE_API_KEY").as_deref(),
+            Some("from-store")
+        );
+        assert_eq!(
+            configured_model(&c, "anthropic").unwrap(),
+            "claude-sonnet-4-5"
+        );
+        // Removed (or blank): no longer used; the environment's key is again.
+        stored.lock().unwrap().remove("ANTHROPIC_API_KEY");
+        stored
+            .lock()
+            .unwrap()
+            .insert("GOOGLE_API_KEY".into(), "  ".into());
+        assert!(configured_model(&c, "anthropic").is_err());
+        assert_eq!(
+            c.provider_key("GOOGLE_API_KEY").as_deref(),
+            Some("from-env")
+        );
+        // A stored generic key is the fallback, as LLM_API_KEY is.
+        stored
+            .lock()
+            .unwrap()
+            .insert("LLM_API_KEY".into(), "generic".into());
+        assert!(resolve(&c, Some("anthropic"), None, None).is_ok());
     }
 
     #[test]
