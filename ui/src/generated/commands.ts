@@ -11,8 +11,7 @@ export const commands = {
 	serviceInfo: () => __TAURI_INVOKE<ServiceInfo>("service_info"),
 	/**
 	 *  The engine's state and what is wrong with the setup, with fixes (`GET /api/v1/status`).
-	 *  A provider whose key is in the app's credential store counts as configured: sessions get
-	 *  that key at once.
+	 *  A provider whose key is in the app's credential store counts as configured.
 	 */
 	engineStatus: () => __TAURI_INVOKE<EngineStatus_Serialize>("engine_status"),
 	startSession: (req: StartSession_Deserialize) => __TAURI_INVOKE<StartedSession>("start_session", { req }),
