@@ -116,6 +116,23 @@ fn wait_for_status(app: &App, session_id: &str, done: &[&str]) -> String {
     }
 }
 
+/// Checks an error in the UI's shape: its HTTP status and words of its message.
+fn assert_refused(err: &Value, status: u16, says: &str) {
+    assert_eq!(err["status"], status, "{err}");
+    assert!(err["message"].as_str().unwrap().contains(says), "{err}");
+}
+
+/// One provider's entry in the engine status.
+fn provider_status(status: &Value, name: &str) -> Value {
+    status["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+}
+
 #[test]
 fn every_command_group_works_through_ipc_with_errors_in_the_uis_shape() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -260,11 +277,7 @@ fn every_command_group_works_through_ipc_with_errors_in_the_uis_shape() {
     let err = app
         .invoke("get_chat", json!({"chatId": "no-such-chat"}))
         .unwrap_err();
-    assert_eq!(err["status"], 404, "{err}");
-    assert!(
-        err["message"].as_str().unwrap().contains("not found"),
-        "{err}"
-    );
+    assert_refused(&err, 404, "not found");
 
     // Integrations.
     let saved = app
@@ -609,15 +622,7 @@ fn settings_keys_and_the_http_api_toggle() {
 
     // Keys: set and removed in the credential store; never shown back. The engine status
     // counts a provider configured as soon as its key is stored (sessions get it at once).
-    let google = |status: &Value| {
-        status["providers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "google")
-            .cloned()
-            .unwrap()
-    };
+    let google = |status: &Value| provider_status(status, "google");
     let status = app.invoke("engine_status", json!({})).unwrap();
     assert_eq!(google(&status)["configured"], false, "{status}");
     let view = app
@@ -665,14 +670,7 @@ fn settings_keys_and_the_http_api_toggle() {
     let err = app
         .invoke("save_settings", json!({"settings": bad}))
         .unwrap_err();
-    assert_eq!(err["status"], 400, "{err}");
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("SANDBOX_CPU_LIMIT"),
-        "{err}"
-    );
+    assert_refused(&err, 400, "SANDBOX_CPU_LIMIT");
     assert_eq!(
         std::fs::read_to_string(&app.shell().paths.settings_file).ok(),
         before
@@ -822,28 +820,18 @@ fn a_provider_key_set_or_removed_in_settings_applies_to_the_next_session_without
             json!({"req": {"task": "third task without a key"}}),
         )
         .unwrap_err();
-    assert_eq!(err["status"], 400, "{err}");
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("ANTHROPIC_API_KEY"),
-        "{err}"
-    );
+    assert_refused(&err, 400, "ANTHROPIC_API_KEY");
     assert_eq!(
         llm.request_count(),
         asked,
         "the model was asked without a key"
     );
     let status = app.invoke("engine_status", json!({})).unwrap();
-    let anthropic = status["providers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "anthropic")
-        .cloned()
-        .unwrap();
-    assert_eq!(anthropic["configured"], false, "{status}");
+    assert_eq!(
+        provider_status(&status, "anthropic")["configured"],
+        false,
+        "{status}"
+    );
 }
 
 /// Starts a session whose answer streams slowly, and waits until it is running.
